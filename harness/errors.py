@@ -1,0 +1,38 @@
+"""The project's typed errors: everything raised on purpose derives from IpsecInteropError."""
+from __future__ import annotations
+
+
+class IpsecInteropError(Exception):
+    """Root of every error the project raises on purpose."""
+
+
+class ParseError(IpsecInteropError, ValueError):
+    """Malformed input: names the structure, the field, its byte offset and what was wrong."""
+
+    def __init__(self, what: str, field: str, offset: int, reason: str) -> None:
+        self.what, self.field, self.offset, self.reason = what, field, offset, reason
+        super().__init__(f"{what}: {field} at offset {offset}: {reason}")
+
+
+class UnknownTransform(IpsecInteropError, LookupError):
+    """A transform name or IANA number that the registry does not know."""
+
+
+class KeyMaterialError(IpsecInteropError, ValueError):
+    """Keying material of the wrong length or form for its transform."""
+
+
+class IntegrityError(IpsecInteropError):
+    """An ICV or AEAD tag did not verify."""
+
+
+class KeyExchangeError(IpsecInteropError, ValueError):
+    """A key-exchange public value that is malformed or not in the group."""
+
+
+class ConfigError(IpsecInteropError, ValueError):
+    """A configuration, profile or keys file that is invalid; names the file and the key."""
+
+
+class LabError(IpsecInteropError):
+    """The lab (namespaces, runtimes, peers) could not be set up, controlled or torn down."""
