@@ -1,2 +1,2 @@
-"""Root of the pytest plugin: everything lives in harness.plugin."""
-pytest_plugins = ["harness.plugin"]
+"""Root of the pytest plugin: the lab and markers (harness.plugin), results for the matrix (collector)."""
+pytest_plugins = ["harness.plugin", "harness.report.collector"]

@@ -1,0 +1,63 @@
+"""`ipsec-interop run`: the interop suites against the reference peers, ending in the matrix report."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.report import matrix
+
+DEFAULT_SUITES = ("suites",)
+DEFAULT_MARKER = "lab"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--peer", action="append", default=[], help="peer to test (repeatable; default: every built peer)")
+    p.add_argument("--runtime", default=None, help="auto, docker, uml or external (default: auto)")
+    p.add_argument("--profile", default=None, help="external device profile (with --runtime external)")
+    p.add_argument("-n", "--workers", default="0", help="pytest-xdist workers (0: in process)")
+    p.add_argument("-m", "--marker", default=DEFAULT_MARKER, help=f"pytest marker expression (default: {DEFAULT_MARKER})")
+    p.add_argument("--out", default="reports", help="report directory (default: reports)")
+    p.add_argument("suites", nargs="*", default=list(DEFAULT_SUITES), help="suite paths (default: suites)")
+
+
+def pytest_argv(args: argparse.Namespace, out: Path) -> list[str]:
+    """The pytest command line for these options."""
+    argv = [sys.executable, "-m", "pytest", *args.suites, "-m", args.marker, "-p", "no:cacheprovider",
+            f"--results-json={out / 'results.json'}", f"--junitxml={out / 'junit-interop.xml'}",
+            f"--alluredir={out / 'allure-results'}", "--clean-alluredir"]
+    for peer in args.peer:
+        argv.append(f"--peer={peer}")
+    if args.runtime:
+        argv.append(f"--runtime={args.runtime}")
+    if args.profile:
+        argv.append(f"--profile={args.profile}")
+    if args.workers not in ("0", ""):
+        argv += ["-n", args.workers, "--dist", "loadgroup"]
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    for s in args.suites:
+        if not Path(s).exists():
+            raise ConfigError(f"suite path {s!r} does not exist")
+    results = out / "results.json"
+    results.unlink(missing_ok=True)
+    shutil.rmtree(out / "details", ignore_errors=True)
+    rc = subprocess.call(pytest_argv(args, out))
+    if not results.exists():
+        raise ConfigError(f"pytest (exit {rc}) wrote no results to {results}: see its output above")
+    m = matrix.build(matrix.load_results(results))
+    page = matrix.write(m, out)
+    print()
+    print(matrix.to_markdown(m))
+    print(f"interop matrix: {page.resolve()}")
+    print(f"allure results: {(out / 'allure-results').resolve()} (open with `allure serve`)")
+    if rc == 5:
+        print("ipsec-interop run: no test was selected: are the peers built (`ipsec-interop setup`)?", file=sys.stderr)
+        return 1
+    return rc

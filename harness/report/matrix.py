@@ -1,0 +1,141 @@
+"""The interop matrix (peer x case) and one detail page per cell, from the collector's results JSON."""
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.report import verdict as v
+
+NO_PEER = "built-in"  # tests that ran against no peer: the stack's own checks
+COLOURS = {v.OK: "#2e7d32", v.FAILED: "#c62828", v.BROKEN: "#ef6c00", v.XPASS: "#ad1457",
+           v.UNIMPLEMENTED: "#6a1b9a", v.XFAIL: "#5d4037", v.SKIPPED: "#757575"}
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Results arranged by area and case (rows) and peer (columns)."""
+
+    peers: list[str]
+    peer_info: dict[str, dict]
+    rows: dict[str, dict[str, dict[str, dict]]]  # area -> case -> peer -> record
+    totals: dict[str, int]
+    by_requirement: dict[str, dict[str, int]]
+
+
+def load_results(path: Path) -> list[dict]:
+    """The collector's records; ConfigError naming the file when it is missing or not results."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no results file (did pytest run with --results-json?)") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not JSON: {e}") from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) and "nodeid" in r and "verdict" in r for r in data):
+        raise ConfigError(f"{path}: expected a list of test records with 'nodeid' and 'verdict'")
+    return data
+
+
+def build(records: list[dict]) -> Matrix:
+    """Arrange records into the matrix, with totals per verdict and per RFC requirement."""
+    rows: dict[str, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    info: dict[str, dict] = {}
+    by_req: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        peer = r.get("peer") or NO_PEER
+        rows[r.get("area", "other")][r.get("case", r["nodeid"])][peer] = r
+        i = info.setdefault(peer, {})
+        for k in ("peer_version", "runtime", "kernel"):
+            if r.get(k):
+                i[k] = r[k]
+        for q in r.get("requirements", []):
+            by_req[f"RFC {q['rfc']} s{q['section']} {q['level']}".strip()][r["verdict"]] += 1
+    peers = sorted(p for p in info if p != NO_PEER) + ([NO_PEER] if NO_PEER in info else [])
+    totals = Counter(r["verdict"] for r in records)
+    return Matrix(peers, info, {a: dict(c) for a, c in sorted(rows.items())}, dict(totals),
+                  {k: dict(c) for k, c in sorted(by_req.items())})
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "__".join(parts))[:180]
+
+
+def _cell(rec: dict | None, link: str) -> str:
+    if rec is None:
+        return "<td class=none>&ndash;</td>"
+    verdict = rec["verdict"]
+    return (f"<td style='background:{COLOURS[verdict]}'><a href='{link}' title='{html.escape(rec.get('message', '')[:300])}'>"
+            f"{verdict}</a></td>")
+
+
+def write(matrix: Matrix, out: Path) -> Path:
+    """Write matrix.html, matrix.json, matrix.md and details/*.html under out; returns matrix.html."""
+    out.mkdir(parents=True, exist_ok=True)
+    details = out / "details"
+    details.mkdir(exist_ok=True)
+    esc = html.escape
+    head = "".join(
+        f"<th>{esc(p)}<br><small>{esc(matrix.peer_info[p].get('peer_version', ''))}<br>"
+        f"{esc(matrix.peer_info[p].get('runtime', ''))} {esc(matrix.peer_info[p].get('kernel', ''))}</small></th>"
+        for p in matrix.peers)
+    body = []
+    for area, cases in matrix.rows.items():
+        body.append(f"<tr><th class=area colspan={len(matrix.peers) + 1}>{esc(area)}</th></tr>")
+        for case, cells in sorted(cases.items()):
+            tds = []
+            for p in matrix.peers:
+                rec = cells.get(p)
+                link = f"details/{_slug(area, case, p)}.html"
+                if rec is not None:
+                    (out / link).write_text(_detail_page(area, case, p, rec, matrix.peer_info.get(p, {})))
+                tds.append(_cell(rec, link))
+            body.append(f"<tr><td class=case>{esc(case)}</td>{''.join(tds)}</tr>")
+    totals = ", ".join(f"{k}: {n}" for k, n in sorted(matrix.totals.items(), key=lambda kv: v.ORDER.index(kv[0])))
+    reqs = "".join(f"<tr><td>{esc(k)}</td><td>{esc(', '.join(f'{a}: {n}' for a, n in c.items()))}</td></tr>"
+                   for k, c in matrix.by_requirement.items())
+    page = f"""<!doctype html><meta charset=utf-8><title>ipsec-interop matrix</title>
+<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
+td a{{color:#fff;text-decoration:none;font-weight:bold}}th.area{{text-align:left;background:#eee}}td.case{{font-family:monospace}}td.none{{color:#999;text-align:center}}</style>
+<h1>Interop matrix</h1><p>{esc(totals)}</p>
+<table><tr><th>case</th>{head}</tr>{''.join(body)}</table>
+<h2>By requirement</h2><table><tr><th>requirement</th><th>verdicts</th></tr>{reqs}</table>
+<p><small>FAILED: the peer violated the checked requirement. BROKEN: the harness or lab failed, not the peer.
+UNIMPLEMENTED: the peer lacks the feature. SKIPPED: not run, with its reason.</small></p>
+"""
+    (out / "matrix.html").write_text(page)
+    (out / "matrix.json").write_text(json.dumps(
+        {"peers": matrix.peers, "peer_info": matrix.peer_info, "totals": matrix.totals,
+         "by_requirement": matrix.by_requirement,
+         "rows": {a: {c: {p: r["verdict"] for p, r in cells.items()} for c, cells in cs.items()}
+                  for a, cs in matrix.rows.items()}}, indent=1))
+    (out / "matrix.md").write_text(to_markdown(matrix))
+    return out / "matrix.html"
+
+
+def _detail_page(area: str, case: str, peer: str, rec: dict, info: dict) -> str:
+    esc = html.escape
+    arts = "".join(f"<li><a href='../{esc(a)}'>{esc(a)}</a></li>" for a in rec.get("artifacts", []))
+    reqs = "".join(f"<li>RFC {esc(str(q['rfc']))} section {esc(q['section'])} {esc(str(q['level']))}</li>"
+                   for q in rec.get("requirements", []))
+    return f"""<!doctype html><meta charset=utf-8><title>{esc(case)} / {esc(peer)}</title>
+<style>body{{font-family:sans-serif;margin:1em}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style>
+<p><a href='../matrix.html'>&larr; matrix</a></p><h1>{esc(case)}</h1>
+<p>area {esc(area)} &middot; peer {esc(peer)} {esc(info.get('peer_version', ''))} &middot; runtime {esc(info.get('runtime', ''))}
+&middot; kernel {esc(info.get('kernel', ''))}</p>
+<h2 style='color:{COLOURS[rec['verdict']]}'>{esc(rec['verdict'])}</h2><p>{rec.get('duration', 0):.3f} s</p>
+<h3>Requirements</h3><ul>{reqs or '<li>none named</li>'}</ul>
+<h3>Message</h3><pre>{esc(rec.get('message') or '')}</pre><h3>Artifacts</h3><ul>{arts or '<li>none</li>'}</ul>
+<p><code>{esc(rec['nodeid'])}</code></p>"""
+
+
+def to_markdown(matrix: Matrix) -> str:
+    """The matrix as a Markdown table (for terminals and CI summaries)."""
+    lines = ["| case | " + " | ".join(matrix.peers) + " |", "|---|" + "---|" * len(matrix.peers)]
+    for area, cases in matrix.rows.items():
+        for case, cells in sorted(cases.items()):
+            lines.append(f"| {area}: {case} | " + " | ".join(cells[p]["verdict"] if p in cells else "-" for p in matrix.peers) + " |")
+    return "\n".join(lines) + "\n"

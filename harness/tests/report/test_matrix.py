@@ -1,0 +1,93 @@
+"""The collector folds pytest results into verdicts; the matrix arranges them by case and peer."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.report import matrix
+from harness.report import verdict as v
+
+pytest_plugins = ["pytester"]
+
+SUITE = """
+import pytest
+
+@pytest.fixture(params=["strongswan-5.9", "libreswan-4.10"])
+def peer(request, record_property):
+    record_property("peer_version", "v-" + request.param)
+    record_property("runtime", "uml")
+    record_property("artifact", "captures/x.pcap")
+    return request.param
+
+@pytest.mark.rfc(4303, "3.4.3", "MUST")
+@pytest.mark.parametrize("window", [32, 64])
+def test_replay(peer, window):
+    assert not (peer.startswith("libreswan") and window == 64), "replayed packet accepted"
+
+def test_lab_fault(peer):
+    if peer.startswith("strongswan"):
+        raise OSError("veth vanished")
+
+def test_unimplemented(peer):
+    pytest.skip("unimplemented: no AH-GMAC" if peer.startswith("libreswan") else "no image")
+
+def test_stack_only():
+    pass
+"""
+
+
+def run_suite(pytester: pytest.Pytester) -> list[dict]:
+    pytester.makeconftest('pytest_plugins = ["harness.report.collector"]\n'
+                          'def pytest_configure(config):\n'
+                          '    config.addinivalue_line("markers", "rfc(number, section, level): requirement")\n')
+    pytester.makepyfile(test_suite=SUITE)
+    out = pytester.path / "results.json"
+    pytester.runpytest("-p", "no:cacheprovider", f"--results-json={out}")
+    return json.loads(out.read_text())
+
+
+def test_collector_grades_every_phase(pytester: pytest.Pytester) -> None:
+    recs = {r["nodeid"].split("::")[1]: r for r in run_suite(pytester)}
+    assert recs["test_replay[strongswan-5.9-32]"]["verdict"] == v.OK
+    assert recs["test_replay[libreswan-4.10-64]"]["verdict"] == v.FAILED
+    assert "replayed packet accepted" in recs["test_replay[libreswan-4.10-64]"]["message"]
+    assert recs["test_lab_fault[strongswan-5.9]"]["verdict"] == v.BROKEN
+    assert recs["test_unimplemented[libreswan-4.10]"]["verdict"] == v.UNIMPLEMENTED
+    assert recs["test_unimplemented[strongswan-5.9]"]["verdict"] == v.SKIPPED
+    r = recs["test_replay[libreswan-4.10-32]"]
+    assert r["case"] == "test_replay[32]" and r["peer"] == "libreswan-4.10" and r["runtime"] == "uml"
+    assert r["requirements"] == [{"rfc": 4303, "section": "3.4.3", "level": "MUST"}]
+    assert r["artifacts"] == ["captures/x.pcap"]
+
+
+def test_matrix_rows_cases_columns_peers(pytester: pytest.Pytester, tmp_path) -> None:
+    m = matrix.build(run_suite(pytester))
+    assert m.peers == ["libreswan-4.10", "strongswan-5.9", matrix.NO_PEER]
+    (cases,) = m.rows.values()
+    assert cases["test_replay[64]"]["libreswan-4.10"]["verdict"] == v.FAILED
+    assert cases["test_replay[64]"]["strongswan-5.9"]["verdict"] == v.OK
+    assert set(cases["test_stack_only"]) == {matrix.NO_PEER}
+    assert m.by_requirement["RFC 4303 s3.4.3 MUST"] == {v.OK: 3, v.FAILED: 1}
+    page = matrix.write(m, tmp_path)
+    text = page.read_text()
+    assert "FAILED" in text and "v-libreswan-4.10" in text
+    details = sorted(p.name for p in (tmp_path / "details").iterdir())
+    assert len(details) == 9
+    assert json.loads((tmp_path / "matrix.json").read_text())["totals"][v.FAILED] == 1
+
+
+def test_worst_verdict_wins() -> None:
+    assert v.worst(v.OK, v.BROKEN) == v.BROKEN
+    assert v.worst(v.FAILED, v.SKIPPED) == v.FAILED
+    assert v.worst(None, v.OK) == v.OK
+
+
+def test_bad_results_file_is_a_config_error(tmp_path) -> None:
+    bad = tmp_path / "r.json"
+    bad.write_text("{}")
+    with pytest.raises(ConfigError, match="r.json"):
+        matrix.load_results(bad)
+    with pytest.raises(ConfigError, match="no results file"):
+        matrix.load_results(tmp_path / "missing.json")
