@@ -40,8 +40,11 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing the Python package into $venv"
   "$py" -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$top"
+  if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q -e "$top"; } >"$venv/pip.log" 2>&1; then
+    cat "$venv/pip.log" >&2
+    log "pip install failed (log above, also in $venv/pip.log)"
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 export PATH=$venv/bin:$PATH
