@@ -1,0 +1,1 @@
+"""IKEv2: message codec, key schedule, authentication, proposals, traffic selectors, state machine."""
