@@ -36,3 +36,33 @@ class ConfigError(IpsecInteropError, ValueError):
 
 class LabError(IpsecInteropError):
     """The lab (namespaces, runtimes, peers) could not be set up, controlled or torn down."""
+
+
+class IkeError(IpsecInteropError):
+    """An IKEv2 failure mapping to the RFC 7296 s3.10.1 error Notify named by `notify` (to send, or as received)."""
+
+    notify = "INVALID_SYNTAX"
+
+    def __init__(self, message: str, notify: str | None = None, data: bytes = b"") -> None:
+        super().__init__(message)
+        if notify is not None:
+            self.notify = notify
+        self.data = data
+
+
+class AuthenticationFailed(IkeError):
+    """The peer's AUTH payload, certificate or identity did not verify (AUTHENTICATION_FAILED)."""
+
+    notify = "AUTHENTICATION_FAILED"
+
+
+class NoProposalChosen(IkeError):
+    """No acceptable proposal, or a chosen proposal the initiator did not offer (NO_PROPOSAL_CHOSEN)."""
+
+    notify = "NO_PROPOSAL_CHOSEN"
+
+
+class TsUnacceptable(IkeError):
+    """The traffic selectors do not intersect the local policy (TS_UNACCEPTABLE)."""
+
+    notify = "TS_UNACCEPTABLE"
