@@ -1,0 +1,76 @@
+"""Configuration of the built-in IKEv2 endpoint, and the tester's switchable misbehaviours (`Bugs`).
+
+`IkeConfig` is one connection as both roles use it: identities, credentials, proposals,
+traffic selectors, mode, and responder policies (cookies, window size, fragmentation).
+`Bugs` follows BoGo's ProtocolBugs: every field off by default; a test turns one on to make
+the built-in stack misbehave in one precise way while the peer under test stays untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.errors import ConfigError
+from harness.ike.auth import Identity
+from harness.ike.certs import Credential
+from harness.ike.proposals import Proposal, Protocol, parse_proposals
+from harness.ike.ts import TrafficSelector
+
+
+@dataclass
+class Bugs:
+    """Misbehaviours of the built-in stack for negative tests (all off by default)."""
+
+    wrong_auth: bool = False  # flip a bit of our AUTH data
+    nonce_length: int | None = None  # send a nonce of this many octets (RFC 7296: 16..256)
+    message_id_offset: int = 0  # add this to the Message ID of every request we send
+    skip_natd: bool = False  # omit NAT_DETECTION_*_IP notifies in IKE_SA_INIT
+    fake_natd: bool = False  # send NAT-D hashes of wrong addresses (simulate a NAT)
+    ke_group_mismatch: int | None = None  # send a KE payload of this group instead of the proposed one
+    bad_ke_data: bool = False  # send KE data of the right length that is not a valid public value
+    omit_ke: bool = False  # omit the KE payload in IKE_SA_INIT / PFS CREATE_CHILD_SA
+    extra_unknown_critical_payload: bool = False  # add an unknown payload with the critical bit set
+    corrupt_icv: bool = False  # flip a bit in the integrity checksum of SK payloads we send
+    choose_unoffered_transform: bool = False  # responder: answer with a transform the initiator did not offer
+    ignore_cookie: bool = False  # initiator: do not retry with the COOKIE the responder asked for
+    no_retransmit: bool = False  # never retransmit requests
+    wrong_spi_r: bool = False  # initiator: put a wrong responder SPI in IKE_AUTH
+
+
+@dataclass
+class IkeConfig:
+    """One connection: who we are, how we authenticate, what we propose and accept."""
+
+    local_id: Identity
+    remote_id: Identity | None = None  # None: accept any authenticated peer identity
+    psk: bytes | None = None
+    credential: Credential | None = None  # our key and certificate for signature AUTH
+    trust_anchor: object | None = None  # x509.Certificate of the CA that signs peers' certificates
+    send_cert: bool = True
+    ike_proposals: list[Proposal] = field(default_factory=lambda: parse_proposals("aes128gcm16-prfsha256-ecp256", "ike"))
+    child_proposals: list[Proposal] = field(default_factory=lambda: parse_proposals("aes128gcm16-esn-noesn", "esp"))
+    mode: str = "tunnel"  # or "transport"
+    local_ts: list[TrafficSelector] = field(default_factory=list)  # empty: our address (transport) / anything
+    remote_ts: list[TrafficSelector] = field(default_factory=list)
+    single_pair: bool = False  # responder narrows to one selector pair (ADDITIONAL_TS_POSSIBLE)
+    require_cookie: bool = False  # responder: demand a COOKIE before keeping state
+    cookie_secret: bytes = b""  # responder: secret for cookies (random if empty)
+    window_size: int = 1  # announced with SET_WINDOW_SIZE when > 1
+    fragmentation: bool = True  # announce IKEV2_FRAGMENTATION_SUPPORTED and fragment when both do
+    fragment_size: int = 1280  # largest IKE datagram before fragmenting (RFC 7383 s2.5.1)
+    tfc_padding: bool = True  # False: send ESP_TFC_PADDING_NOT_SUPPORTED
+    retransmit_timeout: float = 1.0
+    retransmit_tries: int = 5
+    nonce_size: int = 32
+    bugs: Bugs = field(default_factory=Bugs)
+
+    def __post_init__(self) -> None:
+        if self.psk is None and self.credential is None:
+            raise ConfigError("IkeConfig: need psk or credential to authenticate")
+        if self.mode not in ("tunnel", "transport"):
+            raise ConfigError(f"IkeConfig: key 'mode': {self.mode!r} is not tunnel or transport")
+        if any(p.protocol != Protocol.IKE for p in self.ike_proposals):
+            raise ConfigError("IkeConfig: key 'ike_proposals': all must be IKE proposals")
+        if any(p.protocol == Protocol.IKE for p in self.child_proposals):
+            raise ConfigError("IkeConfig: key 'child_proposals': AH or ESP proposals only")
+        if not 16 <= self.nonce_size <= 256:
+            raise ConfigError("IkeConfig: key 'nonce_size': RFC 7296 s3.9 allows 16..256 octets")

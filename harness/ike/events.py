@@ -1,0 +1,73 @@
+"""What the sans-IO IKEv2 endpoint reports to its driver: SAs to install or remove, port switches, failures."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.keys.model import IpsecSaKeys
+from harness.ike.export import IkeSaKeys
+from harness.ike.ts import TrafficSelector
+
+
+@dataclass(frozen=True)
+class IkeSaEstablished:
+    """IKE_AUTH completed (or an IKE SA rekey did): the SA's keys and the authenticated peer."""
+
+    keys: IkeSaKeys
+    peer_id: str
+    rekeyed_from: bytes | None = None  # old SPIi|SPIr when this SA replaces one
+
+
+@dataclass(frozen=True)
+class ChildSaEstablished:
+    """A Child SA to install: inbound and outbound SAs (harness.keys form), selectors, and the SA it replaces."""
+
+    inbound: IpsecSaKeys
+    outbound: IpsecSaKeys
+    ts_local: tuple[TrafficSelector, ...]
+    ts_remote: tuple[TrafficSelector, ...]
+    udp_encap: bool = False
+    rekeyed_spi: int | None = None  # inbound SPI of the Child SA this one rekeys
+
+
+@dataclass(frozen=True)
+class ChildSaDeleted:
+    """A Child SA to remove, by its inbound and outbound SPIs."""
+
+    protocol: str
+    spi_in: int
+    spi_out: int
+
+
+@dataclass(frozen=True)
+class IkeSaDeleted:
+    """The IKE SA is gone (deleted, replaced by a rekey, or failed); reason says why."""
+
+    spi_i: bytes
+    spi_r: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class NatDetected:
+    """NAT detection result: switch IKE (and ESP, UDP-encapsulated) to port 4500 when either side is behind a NAT."""
+
+    local_behind_nat: bool
+    remote_behind_nat: bool
+
+
+@dataclass(frozen=True)
+class ExchangeFailed:
+    """An exchange failed: the error notify sent or received and a message."""
+
+    exchange: str
+    notify: str
+    message: str
+    received: bool  # True: the peer sent the error notify; False: we did
+
+
+@dataclass(frozen=True)
+class PeerDead:
+    """A request was retransmitted to the limit without an answer."""
+
+    exchange: str
+    message_id: int
