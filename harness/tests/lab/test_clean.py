@@ -1,0 +1,74 @@
+"""`ipsec-interop clean`: removes what a SIGKILLed run left, by pid and start time, and nothing else."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from harness.lab import labels, netns
+from harness.lab.cleanup import clean
+
+pytestmark = pytest.mark.root
+
+CHILD = """
+import subprocess, sys, time
+from harness.lab import Lab, labels
+run = sys.argv[1]
+lab = Lab('tunnel', run=run, worker=5).build()
+sleeper = subprocess.Popen(['sleep', '300'])
+labels.record_pid(run, sleeper.pid, 'sleeper', ['sleep', '300'])
+print(sleeper.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_clean_removes_a_lab_left_by_a_sigkilled_process():
+    run = labels.new_run_id()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, run], stdout=subprocess.PIPE, text=True)
+    try:
+        sleeper = int(child.stdout.readline())
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert len(netns.names(f"ipsi-{run}-")) == 4
+    start = labels.proc_start_time(sleeper)
+    assert start is not None
+    removed = clean(run=run, say=lambda s: None)
+    assert netns.names(f"ipsi-{run}-") == []
+    assert labels.proc_start_time(sleeper) != start, "the recorded sleeper must have been stopped"
+    assert f"process {sleeper} (sleeper) of run {run}" in removed
+    assert sum(r.startswith("namespace ") for r in removed) == 4
+    assert not labels.state_dir(run).exists()
+    assert clean(run=run, say=lambda s: None) == []
+
+
+def test_clean_spares_a_process_whose_start_time_differs_and_live_runs():
+    run = labels.new_run_id()
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        start = labels.proc_start_time(bystander.pid)
+        rec = labels.record_pid(run, bystander.pid, "pid reused since")
+        rec.write_text(rec.read_text().replace(f'"start_time": {start}', f'"start_time": {start + 1}'))
+        netns.create(labels.resource_name(run, 0, "x", "lab"))
+        labels.register_owner(run)  # this test process: the run is live
+        assert clean(run=run, say=lambda s: None) == []
+        assert netns.names(f"ipsi-{run}-") != []
+        labels.release_owner(run)
+        removed = clean(run=run, say=lambda s: None)
+        assert bystander.poll() is None, "a process whose start time differs is not ours"
+        assert removed == [f"namespace ipsi-{run}-0-x-lab", f"state dir {labels.state_dir(run)}"]
+    finally:
+        bystander.kill()
+        bystander.wait()
+        netns.delete(labels.resource_name(run, 0, "x", "lab"))
+
+
+def test_clean_command_is_safe_when_nothing_is_there():
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "clean", "--run", labels.new_run_id()],
+                       capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, "nothing to clean\n")
