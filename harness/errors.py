@@ -38,6 +38,10 @@ class LabError(IpsecInteropError):
     """The lab (namespaces, runtimes, peers) could not be set up, controlled or torn down."""
 
 
+class LabUnavailable(LabError):
+    """A runtime, image or peer the lab needs is not available on this host: tests skip with this reason."""
+
+
 class IkeError(IpsecInteropError):
     """An IKEv2 failure mapping to the RFC 7296 s3.10.1 error Notify named by `notify` (to send, or as received)."""
 
@@ -66,3 +70,7 @@ class TsUnacceptable(IkeError):
     """The traffic selectors do not intersect the local policy (TS_UNACCEPTABLE)."""
 
     notify = "TS_UNACCEPTABLE"
+
+
+class CannotReconfigure(LabError):
+    """An external device the harness does not control cannot be reconfigured: tests needing that are skipped."""

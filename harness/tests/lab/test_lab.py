@@ -41,14 +41,14 @@ def test_create_and_destroy_every_topology_leaves_nothing():
         assert netns.names(f"ipsi-{run}-") == []
 
 
-def test_root_namespace_links_routes_and_firewall_do_not_change(namespace_peer):
+def test_root_namespace_links_routes_and_firewall_do_not_change(namespace_peer, tmp_path):
     before = root_state()
     run = labels.new_run_id()
     for name in topologies():
         with Lab(name, run=run, worker=2) as lab:
             for p in lab.peers():
                 namespace_peer(lab, p.name)
-            lab.capture(f"/tmp/ipsi-{run}-{name}").stop()
+            lab.capture(tmp_path / name).stop()
     assert root_state() == before
 
 

@@ -1,0 +1,314 @@
+"""pytest options and fixtures of the lab (loaded by harness.plugin).
+
+Options: --peer NAME (repeatable; default every built peer), --runtime auto|docker|uml|external,
+--profile FILE (external device), --keep-lab (leave labs standing, print how to inspect and clean),
+--capture-dir DIR (default: beside --results-json, else reports/), where captures/<test>/ go.
+
+Fixtures:
+- `peer`: the peer under test (parametrized over the selected peers, ids = peer names,
+  each case in `xdist_group(peer)` so that with `--dist loadgroup` one worker reuses its peer).
+- `lab_pool` (session): `pool.get(topology, {node: peer})` -> LabEnv, built once per worker and
+  reused (lab namespaces, started peer nodes and their adapters); torn down at session end.
+- `lab`: a LabHandle for one test: the pooled LabEnv for the test's topology (marker
+  `topology(name)`, default "direct") with `peer` on every peer node, a capture of every segment
+  for this test, and keys.json beside it. Reports get runtime, kernel and the artifacts.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import LabError
+from harness.lab import labels, peering
+from harness.lab.capture import Capture
+from harness.lab.lab import Lab
+from harness.lab.tester import Tester
+from harness.lab.topology import Topology
+
+RUNTIMES = ("auto", "docker", "uml", "external")
+DEFAULT_TOPOLOGY = "direct"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("ipsec-interop")
+    g.addoption("--peer", action="append", default=[], metavar="NAME",
+                help="peer to test against (repeatable; default: every built peer)")
+    g.addoption("--runtime", choices=RUNTIMES, default="auto",
+                help="how peers run: docker, uml (User-Mode Linux), external (a device from --profile), or auto")
+    g.addoption("--profile", metavar="FILE", default=None, help="profile file of an external device (--runtime external)")
+    g.addoption("--keep-lab", action="store_true", default=False,
+                help="leave the labs standing after the session; prints how to inspect and remove them")
+    g.addoption("--capture-dir", metavar="DIR", default=None,
+                help="where per-test captures go (default: the --results-json directory, else reports/)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "topology(name): the lab topology a test needs (topologies.json; default direct)")
+    if config.getoption("--runtime", "auto") == "external" and not config.getoption("--profile", None):
+        raise pytest.UsageError("--runtime external needs --profile FILE describing the device")
+    # one run id for the whole session: set before xdist starts its workers, which inherit it
+    labels.current_run_id()
+
+
+def report_dir(config: pytest.Config) -> Path:
+    """Where artifacts go: --capture-dir, else the --results-json directory, else reports/."""
+    explicit = config.getoption("--capture-dir", None)
+    if explicit:
+        return Path(explicit)
+    results = config.getoption("--results-json", None)
+    return Path(results).parent if results else Path(config.rootpath, "reports")
+
+
+def selected_peers(config: pytest.Config) -> tuple[list[str], dict[str, str]]:
+    """(peers to test, {peer: reason it cannot run}): --peer values, or every built peer."""
+    requested = list(dict.fromkeys(config.getoption("--peer", [])))
+    if config.getoption("--runtime", "auto") == "external":
+        return requested or [peering.external_peer_name(config.getoption("--profile"))], {}
+    built, reason = peering.built_peers()
+    if not requested:
+        return built, ({} if built else {"": reason})
+    return requested, {p: f"peer {p!r}: no image built ({reason or 'run `ipsec-interop setup`'})"
+                       for p in requested if p not in built}
+
+
+def _explicitly_parametrized(metafunc: pytest.Metafunc, name: str) -> bool:
+    for m in metafunc.definition.iter_markers("parametrize"):
+        names = m.args[0] if m.args else m.kwargs.get("argnames", "")
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        if name in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "peer" not in metafunc.fixturenames or _explicitly_parametrized(metafunc, "peer"):
+        return
+    peers, unusable = selected_peers(metafunc.config)
+    if not peers:
+        reason = unusable.get("", "no peer selected")
+        metafunc.parametrize("peer", [pytest.param(None, id="no-peer", marks=pytest.mark.skip(reason=reason))])
+        return
+    params = []
+    for p in peers:
+        marks = [pytest.mark.xdist_group(p)]
+        if p in unusable:
+            marks.append(pytest.mark.skip(reason=unusable[p]))
+        params.append(pytest.param(p, id=p, marks=marks))
+    metafunc.parametrize("peer", params)
+
+
+@dataclass
+class LabEnv:
+    """A built lab with its peers started: reused by every test of the same topology and peers on a worker."""
+
+    lab: Lab
+    peers: dict[str, peering.PeerHandle] = field(default_factory=dict)
+    build_seconds: float = 0.0
+
+    def close(self) -> None:
+        """Stop the peers (each by its runtime, by pid/container id), then tear the lab down."""
+        errors: list[LabError] = []
+        for h in self.peers.values():
+            try:
+                h.stop()
+            except LabError as e:
+                errors.append(e)
+        self.lab.close()
+        if errors:
+            raise errors[0]
+
+
+class LabPool:
+    """Per-worker pool of LabEnvs keyed by topology and peer assignment; closes them all at session end."""
+
+    def __init__(self, runtime: str, profile: str | None, keep: bool) -> None:
+        self.runtime, self.profile, self.keep = runtime, profile, keep
+        self.envs: dict[tuple[str, tuple[tuple[str, str], ...]], LabEnv] = {}
+        self.failed: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+    def get(self, topology: str, assignment: dict[str, str]) -> LabEnv:
+        """The LabEnv for topology with assignment {peer node: peer name}; built on first use, then reused.
+
+        Raises peering.Unavailable (a skip reason) when a runtime or image is missing.
+        """
+        key = (topology, tuple(sorted(assignment.items())))
+        if key in self.failed:
+            raise peering.Unavailable(self.failed[key])
+        if key in self.envs:
+            return self.envs[key]
+        t0 = time.perf_counter()
+        lab = Lab(topology)
+        lab.keep = self.keep
+        env = LabEnv(lab)
+        try:
+            lab.build()
+            missing = [n.name for n in lab.peers() if n.name not in assignment]
+            if missing:
+                raise LabError(f"topology {topology!r}: no peer given for node(s) {', '.join(missing)}")
+            for node, peer in assignment.items():
+                env.peers[node] = peering.start_peer(lab, node, peer, self.runtime, self.profile)
+        except peering.Unavailable as e:
+            self.failed[key] = str(e)
+            env.close()
+            raise
+        except BaseException:
+            env.close()
+            raise
+        env.build_seconds = time.perf_counter() - t0
+        self.envs[key] = env
+        return env
+
+    def close(self) -> None:
+        """Tear down every LabEnv (or, with --keep-lab, print how to inspect and remove them)."""
+        if self.keep:
+            for env in self.envs.values():
+                print("\n--keep-lab: " + env.lab.describe())
+            return
+        errors = []
+        for env in self.envs.values():
+            try:
+                env.close()
+            except LabError as e:
+                errors.append(e)
+        self.envs.clear()
+        if errors:
+            raise errors[0]
+
+
+@dataclass
+class LabHandle:
+    """What a lab test gets: the lab, its tester, the peers' adapters, this test's capture and keys."""
+
+    lab: Lab
+    env: LabEnv
+    capture: Capture
+    directory: Path
+    keys: list[Any] = field(default_factory=list)
+
+    @property
+    def topology(self) -> Topology:
+        """The topology this lab was built from."""
+        return self.lab.topology
+
+    @property
+    def tester(self) -> Tester:
+        """The tester node (sockets in its own namespace)."""
+        assert self.lab.tester is not None
+        return self.lab.tester
+
+    @property
+    def peers(self) -> dict[str, Any]:
+        """The peers' adapters by node name."""
+        return {n: h.adapter for n, h in self.env.peers.items()}
+
+    @property
+    def peer(self) -> Any:
+        """The adapter of the single peer (node "peer"); LabError if the topology has several."""
+        if "peer" in self.env.peers:
+            return self.env.peers["peer"].adapter
+        if len(self.env.peers) == 1:
+            return next(iter(self.env.peers.values())).adapter
+        raise LabError(f"topology {self.topology.name!r} has peers {', '.join(self.env.peers)}: use lab.peers[name]")
+
+    def node(self, name: str) -> Any:
+        """The runtime node of a peer (exec, logs, files) by node name."""
+        return self.env.peers[name].node
+
+
+@pytest.fixture(scope="session")
+def lab_pool(request: pytest.FixtureRequest):
+    """Session (per worker) pool of labs with started peers; see LabPool.get."""
+    cfg = request.config
+    pool = LabPool(cfg.getoption("--runtime"), cfg.getoption("--profile"), cfg.getoption("--keep-lab"))
+    yield pool
+    pool.close()
+
+
+def _safe(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid.replace("::", "__"))[:180]
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the lab creates network namespaces and raw sockets")
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, peer: str | None, lab_pool: LabPool):
+    """A LabHandle: the test's topology with `peer` on every peer node, captured per test (see module doc)."""
+    _need_root()
+    if peer is None:
+        pytest.skip("no peer selected")
+    marker = request.node.get_closest_marker("topology")
+    topology = marker.args[0] if marker else DEFAULT_TOPOLOGY
+    t0 = time.perf_counter()
+    from harness.lab.topology import topology as load_topology
+
+    peer_nodes = [n.name for n in load_topology(topology).of_kind("peer")]
+    try:
+        env = lab_pool.get(topology, dict.fromkeys(peer_nodes, peer))
+    except peering.Unavailable as e:
+        pytest.skip(str(e))
+    item = request.node
+    for name, h in env.peers.items():
+        prefix = "" if name == "peer" else f"{name}."
+        item.user_properties += [(prefix + "runtime", h.runtime), (prefix + "kernel", h.kernel)]
+        if h.version:
+            item.user_properties.append((prefix + "peer_version", h.version))
+    out = report_dir(request.config)
+    directory = out / "captures" / _safe(item.nodeid)
+    env.lab.tester.drain() if env.lab.tester else None
+    capture = env.lab.capture(directory)
+    handle = LabHandle(env.lab, env, capture, directory)
+    setup = time.perf_counter() - t0
+    yield handle
+    t1 = time.perf_counter()
+    keys = list(handle.keys)
+    for h in env.peers.values():
+        keys += h.sa_keys()
+    env.lab.forget_capture(capture)
+    files = capture.stop(keys=keys)
+    teardown = time.perf_counter() - t1
+    item.user_properties += [("lab_setup_s", round(setup, 4)), ("lab_teardown_s", round(teardown, 4)),
+                             ("lab_build_s", round(env.build_seconds, 4))]
+    for path in [*files.values(), directory / "keys.json"]:
+        if path.exists():
+            try:
+                item.user_properties.append(("artifact", str(path.relative_to(out))))
+            except ValueError:
+                item.user_properties.append(("artifact", str(path)))
+    _attach_on_failure(item, files, directory)
+
+
+def _attach_on_failure(item: pytest.Item, files: dict[str, Path], directory: Path) -> None:
+    """Attach the pcaps and keys to the Allure report when the test failed and allure-pytest is active."""
+    rep = getattr(item, "ipsi_rep_call", None)
+    if rep is None or not rep.failed or not item.config.pluginmanager.hasplugin("allure_pytest"):
+        return
+    import allure
+
+    for seg, path in files.items():
+        if path.stat().st_size > 24:
+            allure.attach.file(str(path), name=f"capture {seg}", attachment_type=allure.attachment_type.PCAP)
+    if (directory / "keys.json").exists():
+        allure.attach.file(str(directory / "keys.json"), name="keys.json", attachment_type=allure.attachment_type.JSON)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.ipsi_rep_call = rep  # type: ignore[attr-defined]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # every report names the kernel the harness itself ran on; lab tests add the peer's runtime and kernel
+    item.user_properties.append(("host_kernel", platform.release()))

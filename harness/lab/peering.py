@@ -1,0 +1,87 @@
+"""Where the lab meets the runtimes (harness.runtime) and the peer adapters (harness.peers).
+
+start_peer() starts one peer node on a lab's links through the selected runtime, enslaves its
+links, gives it its addresses and wraps it in that peer's adapter. Anything missing on this host
+(no runtime module, no image, no daemon, no adapter) raises Unavailable, which tests turn into a
+skip that says why.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, LabError, LabUnavailable
+from harness.lab import labels
+from harness.lab.lab import Lab
+
+Unavailable = LabUnavailable
+
+
+def _module(name: str, why: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name and (name == e.name or name.startswith(e.name + ".")):
+            raise Unavailable(f"{name} is not available ({why})") from None
+        raise
+
+
+def built_peers() -> tuple[list[str], str]:
+    """(names of peers whose image is built, reason when there is none), from harness.runtime.images."""
+    try:
+        images = _module("harness.runtime.images", "the runtime helper's image module lists built peers")
+    except Unavailable as e:
+        return [], str(e)
+    built = list(images.built_peers())
+    return built, ("" if built else "no peer image is built: run `ipsec-interop setup`")
+
+
+def external_peer_name(profile: str | None) -> str:
+    """The peer name an external device's profile declares (its file stem if it declares none)."""
+    if not profile:
+        raise ConfigError("--runtime external needs --profile FILE")
+    return Path(profile).stem
+
+
+@dataclass
+class PeerHandle:
+    """A started peer: the runtime node, the adapter driving it, and what the report names."""
+
+    name: str
+    node: Any
+    adapter: Any
+    runtime: str
+    kernel: str
+    version: str = ""
+
+    def sa_keys(self) -> list[Any]:
+        """The keys of the peer's installed SAs (IpsecSaKeys) for keys.json, if its adapter can read them."""
+        reader = getattr(self.adapter, "sa_keys", None)
+        return list(reader()) if callable(reader) else []
+
+    def stop(self) -> None:
+        """Stop the peer's node (its runtime stops it by pid or container id; idempotent)."""
+        self.node.stop()
+
+
+def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None) -> PeerHandle:
+    """Start `peer` as lab node `node` under `runtime` (auto|docker|uml|external); Unavailable if it cannot run here."""
+    rt_mod = _module("harness.runtime", "the runtime helper's package starts peer nodes")
+    peers_mod = _module("harness.peers", "the peers helper's package holds the adapters")
+    rt = rt_mod.get_runtime(runtime, profile=profile)
+    spec = rt_mod.NodeSpec(name=labels.resource_name(lab.run, lab.worker, lab.topology.name, node),
+                           image=peer, role=peer, labels={labels.DOCKER_LABEL: lab.run}, env={})
+    links = [rt_mod.LinkSpec(s.guest_ifname, s.mac, s.host_ifname) for s in lab.link_specs(node)]
+    started = rt.start(spec, lab.name, links)
+    try:
+        lab.attach(node)
+        lab.configure_guest(node, lambda argv: started.exec(argv, timeout=10))
+        adapter = peers_mod.adapter_for(peer, started, lab=lab, node=node)
+    except BaseException:
+        started.stop()
+        raise
+    if not isinstance(started.kernel, str):
+        raise LabError(f"runtime {runtime}: node {spec.name} reports no kernel")
+    return PeerHandle(peer, started, adapter, started.runtime, started.kernel, str(getattr(adapter, "version", "") or ""))
