@@ -93,7 +93,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     peers, unusable = selected_peers(metafunc.config)
     if not peers:
         reason = unusable.get("", "no peer selected")
-        metafunc.parametrize("peer", [pytest.param(None, id="no-peer", marks=pytest.mark.skip(reason=reason))])
+        metafunc.parametrize("peer", [pytest.param(None, id="no-peer", marks=pytest.mark.skip(reason=reason))], scope="session")
         return
     params = []
     for p in peers:
@@ -101,7 +101,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if p in unusable:
             marks.append(pytest.mark.skip(reason=unusable[p]))
         params.append(pytest.param(p, id=p, marks=marks))
-    metafunc.parametrize("peer", params)
+    # session scope: pytest then orders tests by peer, so each peer's lab is built once per worker
+    metafunc.parametrize("peer", params, scope="session")
 
 
 @dataclass
@@ -143,6 +144,10 @@ class LabPool:
             raise peering.Unavailable(self.failed[key])
         if key in self.envs:
             return self.envs[key]
+        for other in [k for k in self.envs if k[0] == topology]:
+            # one lab per topology and worker (its namespace names): tests come ordered by peer, so the
+            # previous peers' lab is done with
+            self.envs.pop(other).close()
         t0 = time.perf_counter()
         lab = Lab(topology)
         lab.keep = self.keep
@@ -273,7 +278,6 @@ def lab(request: pytest.FixtureRequest, peer: str | None, lab_pool: LabPool):
     keys = list(handle.keys)
     for h in env.peers.values():
         keys += h.sa_keys()
-    env.lab.forget_capture(capture)
     files = capture.stop(keys=keys)
     teardown = time.perf_counter() - t1
     item.user_properties += [("lab_setup_s", round(setup, 4)), ("lab_teardown_s", round(teardown, 4)),

@@ -23,7 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from harness.errors import LabError
 from harness.lab import addressing, labels, netns
-from harness.lab.capture import Capture
+from harness.lab.capture import Capture, Capturer
 from harness.lab.ping import ping as ping_from
 from harness.lab.tester import Tester, TesterAddress
 from harness.lab.topology import MANAGEMENT, NodeDef, Topology, topology as load_topology
@@ -162,7 +162,7 @@ class Lab:
         self.timings: dict[str, float] = {}
         self.keep = False
         self._built = False
-        self._captures: list[Capture] = []
+        self.capturer: Capturer | None = None
 
     # -- names and addresses -------------------------------------------------------------------
     @property
@@ -216,6 +216,7 @@ class Lab:
                     netns.run_in(n.netns, self._build_node_namespace, n)
                     if n.masquerade:
                         self._nat_rules(n)
+            self.capturer = Capturer(self.name, {s.name: s.bridge for s in self.segments.values()}).open()
             tester = next(n for n in self.nodes.values() if n.kind == "tester")
             self.tester = Tester(tester.netns or "", [TesterAddress(i.segment, i.ifname, str(i.v4.ip), str(i.v6.ip))
                                                       for i in tester.interfaces]).open()
@@ -292,12 +293,12 @@ class Lab:
             return
         t0 = time.perf_counter()
         errors: list[LabError] = []
-        for c in self._captures:
+        if self.capturer:
             try:
-                c.stop()
+                self.capturer.close()
             except LabError as e:
                 errors.append(e)
-        self._captures.clear()
+            self.capturer = None
         if self.tester:
             self.tester.close()
         for name in reversed(self.namespaces):
@@ -353,20 +354,11 @@ class Lab:
                 raise LabError(f"peer {peer!r}: {' '.join(argv)} exited {rc}: {(err or out).strip()}")
 
     # -- using the lab -------------------------------------------------------------------------
-    def capture(self, directory: str | Path, segments: list[str] | None = None) -> Capture:
-        """A started capture of every segment (or the named ones) into directory/<segment>.pcap."""
-        wanted = segments or list(self.segments)
-        unknown = [s for s in wanted if s not in self.segments]
-        if unknown:
-            raise LabError(f"lab {self.name}: no segment {unknown[0]!r}")
-        c = Capture(self.name, {s: self.segments[s].bridge for s in wanted}, directory).start()
-        self._captures.append(c)
-        return c
-
-    def forget_capture(self, capture: Capture) -> None:
-        """Stop tracking a capture the caller stopped itself."""
-        if capture in self._captures:
-            self._captures.remove(capture)
+    def capture(self, directory: str | Path) -> Capture:
+        """A started capture of every segment into directory/<segment>.pcap (one at a time per lab)."""
+        if self.capturer is None:
+            raise LabError(f"lab {self.name}: not built")
+        return Capture(self.capturer, directory).start()
 
     def exec(self, node: str, argv: list[str], timeout: float = 10) -> subprocess.CompletedProcess[str]:
         """Run a command in a tester/host/NAT node's namespace (peers: use their runtime's exec)."""

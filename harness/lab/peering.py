@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, LabError, LabUnavailable
+from harness.errors import ConfigError, LabUnavailable
 from harness.lab import labels
 from harness.lab.lab import Lab
 
@@ -70,18 +70,19 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
     """Start `peer` as lab node `node` under `runtime` (auto|docker|uml|external); Unavailable if it cannot run here."""
     rt_mod = _module("harness.runtime", "the runtime helper's package starts peer nodes")
     peers_mod = _module("harness.peers", "the peers helper's package holds the adapters")
-    rt = rt_mod.get_runtime(runtime, profile=profile)
-    spec = rt_mod.NodeSpec(name=labels.resource_name(lab.run, lab.worker, lab.topology.name, node),
-                           image=peer, role=peer, labels={labels.DOCKER_LABEL: lab.run}, env={})
+    rt = rt_mod.get_runtime(runtime, profile=profile) if runtime == "external" else rt_mod.get_runtime(runtime)
+    reason = rt.unavailable()
+    if reason:
+        raise Unavailable(f"runtime {rt.name}: {reason}")
+    spec = rt_mod.NodeSpec(name=f"{lab.topology.name}-{node}", image=peer, role=peer.split("-")[0],
+                           labels={labels.DOCKER_LABEL: lab.run}, run=lab.run, worker=lab.worker)
     links = [rt_mod.LinkSpec(s.guest_ifname, s.mac, s.host_ifname) for s in lab.link_specs(node)]
     started = rt.start(spec, lab.name, links)
     try:
         lab.attach(node)
-        lab.configure_guest(node, lambda argv: started.exec(argv, timeout=10))
+        lab.configure_guest(node, lambda argv: tuple(started.exec(argv, timeout=10)))
         adapter = peers_mod.adapter_for(peer, started, lab=lab, node=node)
     except BaseException:
         started.stop()
         raise
-    if not isinstance(started.kernel, str):
-        raise LabError(f"runtime {runtime}: node {spec.name} reports no kernel")
-    return PeerHandle(peer, started, adapter, started.runtime, started.kernel, str(getattr(adapter, "version", "") or ""))
+    return PeerHandle(peer, started, adapter, started.runtime, started.kernel, started.version)

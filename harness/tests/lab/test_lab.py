@@ -130,7 +130,6 @@ def test_capture_holds_every_segments_packets_and_keys(tmp_path):
                 assert select.select([lab.tester.udp[(4, 4500)]], [], [], 2)[0]
                 lab.tester.udp[(4, 4500)].recv(100)
             assert lab.ping("tester", lab.tester.address("wan"))  # loopback: never on a segment
-        lab.forget_capture(cap)
         records = read_pcap(cap.files["tlan"])
         udp = [ipv4_of(f) for _, f in records]
         payloads = sorted(p[3][8:] for p in udp if p and p[2] == 17)
@@ -149,12 +148,13 @@ def test_sigterm_tears_the_lab_down(tmp_path):
     child = subprocess.Popen(
         ["python3", "-c", f"import time\nfrom harness.lab import Lab\nlab = Lab('nat', run='{run}').build()\n"
                           "print('ready', flush=True)\ntime.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
         assert child.stdout.readline().strip() == "ready"
         assert len(netns.names(f"ipsi-{run}-")) == 3
         child.send_signal(15)
-        child.wait(timeout=20)
+        _, err = child.communicate(timeout=20)
+        assert "KeyboardInterrupt: signal 15" in err, "SIGTERM unwinds like Ctrl-C"
     finally:
         if child.poll() is None:
             child.kill()

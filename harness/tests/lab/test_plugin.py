@@ -75,3 +75,79 @@ def test_reports_name_the_host_kernel(tmp_path):
     r = child_pytest(tmp_path, "-k", "own_parametrization", f"--junitxml={tmp_path / 'j.xml'}")
     assert r.returncode == 0
     assert f'name="host_kernel" value="{os.uname().release}"' in (tmp_path / "j.xml").read_text()
+
+
+FAKE_CONFTEST = """
+import os
+import pytest
+pytest_plugins = ["harness.plugin"]
+from harness.lab import peering
+from harness.tests.lab.conftest import NamespacePeer
+
+
+class NamespaceNode:
+    def __init__(self, stand_in):
+        self.stand_in = stand_in
+
+    def stop(self):
+        self.stand_in.close()
+
+
+def start_in_namespace(lab, node, peer, runtime, profile):
+    stand_in = NamespacePeer(lab, node)
+    return peering.PeerHandle(peer, NamespaceNode(stand_in), stand_in, "netns", os.uname().release, "stand-in 1.0")
+
+
+peering.built_peers = lambda: (["standin"], "")
+peering.start_peer = start_in_namespace
+"""
+FAKE_TESTS = """
+import pytest
+
+@pytest.mark.topology("nat")
+def test_nat_one(lab, peer):
+    assert peer == "standin" and lab.topology.name == "nat"
+    assert lab.lab.ping("tester", lab.lab.node("peer").address(), count=2)
+
+@pytest.mark.topology("nat")
+def test_nat_two(lab):
+    assert lab.peer.exec(["true"])[0] == 0
+    assert lab.lab.ping("tester", lab.lab.node("peer").address())
+
+def test_direct(lab):
+    assert lab.lab.ping("tester", lab.lab.node("peer").address())
+"""
+
+
+@pytest.mark.root
+def test_lab_fixture_end_to_end_with_a_namespace_standing_in_for_the_peer(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    (tmp_path / "conftest.py").write_text(FAKE_CONFTEST)
+    (tmp_path / "test_fake.py").write_text(FAKE_TESTS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    from harness.lab import labels, netns
+    run = env["IPSEC_INTEROP_RUN"] = labels.new_run_id()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+                        f"--capture-dir={tmp_path / 'out'}", f"--junitxml={tmp_path / 'j.xml'}", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+             for c in ET.parse(tmp_path / "j.xml").getroot().iter("testcase")}
+    nat1, nat2 = cases["test_nat_one[standin]"], cases["test_nat_two[standin]"]
+    assert nat1["runtime"] == "netns" and nat1["kernel"] == os.uname().release and nat1["peer_version"] == "stand-in 1.0"
+    assert nat1["lab_build_s"] == nat2["lab_build_s"], "the second test reuses the first one's lab"
+    pcap = tmp_path / "out" / nat1["artifact"] if "artifact" in nat1 else None
+    shots = sorted((tmp_path / "out" / "captures").iterdir())
+    assert len(shots) == 3
+    nat_dir = next(d for d in shots if "test_nat_one" in d.name)
+    assert sorted(p.name for p in nat_dir.iterdir()) == ["inside.pcap", "keys.json", "mgmt.pcap", "outside.pcap"]
+    from harness.lab import read_pcap
+    assert len(read_pcap(nat_dir / "outside.pcap")) >= 4, "two echo requests and replies crossed the outside segment"
+    assert pcap is None or pcap.exists()
+    for props in cases.values():
+        print("per-test lab set-up + tear-down:", float(props["lab_setup_s"]) + float(props["lab_teardown_s"]),
+              "s; lab build (first use):", props["lab_build_s"], "s")
+    assert netns.names(f"ipsi-{run}-") == [], "the session's labs and stand-ins are gone"
+    assert not labels.state_dir(run).exists()
