@@ -74,8 +74,18 @@ def selected_peers(config: pytest.Config) -> tuple[list[str], dict[str, str]]:
     built, reason = peering.built_peers()
     if not requested:
         return built, ({} if built else {"": reason})
-    return requested, {p: f"peer {p!r}: no image built ({reason or 'run `ipsec-interop setup`'})"
-                       for p in requested if p not in built}
+    unusable = {}
+    for p in requested:
+        if p in built:
+            continue
+        if not built:
+            unusable[p] = f"peer {p!r}: no image built ({reason})"
+            continue
+        try:
+            peering.resolve_peer(p)
+        except peering.Unavailable as e:
+            unusable[p] = f"peer {p!r}: {e}"
+    return requested, unusable
 
 
 def _explicitly_parametrized(metafunc: pytest.Metafunc, name: str) -> bool:

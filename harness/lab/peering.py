@@ -29,13 +29,20 @@ def _module(name: str, why: str) -> Any:
 
 
 def built_peers() -> tuple[list[str], str]:
-    """(names of peers whose image is built, reason when there is none), from harness.runtime.images."""
+    """(names of peers whose image is built, e.g. strongswan-5.9; the reason when there is none)."""
     try:
         images = _module("harness.runtime.images", "the runtime helper's image module lists built peers")
+        images.docker_client(timeout=5)
     except Unavailable as e:
         return [], str(e)
     built = list(images.built_peers())
     return built, ("" if built else "no peer image is built: run `ipsec-interop setup`")
+
+
+def resolve_peer(name: str) -> str:
+    """The built image name for a --peer value (exact name, or a family such as "strongswan": its newest)."""
+    images = _module("harness.runtime.images", "the runtime helper's image module lists built peers")
+    return str(images.find_image(name).name)
 
 
 def external_peer_name(profile: str | None) -> str:
@@ -70,7 +77,12 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
     """Start `peer` as lab node `node` under `runtime` (auto|docker|uml|external); Unavailable if it cannot run here."""
     rt_mod = _module("harness.runtime", "the runtime helper's package starts peer nodes")
     peers_mod = _module("harness.peers", "the peers helper's package holds the adapters")
-    rt = rt_mod.get_runtime(runtime, profile=profile) if runtime == "external" else rt_mod.get_runtime(runtime)
+    try:
+        rt = rt_mod.get_runtime(runtime, profile=profile) if runtime == "external" else rt_mod.get_runtime(runtime)
+    except ModuleNotFoundError as e:
+        if not (e.name or "").startswith("harness.runtime"):
+            raise
+        raise Unavailable(f"runtime {runtime!r}: {e.name} is not available yet") from None
     reason = rt.unavailable()
     if reason:
         raise Unavailable(f"runtime {rt.name}: {reason}")
