@@ -153,7 +153,10 @@ class LabPool:
         if key in self.failed:
             raise peering.Unavailable(self.failed[key])
         if key in self.envs:
-            return self.envs[key]
+            env = self.envs[key]
+            if all(getattr(h.node, "alive", True) for h in env.peers.values()):
+                return env
+            self.envs.pop(key).close()  # a peer died (crash, OOM): rebuild rather than fail every later test
         for other in [k for k in self.envs if k[0] == topology]:
             # one lab per topology and worker (its namespace names): tests come ordered by peer, so the
             # previous peers' lab is done with
