@@ -1,0 +1,173 @@
+"""The host side of the in-guest agent (peers/common/ipsi-agent): framed JSON over a stream socket.
+
+A frame is b"IPSI", a 4-byte big-endian length, and UTF-8 JSON. The agent speaks first ({"op": "ready",
+kernel, modules...}); then each request gets one reply. The socket is a unix socket reached through
+/proc/<pid>/root (docker) or the host end of a socketpair wired to the guest's /dev/ttyS0 (uml): neither
+needs the lab network. AgentNode implements Node.exec/spawn/put_file/get_file on top of it.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from harness.errors import LabError
+from harness.runtime.base import DEFAULT_EXEC_TIMEOUT, ExecResult, Node
+
+MAGIC = b"IPSI"
+MAX_FRAME = 256 * 1024 * 1024
+REPLY_GRACE = 15.0  # beyond an exec's own timeout, how long the agent may take to answer
+LOG_TAIL = 4000
+
+
+def encode_frame(obj: dict[str, Any]) -> bytes:
+    """One frame: magic, length, JSON."""
+    body = json.dumps(obj).encode()
+    return MAGIC + struct.pack(">I", len(body)) + body
+
+
+class FrameReader:
+    """Reads frames from a socket, skipping junk before the magic (a serial line may carry some)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def _need(self, n: int, deadline: float) -> bytes:
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(min(left, 0.5))
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read(self, deadline: float) -> dict[str, Any]:
+        """The next frame's JSON object; TimeoutError at deadline, EOFError when the peer closed, ValueError if bad."""
+        head = self._need(4, deadline)
+        while head != MAGIC:
+            head = head[1:] + self._need(1, deadline)
+        (length,) = struct.unpack(">I", self._need(4, deadline))
+        if length > MAX_FRAME:
+            raise ValueError(f"frame of {length} bytes")
+        obj = json.loads(self._need(length, deadline))
+        if not isinstance(obj, dict):
+            raise ValueError("frame is not a JSON object")
+        return obj
+
+
+class AgentChannel:
+    """A connection to one guest's agent: ready handshake, then one request at a time."""
+
+    def __init__(self, sock: socket.socket, what: str, log_tail: Callable[[], str]) -> None:
+        self.sock, self.what, self.log_tail = sock, what, log_tail
+        self.reader = FrameReader(sock)
+        self.lock = threading.Lock()
+        self.ready: dict[str, Any] = {}
+
+    def _fail(self, msg: str) -> LabError:
+        return LabError(f"{self.what}: {msg}\n--- log tail ---\n{self.log_tail()[-LOG_TAIL:]}")
+
+    def wait_ready(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+        """Wait for the agent's ready frame; LabError with the log tail on timeout or if the guest dies."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frame = self.reader.read(min(deadline, time.monotonic() + 0.5))
+            except TimeoutError:
+                if not alive():
+                    raise self._fail("exited before it was ready") from None
+                if time.monotonic() >= deadline:
+                    raise self._fail(f"not ready within {timeout:.0f} s") from None
+                continue
+            except (EOFError, OSError, ValueError) as e:
+                raise self._fail(f"control channel failed before ready: {e!r}") from None
+            if frame.get("op") == "ready":
+                self.ready = frame
+                return frame
+
+    def request(self, req: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send req, return the agent's reply; LabError on timeout, a closed channel, or an agent error."""
+        with self.lock:
+            try:
+                self.sock.sendall(encode_frame(req))
+                reply = self.reader.read(time.monotonic() + timeout)
+            except TimeoutError:
+                raise self._fail(f"agent gave no answer to {req.get('op')} within {timeout:.0f} s") from None
+            except (EOFError, OSError, ValueError) as e:
+                raise self._fail(f"control channel failed during {req.get('op')}: {e!r}") from None
+        if "error" in reply:
+            raise LabError(f"{self.what}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        """Close the host end."""
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+class AgentNode(Node):
+    """A Node whose exec/spawn/put_file/get_file go through the in-guest agent."""
+
+    channel: AgentChannel
+
+    def exec(self, argv: Sequence[str], timeout: float = DEFAULT_EXEC_TIMEOUT,
+             input: bytes | str | None = None, env: dict[str, str] | None = None) -> ExecResult:
+        """Run argv in the guest; LabError with the log tail if it outlives timeout (the agent kills it)."""
+        if not argv:
+            raise LabError(f"{self.name}: exec of an empty argv")
+        req: dict[str, Any] = {"op": "exec", "argv": [str(a) for a in argv], "timeout": timeout}
+        if input is not None:
+            req["input"] = _b64(input)
+        if env:
+            req["env"] = env
+        r = self.channel.request(req, timeout + REPLY_GRACE)
+        out = base64.b64decode(r["stdout"]).decode(errors="replace")
+        err = base64.b64decode(r["stderr"]).decode(errors="replace")
+        if r.get("timeout"):
+            raise LabError(f"{self.name}: {' '.join(argv)} did not exit within {timeout} s (killed)\n"
+                           f"stdout: {out[-1000:]}\nstderr: {err[-1000:]}\n--- log tail ---\n{self.logs()[-LOG_TAIL:]}")
+        return ExecResult(int(r["rc"]), out, err)
+
+    def spawn(self, argv: Sequence[str], log_path: str, env: dict[str, str] | None = None) -> int:
+        """Start a background process in the guest, output to log_path there; its pid in the guest."""
+        req: dict[str, Any] = {"op": "spawn", "argv": [str(a) for a in argv], "log": log_path}
+        if env:
+            req["env"] = env
+        return int(self.channel.request(req, REPLY_GRACE)["pid"])
+
+    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write path in the guest atomically (temp file + rename), parents created."""
+        self.channel.request({"op": "put", "path": path, "data": _b64(data), "mode": mode}, REPLY_GRACE + len(data) / 1e5)
+
+    def get_file(self, path: str) -> bytes:
+        """Read path from the guest; LabError naming it if it cannot be read."""
+        try:
+            r = self.channel.request({"op": "get", "path": path}, REPLY_GRACE * 4)
+        except LabError as e:
+            raise LabError(f"{self.name}: cannot read {path}: {e}") from None
+        return base64.b64decode(r["data"])
+
+    def ping(self) -> float:
+        """Round-trip time of one agent request, in seconds."""
+        t0 = time.perf_counter()
+        self.channel.request({"op": "ping"}, REPLY_GRACE)
+        return time.perf_counter() - t0

@@ -1,0 +1,287 @@
+"""The uml runtime: a peer's image booted under User-Mode Linux (Debian's linux.uml) with its own kernel.
+
+Root tree: the image's filesystem, exported once per image id into /var/cache/ipsec-interop/rootfs/<id>,
+with the UML kernel's modules (/usr/lib/uml/modules/<ver>) hard-linked into /usr/lib/modules/<ver>.
+It is mounted read-only through hostfs and shared by every guest. Each guest gets private writable copies
+of etc/, var/ and root/ (cp -a, about 10 MB) in /run/ipsec-interop/<RUN>/uml-rw/<name>/, which its init
+mounts over /etc, /var and /root through hostfs (hostfs has no overlay: this is the copy-on-write);
+/run, /tmp and /dev are guest tmpfs/devtmpfs.
+The guest runs inside the lab namespace (`ip netns exec`), so each `ethN=tuntap,<host_ifname>,<mac>`
+TAP is created there. Control: the agent on the guest's /dev/ttyS0, wired to a socketpair (`ssl0=fd:N`).
+Console to <uml_dir>/<name>.log. Stop: agent poweroff, then `uml_mconsole ... halt` (bounded: it can hang
+after the guest exited), then SIGKILL to the process group this runtime started. Pid recorded for clean.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import LabError, LabUnavailable
+from harness.lab import labels
+from harness.runtime import images
+from harness.runtime.agent import AgentChannel, AgentNode
+from harness.runtime.base import LinkSpec, NodeSpec, Runtime
+
+UML_BINARY = "linux.uml"
+UML_MODULES = Path("/usr/lib/uml/modules")
+ROOTFS_CACHE = images.CACHE_DIR / "rootfs"
+INIT = "/sbin/ipsi-agent"
+MEM = "256M"
+READY_TIMEOUT = 60.0
+WRITABLE = ("etc", "var", "root")
+MODULES = ("ipv6,xfrm_user,xfrm_algo,esp4,ah4,esp6,ah6,xfrm4_tunnel,xfrm6_tunnel,tunnel4,tunnel6,authenc,authencesn,"
+           "gcm,ghash_generic,chacha20poly1305,chacha_generic,poly1305_generic,seqiv,echainiv,cbc,ctr,hmac,"
+           "sha1_generic,sha256_generic,sha512_generic,xcbc,cmac,ccm,des_generic,aes_generic,af_key,veth,bridge")
+MARKER = ".ipsi-rootfs.json"
+
+
+def kernel_version(modules: Path = UML_MODULES) -> str:
+    """The UML kernel's release: the one folder of /usr/lib/uml/modules (LabUnavailable if none)."""
+    versions = sorted(p.name for p in modules.iterdir() if p.is_dir()) if modules.is_dir() else []
+    if not versions:
+        raise LabUnavailable(f"no UML kernel modules in {modules} (Debian package user-mode-linux)")
+    return versions[-1]
+
+
+def rootfs_path(image_id: str) -> Path:
+    """The cached root tree of an image id."""
+    return ROOTFS_CACHE / image_id.split(":")[-1][:16]
+
+
+def rootfs(info: images.ImageInfo, client: object | None = None) -> tuple[Path, bool]:
+    """The image's root tree for UML (exported once, under the build lock); (path, exported_now)."""
+    path = rootfs_path(info.image_id)
+    if (path / MARKER).exists():
+        return path, False
+    with images.build_lock():
+        if (path / MARKER).exists():
+            return path, False
+        client = client or images.docker_client()
+        ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        container = client.containers.create(info.image_id, network_mode="none", labels={"ipsec-interop.export": info.name})
+        try:
+            tar = subprocess.Popen(["tar", "-x", "--numeric-owner", "-C", str(tmp)], stdin=subprocess.PIPE)
+            assert tar.stdin
+            try:
+                for chunk in container.export():
+                    tar.stdin.write(chunk)
+            finally:
+                tar.stdin.close()
+                if tar.wait(timeout=300) != 0:
+                    raise LabError(f"exporting {info.name}: tar exited {tar.returncode}")
+        finally:
+            container.remove(force=True)
+        ver = kernel_version()
+        dest = tmp / "usr/lib/modules" / ver
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(["cp", "-al", str(UML_MODULES / ver), str(dest)], capture_output=True, text=True)
+        if r.returncode != 0:  # another filesystem: a real copy
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(UML_MODULES / ver, dest, symlinks=True)
+        for f in ("etc/hostname", "etc/hosts"):
+            (tmp / f).write_text("localhost\n" if f.endswith("hostname") else "127.0.0.1 localhost\n::1 localhost\n")
+        (tmp / MARKER).write_text(json.dumps({"image_id": info.image_id, "name": info.name, "version": info.version,
+                                              "kernel": ver}))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    return path, True
+
+
+def command_line(name: str, uml_dir: Path, root: Path, rw: Path, links: Sequence[LinkSpec],
+                 env: dict[str, str], mem: str = MEM, guest_fd: int = 3) -> list[str]:
+    """The linux.uml argv for one guest (pure): umid, hostfs root read-only, TAPs, console, control line, env."""
+    argv = [UML_BINARY, f"umid={name}", f"uml_dir={uml_dir}", f"mem={mem}", "root=/dev/root", "rootfstype=hostfs",
+            f"rootflags={root}", "ro", f"init={INIT}"]
+    for i, link in enumerate(links):
+        if not link.guest_ifname.startswith("eth") or not link.guest_ifname[3:].isdigit():
+            raise LabError(f"{name}: UML names its links ethN, not {link.guest_ifname!r}")
+        if len(link.host_ifname) > 15:
+            raise LabError(f"{name}: link name {link.host_ifname!r} is longer than 15 characters")
+        argv.append(f"{link.guest_ifname}=tuntap,{link.host_ifname},{link.mac}")
+    argv += ["con=null", "ssl=null", "con0=null,fd:1", f"ssl0=fd:{guest_fd}"]
+    full_env = {"IPSI_RUNTIME": "uml", "IPSI_RW": str(rw), "IPSI_HOSTNAME": name, "IPSI_MODULES": MODULES, **env}
+    for k, v in full_env.items():
+        if not k.isidentifier() or any(c.isspace() for c in v) or "." in k:
+            raise LabError(f"{name}: environment {k}={v!r} cannot pass through the kernel command line")
+        argv.append(f"{k}={v}")
+    return argv
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of every process in pid's process group, KiB (0 if none can be read)."""
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(d.name)) != pid:
+                continue
+            for line in (d / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class UmlNode(AgentNode):
+    """A running UML guest."""
+
+    runtime = "uml"
+
+    def __init__(self, name: str, spec: NodeSpec, info: images.ImageInfo, uml_dir: Path, rw: Path, run: str) -> None:
+        self.name, self.image, self.version, self.role = name, info.name, info.version, spec.role
+        self.uml_dir, self.rw, self.run = uml_dir, rw, run
+        self.console = uml_dir / f"{name}.log"
+        self.kernel = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.argv: list[str] = []
+        self.timings: dict[str, float] = {}
+        self._stopped = False
+
+    @property
+    def pid(self) -> int:
+        """The linux.uml process (also its process group)."""
+        return self.proc.pid if self.proc else 0
+
+    @property
+    def alive(self) -> bool:
+        """True while the UML process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def logs(self) -> str:
+        """The guest's console (kernel messages and the agent's log)."""
+        try:
+            return self.console.read_text(errors="replace")
+        except OSError:
+            return "(no console log)"
+
+    def memory_kib(self) -> int:
+        """Proportional set size of the guest's host processes, KiB."""
+        return _pss_kib(self.pid) if self.alive else 0
+
+    def stop(self) -> None:
+        """Power the guest off (agent, then mconsole halt, bounded), then SIGKILL its process group; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.proc is not None:
+            if self.alive and getattr(self, "channel", None):
+                try:
+                    self.channel.request({"op": "poweroff"}, 3.0)
+                except LabError:
+                    pass
+            self._wait(3.0)
+            if self.alive:
+                try:
+                    subprocess.run(["uml_mconsole", str(self.uml_dir / self.name / "mconsole"), "halt"],
+                                   capture_output=True, timeout=5)
+                except (subprocess.TimeoutExpired, FileNotFoundError):
+                    pass
+                self._wait(3.0)
+            if self.alive:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # the group this runtime started for the guest
+                except ProcessLookupError:
+                    pass
+                self._wait(5.0)
+            # UML helper processes may outlive the main one for a moment; the group is ours alone
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            labels.forget_pid(self.run, self.proc.pid)
+        if getattr(self, "channel", None):
+            self.channel.close()
+        shutil.rmtree(self.rw, ignore_errors=True)
+        shutil.rmtree(self.uml_dir / self.name, ignore_errors=True)
+
+    def _wait(self, seconds: float) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class UmlRuntime(Runtime):
+    """Guests with their own Linux kernel (linux.uml) on hostfs root trees of the peers' images."""
+
+    name = "uml"
+
+    def __init__(self, mem: str = MEM, **_: object) -> None:
+        self.mem = mem
+
+    def unavailable(self) -> str | None:
+        """Why guests cannot boot here (no linux.uml, no modules, not root), or None."""
+        if not shutil.which(UML_BINARY):
+            return f"{UML_BINARY} not found (Debian package user-mode-linux)"
+        if os.geteuid() != 0:
+            return "needs root (TAPs in the lab namespace)"
+        try:
+            kernel_version()
+        except LabUnavailable as e:
+            return str(e)
+        return None
+
+    def start(self, spec: NodeSpec, lab_netns: str, links: Sequence[LinkSpec]) -> UmlNode:
+        """Boot the image's root tree in lab_netns with one TAP per link; return once the agent is ready."""
+        reason = self.unavailable()
+        if reason:
+            raise LabUnavailable(f"runtime uml: {reason}")
+        t0 = time.monotonic()
+        run = labels.check_run_id(spec.run or labels.current_run_id())
+        worker = labels.worker_index() if spec.worker is None else spec.worker
+        name = labels.resource_name(run, worker, spec.name)
+        info = images.find_image(spec.image)
+        root, _ = rootfs(info)
+        state = labels.state_dir(run)
+        uml_dir = state / "uml"
+        rw = state / "uml-rw" / name
+        if (uml_dir / name).exists() or rw.exists():
+            raise LabError(f"{name}: a guest of this name exists already ({uml_dir / name})")
+        uml_dir.mkdir(parents=True, exist_ok=True)
+        rw.mkdir(parents=True)
+        node = UmlNode(name, spec, info, uml_dir, rw, run)
+        try:
+            r = subprocess.run(["cp", "-a", *(str(root / d) for d in WRITABLE), str(rw)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise LabError(f"{name}: copying the writable folders: {r.stderr.strip()}")
+            node.timings["copy"] = time.monotonic() - t0
+            host_end, guest_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                node.argv = command_line(name, uml_dir, root, rw, links, dict(spec.env), self.mem, guest_end.fileno())
+                with open(node.console, "wb") as console:
+                    node.proc = subprocess.Popen(
+                        ["ip", "netns", "exec", lab_netns, *node.argv], stdin=subprocess.DEVNULL, stdout=console,
+                        stderr=subprocess.STDOUT, pass_fds=(guest_end.fileno(),), start_new_session=True)
+            finally:
+                guest_end.close()
+            labels.record_pid(run, node.proc.pid, f"uml {name}", node.argv)
+            node.channel = AgentChannel(host_end, name, node.logs)
+            ready = node.channel.wait_ready(spec.ready_timeout or READY_TIMEOUT, lambda: node.alive)
+            node.kernel = str(ready.get("kernel", ""))
+            node.ready_info = ready
+            missing = [m for m in ready.get("modules_missing", []) if m in ("esp4", "ah4", "xfrm_user")]
+            if missing:
+                raise LabError(f"{name}: the guest kernel could not load {', '.join(missing)}\n{node.logs()[-3000:]}")
+        except BaseException:
+            node.stop()
+            raise
+        node.timings["ready"] = time.monotonic() - t0
+        return node
+
+
+RUNTIME_CLASS = UmlRuntime
