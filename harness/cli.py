@@ -10,6 +10,7 @@ from harness.errors import IpsecInteropError
 # name -> one-line help; the module harness.commands.<name> implements it.
 COMMANDS: dict[str, str] = {
     "run": "run the interop suites against the reference peers and write the matrix report",
+    "setup": "start a Docker daemon without bridge or NAT if none answers, build the peers' images, export UML trees",
     "clean": "remove what a killed run left: lab namespaces, recorded processes, labelled containers, UML dirs",
 }
 
