@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
             path, made = uml.rootfs(info)
             if made:
                 print(f"{info.name:16} UML root tree {path} exported in {time.monotonic() - t:.1f} s")
+        if not args.only:
+            for p in uml.prune_rootfs([i.image_id for i in images.built_images()]):
+                print(f"removed the stale UML root tree {p}")
     from harness.runtime.probe import probe
 
     print(probe().describe())

@@ -31,6 +31,8 @@ except ImportError:  # the docker SDK is missing: the runtime reports itself una
 AGENT_SOCKET = "run/ipsi-agent.sock"
 READY_TIMEOUT = 30.0
 CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]
+# docker turns IPv6 off in a network_mode=none container; the lab gives every link an IPv6 address
+SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0"}
 
 
 def container_kwargs(spec: NodeSpec, name: str, run: str, info: images.ImageInfo) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def container_kwargs(spec: NodeSpec, name: str, run: str, info: images.ImageInfo
                   "ipsec-interop.peer-name": info.name, **dict(spec.labels)}
     return dict(image=info.image_id, name=name, hostname=spec.name[:63], detach=True, network_mode="none",
                 cap_add=list(CAPS), labels=lab_labels, environment={"IPSI_RUNTIME": "docker", **dict(spec.env)},
-                init=False, tty=False, stdin_open=False)
+                sysctls=dict(SYSCTLS), init=False, tty=False, stdin_open=False)
 
 
 def add_veths(lab_netns: str, pid: int, links: Sequence[LinkSpec]) -> None:

@@ -245,6 +245,7 @@ def build(client: Any, d: ImageDef, base: str | None = None, force: bool = False
     _run(["docker", "build", "-q", "-t", d.tag, "-t", f"{LABEL}/{name}:latest", "-"], f"label {d.tag}",
          input=dockerfile.encode(), timeout=120)
     client.images.remove(stage, noprune=True)
+    client.images.prune(filters={"dangling": True, "label": f"{LABEL}.peer"})  # the image this build replaced
     found = _labels(client, d.tag)
     if not found:
         raise LabError(f"{d.tag} is missing right after its build")

@@ -98,6 +98,19 @@ def rootfs(info: images.ImageInfo, client: object | None = None) -> tuple[Path, 
     return path, True
 
 
+def prune_rootfs(keep_image_ids: list[str]) -> list[Path]:
+    """Remove cached root trees of images that are no longer built; the removed paths."""
+    keep = {rootfs_path(i).name for i in keep_image_ids}
+    gone = []
+    if ROOTFS_CACHE.is_dir():
+        with images.build_lock():
+            for p in sorted(ROOTFS_CACHE.iterdir()):
+                if p.is_dir() and p.name.removesuffix(".tmp") not in keep:
+                    shutil.rmtree(p, ignore_errors=True)
+                    gone.append(p)
+    return gone
+
+
 def command_line(name: str, uml_dir: Path, root: Path, rw: Path, links: Sequence[LinkSpec],
                  env: dict[str, str], mem: str = MEM, guest_fd: int = 3) -> list[str]:
     """The linux.uml argv for one guest (pure): umid, hostfs root read-only, TAPs, console, control line, env."""

@@ -1,0 +1,90 @@
+"""External device profiles: parsing, typed errors naming the file and key, and refusal to reconfigure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import CannotReconfigure, ConfigError
+from harness.runtime import get_runtime
+from harness.runtime.base import NodeSpec
+from harness.runtime.external import load_profile
+
+GOOD = """
+name = "vendor-gw"
+version = "7.2.1"
+kernel = "VendorOS 7.2"
+[address]
+ipv4 = "198.18.0.3"
+ipv6 = "2001:db8::3"
+[identity]
+local = "gw.example.net"
+remote = "tester.example.net"
+[credentials]
+psk_file = "secret.txt"
+[proposals]
+ike = ["aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"]
+esp = ["aes128gcm16"]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "secret.txt").write_text("s3cret-psk\n")
+    p = tmp_path / "gw.toml"
+    p.write_text(text)
+    return p
+
+
+def test_a_good_profile(tmp_path: Path) -> None:
+    p = load_profile(_write(tmp_path, GOOD))
+    assert (p.name, p.version, p.kernel, p.ipv4, p.ipv6) == ("vendor-gw", "7.2.1", "VendorOS 7.2", "198.18.0.3", "2001:db8::3")
+    assert (p.local_id, p.remote_id) == ("gw.example.net", "tester.example.net")
+    assert p.credentials.psk == b"s3cret-psk"
+    assert p.proposals == {"ike": ("aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"), "esp": ("aes128gcm16",)}
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda t: t.replace('version = "7.2.1"\n', ""), "version: missing"),
+    (lambda t: t.replace('"198.18.0.3"', '"192.0.2.3"'), "address.ipv4"),
+    (lambda t: t.replace('"2001:db8::3"', '"fe80::1"'), "address.ipv6"),
+    (lambda t: t.replace('"198.18.0.3"', '"not-an-ip"'), "address.ipv4"),
+    (lambda t: t.replace('local = "gw.example.net"', "local = 5"), "identity.local: expected str"),
+    (lambda t: t.replace('psk_file = "secret.txt"', 'psk_file = "nope.txt"'), "credentials.psk_file"),
+    (lambda t: t.replace('psk_file = "secret.txt"', 'psk_file = "secret.txt"\npsk = "x"'), "exclusive"),
+    (lambda t: t.replace('psk_file = "secret.txt"', 'psk = ""'), "credentials.psk: empty"),
+    (lambda t: t.replace('esp = ["aes128gcm16"]', 'esq = ["x"]'), "proposals.esq"),
+    (lambda t: t.replace('esp = ["aes128gcm16"]', 'esp = "aes128gcm16"'), "proposals.esp"),
+    (lambda t: t.replace('ike = ["aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"]', ""), "proposals.ike"),
+    (lambda t: t + "[[[", "not TOML"),
+])
+def test_errors_name_the_file_and_the_key(tmp_path: Path, edit, key: str) -> None:  # noqa: ANN001
+    path = _write(tmp_path, edit(GOOD))
+    with pytest.raises(ConfigError) as e:
+        load_profile(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_profile(tmp_path / "absent.toml")
+
+
+def test_the_device_refuses_reconfiguration(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD)
+    rt = get_runtime("external", profile=str(path))
+    assert rt.unavailable() is None
+    node = rt.start(NodeSpec("peer", "vendor-gw", "vendor"), "unused", [])
+    assert (node.runtime, node.kernel, node.version) == ("external", "VendorOS 7.2", "7.2.1")
+    with pytest.raises(CannotReconfigure, match=str(path)):
+        node.exec(["ipsec", "reload"])
+    with pytest.raises(CannotReconfigure):
+        node.put_file("/etc/ipsec.conf", b"")
+    with node:
+        pass  # stop() is a no-op
+
+
+def test_unavailable_without_or_with_a_bad_profile(tmp_path: Path) -> None:
+    assert "--profile" in (get_runtime("external").unavailable() or "")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 1\n")
+    assert str(bad) in (get_runtime("external", profile=str(bad)).unavailable() or "")

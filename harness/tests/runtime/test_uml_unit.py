@@ -1,0 +1,64 @@
+"""The UML command line, root tree cache paths and pruning (no guest is booted here)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import LabError, LabUnavailable
+from harness.runtime import uml
+from harness.runtime.base import LinkSpec
+
+LINKS = [LinkSpec("eth0", "02:49:00:00:01:00", "peer.0"), LinkSpec("eth1", "02:49:00:00:01:ff", "peer.m")]
+
+
+def test_command_line_boots_a_read_only_hostfs_root_with_taps_and_a_control_line() -> None:
+    argv = uml.command_line("ipsi-0123abcd-0-peer", Path("/run/u"), Path("/cache/root"), Path("/run/rw/p"), LINKS,
+                            {"X": "1"}, "256M", 7)
+    assert argv[0] == "linux.uml"
+    for a in ("umid=ipsi-0123abcd-0-peer", "uml_dir=/run/u", "mem=256M", "root=/dev/root", "rootfstype=hostfs",
+              "rootflags=/cache/root", "ro", "init=/sbin/ipsi-agent", "eth0=tuntap,peer.0,02:49:00:00:01:00",
+              "eth1=tuntap,peer.m,02:49:00:00:01:ff", "con=null", "ssl=null", "con0=null,fd:1", "ssl0=fd:7",
+              "IPSI_RUNTIME=uml", "IPSI_RW=/run/rw/p", "IPSI_HOSTNAME=ipsi-0123abcd-0-peer", "X=1"):
+        assert a in argv, a
+    mods = next(a for a in argv if a.startswith("IPSI_MODULES=")).split("=", 1)[1].split(",")
+    for m in ("esp4", "ah4", "xfrm_user", "xfrm4_tunnel", "authenc", "authencesn", "gcm", "chacha20poly1305", "seqiv",
+              "echainiv", "cbc", "ctr", "hmac", "sha512_generic", "ipv6", "esp6", "ah6"):
+        assert m in mods, m
+    assert argv.index("con0=null,fd:1") > argv.index("eth1=tuntap,peer.m,02:49:00:00:01:ff")
+
+
+@pytest.mark.parametrize("links, env, match", [
+    ([LinkSpec("wan0", "02:00:00:00:00:01", "p.0")], {}, "ethN"),
+    ([LinkSpec("eth0", "02:00:00:00:00:01", "a-very-long-name0")], {}, "15 characters"),
+    ([], {"K": "two words"}, "kernel command line"),
+    ([], {"a.b": "x"}, "kernel command line"),
+])
+def test_command_line_refuses_what_uml_cannot_take(links: list[LinkSpec], env: dict[str, str], match: str) -> None:
+    with pytest.raises(LabError, match=match):
+        uml.command_line("n", Path("/u"), Path("/r"), Path("/w"), links, env)
+
+
+def test_kernel_version_is_the_modules_folder(tmp_path: Path) -> None:
+    with pytest.raises(LabUnavailable, match="user-mode-linux"):
+        uml.kernel_version(tmp_path)
+    (tmp_path / "6.1.176").mkdir()
+    assert uml.kernel_version(tmp_path) == "6.1.176"
+
+
+def test_root_trees_are_keyed_by_image_id_and_stale_ones_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uml, "ROOTFS_CACHE", tmp_path / "rootfs")
+    monkeypatch.setattr(uml.images, "CACHE_DIR", tmp_path)
+    keep, stale = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    assert uml.rootfs_path(keep).name == "a" * 16
+    for i in (keep, stale):
+        uml.rootfs_path(i).mkdir(parents=True)
+    (tmp_path / "rootfs" / ("c" * 16 + ".tmp")).mkdir()
+    gone = uml.prune_rootfs([keep])
+    assert sorted(p.name for p in gone) == ["b" * 16, "c" * 16 + ".tmp"]
+    assert uml.rootfs_path(keep).is_dir()
+
+
+def test_unavailable_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uml.shutil, "which", lambda name: None)
+    assert "user-mode-linux" in (uml.UmlRuntime().unavailable() or "")
