@@ -74,3 +74,16 @@ class TsUnacceptable(IkeError):
 
 class CannotReconfigure(LabError):
     """An external device the harness does not control cannot be reconfigured: tests needing that are skipped."""
+
+
+class UnknownName(IpsecInteropError, LookupError):
+    """A name or number that an IKEv2 IANA registry table (harness/ike/registry) does not hold."""
+
+
+class IkeParseError(ParseError, IkeError):
+    """A malformed IKEv2 message: names payload, field and offset, and the error Notify (`notify`, `data`) to answer with."""
+
+    def __init__(self, payload: str, field: str, offset: int, reason: str,
+                 notify: str = "INVALID_SYNTAX", data: bytes = b"") -> None:
+        ParseError.__init__(self, f"IKEv2 {payload}", field, offset, reason)
+        self.payload, self.notify, self.data = payload, notify, data
