@@ -300,7 +300,7 @@ def built_peers() -> list[str]:
 def find_image(name: str, client: Any | None = None) -> ImageInfo:
     """A built image by peer name (strongswan-5.9), peer (strongswan: the newest built) or tag; LabUnavailable if none."""
     images = built_images(client)
-    exact = [i for i in images if name in (i.name, i.tag, f"{i.tag}:latest", i.image_id)]
+    exact = [i for i in images if name in (i.name, i.tag, f"{i.tag}:latest", i.image_id, f"{LABEL}/{i.peer}:{i.release}")]
     if exact:
         return exact[0]
     family = [i for i in images if i.peer == name]
