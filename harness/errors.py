@@ -87,3 +87,36 @@ class IkeParseError(ParseError, IkeError):
                  notify: str = "INVALID_SYNTAX", data: bytes = b"") -> None:
         ParseError.__init__(self, f"IKEv2 {payload}", field, offset, reason)
         self.payload, self.notify, self.data = payload, notify, data
+
+
+class PacketDropped(IpsecInteropError):
+    """An inbound ESP/AH packet the receiver discards; `reason` is one of harness.esp.DROP_REASONS."""
+
+    def __init__(self, reason: str, message: str, spi: int | None = None, seq: int | None = None) -> None:
+        self.reason, self.spi, self.seq = reason, spi, seq
+        Exception.__init__(self, f"{reason}: {message}")
+
+
+class MalformedPacket(PacketDropped, ParseError):
+    """A dropped packet whose structure is wrong: reason "malformed", what/field/offset as ParseError, detail says why."""
+
+    def __init__(self, what: str, field: str, offset: int, reason: str, spi: int | None = None, seq: int | None = None) -> None:
+        self.what, self.field, self.offset = what, field, offset
+        PacketDropped.__init__(self, "malformed", f"{what}: {field} at offset {offset}: {reason}", spi, seq)
+        self.detail = reason
+
+
+class SequenceNumberOverflow(IpsecInteropError):
+    """An SA's sequence number would cycle (RFC 4303 s3.3.3): it must be rekeyed first."""
+
+
+class UnsupportedProposal(ConfigError):
+    """A proposal keyword an implementation cannot express or does not support; names the proposal and the keyword."""
+
+    def __init__(self, implementation: str, proposal: str, keyword: str, reason: str) -> None:
+        self.implementation, self.proposal, self.keyword, self.reason = implementation, proposal, keyword, reason
+        super().__init__(f"{implementation}: proposal {proposal!r}: keyword {keyword!r}: {reason}")
+
+
+class UnsupportedFeature(ConfigError):
+    """A connection setting an implementation cannot express; names the implementation and the setting."""
