@@ -34,6 +34,7 @@ class Bugs:
     ignore_cookie: bool = False  # initiator: do not retry with the COOKIE the responder asked for
     no_retransmit: bool = False  # never retransmit requests
     wrong_spi_r: bool = False  # initiator: put a wrong responder SPI in IKE_AUTH
+    refuse_child: str | None = None  # responder: refuse every Child SA with this error notify (e.g. FAILED_CP_REQUIRED)
 
 
 @dataclass
@@ -51,10 +52,12 @@ class IkeConfig:
     mode: str = "tunnel"  # or "transport"
     local_ts: list[TrafficSelector] = field(default_factory=list)  # empty: our address (transport) / anything
     remote_ts: list[TrafficSelector] = field(default_factory=list)
+    max_children: int | None = None  # responder: refuse more Child SAs with NO_ADDITIONAL_SAS
     single_pair: bool = False  # responder narrows to one selector pair (ADDITIONAL_TS_POSSIBLE)
     require_cookie: bool = False  # responder: demand a COOKIE before keeping state
     cookie_secret: bytes = b""  # responder: secret for cookies (random if empty)
     window_size: int = 1  # announced with SET_WINDOW_SIZE when > 1
+    rfc7427: bool = True  # announce SIGNATURE_HASH_ALGORITHMS (False: legacy AUTH methods only)
     fragmentation: bool = True  # announce IKEV2_FRAGMENTATION_SUPPORTED and fragment when both do
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (RFC 7383 s2.5.1)
     tfc_padding: bool = True  # False: send ESP_TFC_PADDING_NOT_SUPPORTED

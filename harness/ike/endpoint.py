@@ -1,0 +1,298 @@
+"""The sans-IO IKEv2 endpoint: initiator and responder of every IKE SA of one configuration.
+
+`IkeEndpoint.process(datagram, src, dst)` returns the datagrams to send; requests start with
+`initiate`, `create_child`, `rekey_child`, `rekey_ike`, `delete_child`, `delete_ike` and
+`liveness`; `tick()` runs retransmissions on the injected clock. Nothing here opens a
+socket or installs an SA: results are events (harness.ike.events) the driver acts on, e.g.
+ChildSaEstablished carrying the inbound and outbound SAs for the ESP/AH data plane.
+Exchanges: harness.ike.exchange_init (IKE_SA_INIT, IKE_AUTH) and harness.ike.exchange_child
+(CREATE_CHILD_SA, INFORMATIONAL); this module owns dispatch, Message IDs and timers.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.crypto import KeGroup, KePrivate
+from harness.errors import IkeError, IntegrityError, ParseError
+from harness.ike import exchange_child, exchange_init, view
+from harness.ike.config import IkeConfig
+from harness.ike.events import ExchangeFailed, IkeSaDeleted, PeerDead, ChildSaDeleted
+from harness.ike.sa import Address, IkeSa, Pending, State
+from harness.ike.view import INFORMATIONAL, Msg, Notify
+from harness.ike.window import RequestWindow, ResponseCache
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """One UDP payload to send (IKE message bytes, without a non-ESP marker) and its addresses."""
+
+    data: bytes
+    src: Address
+    dst: Address
+
+
+class IkeEndpoint:
+    """One IKEv2 node for one connection configuration; drives any number of IKE SAs."""
+
+    def __init__(self, config: IkeConfig, local: Address, clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[int], bytes] = os.urandom) -> None:
+        self.config, self.local, self.clock, self.rng = config, local, clock, rng
+        self.sas: dict[bytes, IkeSa] = {}  # by our SPI
+        self.half_open: dict[tuple[bytes, Address], IkeSa] = {}  # responder: (SPIi, peer) -> SA
+        self.events: list = []
+        self.cookie_secrets = {1: config.cookie_secret or rng(32)}
+        self.invalid_mid_reported: set[bytes] = set()
+
+    # ---- public API -------------------------------------------------------------------
+
+    def initiate(self, remote: Address) -> list[Datagram]:
+        """Start an IKE SA (IKE_SA_INIT, then IKE_AUTH with the first Child SA) with the peer at remote."""
+        return exchange_init.start(self, remote)
+
+    def process(self, data: bytes, src: Address, dst: Address | None = None) -> list[Datagram]:
+        """Handle one received IKE message (without non-ESP marker); the datagrams to send in return."""
+        dst = dst or self.local
+        try:
+            head = view.peek(data)
+        except ParseError:
+            return []  # RFC 7296 s2.21.1: malformed messages outside a known SA are dropped
+        if head.major_version != 2:
+            return exchange_init.invalid_major_version(self, head, src, dst) if not head.response else []
+        if head.exchange == view.IKE_SA_INIT and not head.response:
+            return exchange_init.on_init_request(self, data, head, src, dst)
+        if head.exchange == view.IKE_SA_INIT:
+            sa = self.sas.get(head.spi_i)
+            return exchange_init.on_init_response(self, sa, data, head, src) if sa else []
+        sa = self.sas.get(head.spi_r if head.initiator else head.spi_i)
+        if sa is None or sa.state == State.DELETED:
+            return self._invalid_ike_spi(head, src, dst)
+        if head.response:
+            return self._on_response(sa, data, head, src)
+        return self._on_request(sa, data, head, src, dst)
+
+    def tick(self) -> list[Datagram]:
+        """Retransmit requests that are due and give up on those out of tries (PeerDead)."""
+        out: list[Datagram] = []
+        now = self.clock()
+        for sa in list(self.sas.values()):
+            if self.config.bugs.no_retransmit:
+                continue
+            resend, dead = sa.window.due(now)
+            out += [Datagram(d, sa.local, sa.remote) for d in resend]
+            for o in dead:
+                self.events.append(PeerDead(o.exchange, o.message_id))
+                self.remove_sa(sa, f"no response to {o.exchange} (Message ID {o.message_id})")
+        return out
+
+    def next_timer(self) -> float | None:
+        """When tick() next has work, on the injected clock (None: no request outstanding)."""
+        return min((t for sa in self.sas.values() if (t := sa.window.next_due()) is not None), default=None)
+
+    def drain_events(self) -> list:
+        """The events since the last call, oldest first."""
+        out, self.events = self.events, []
+        return out
+
+    def established(self) -> list[IkeSa]:
+        """The IKE SAs that are established (not rekeyed away, not deleted)."""
+        return [sa for sa in self.sas.values() if sa.state == State.ESTABLISHED]
+
+    def create_child(self, sa: IkeSa, **options) -> list[Datagram]:
+        """CREATE_CHILD_SA for a new Child SA (options: proposals, pfs_group (None as configured, 0 none), ts_local, ts_remote, mode)."""
+        return exchange_child.request_new_child(self, sa, **options)
+
+    def rekey_child(self, sa: IkeSa, spi_in: bytes, pfs_group: int | None = None) -> list[Datagram]:
+        """CREATE_CHILD_SA with REKEY_SA for the Child SA whose inbound SPI is spi_in (pfs_group: None as configured, 0 no KE)."""
+        return exchange_child.request_rekey_child(self, sa, spi_in, pfs_group)
+
+    def rekey_ike(self, sa: IkeSa) -> list[Datagram]:
+        """CREATE_CHILD_SA rekeying the IKE SA (RFC 7296 s1.3.2)."""
+        return exchange_child.request_rekey_ike(self, sa)
+
+    def delete_child(self, sa: IkeSa, spi_in: bytes) -> list[Datagram]:
+        """INFORMATIONAL with a Delete for the Child SA whose inbound SPI is spi_in."""
+        return exchange_child.request_delete_child(self, sa, spi_in)
+
+    def delete_ike(self, sa: IkeSa) -> list[Datagram]:
+        """INFORMATIONAL with a Delete of the IKE SA (and with it every Child SA)."""
+        return exchange_child.request_delete_ike(self, sa)
+
+    def liveness(self, sa: IkeSa) -> list[Datagram]:
+        """An empty INFORMATIONAL request (liveness check, RFC 7296 s2.4)."""
+        return self.send_request(sa, INFORMATIONAL, lambda m: None, Pending("info"))
+
+    def report_invalid_spi(self, sa: IkeSa, spi: int) -> list[Datagram]:
+        """INFORMATIONAL with INVALID_SPI for an ESP/AH packet on an unknown SPI (RFC 7296 s2.21.4; data = the SPI)."""
+        note = Notify("INVALID_SPI", spi.to_bytes(4, "big"))
+        return self.send_request(sa, INFORMATIONAL, lambda m: m.notifies.append(note), Pending("info"))
+
+    def export(self) -> dict:
+        """Every live SA's keys: {"ike_sas": [...], "ipsec_sas": [...]} as JSON-ready dicts."""
+        from harness.keys.jsonfile import ipsec_sa_to_json
+        ike, ipsec = [], []
+        for sa in self.sas.values():
+            if sa.keys is None or sa.state == State.DELETED:
+                continue
+            ike.append(sa.ike_keys.to_json())
+            for c in sa.children.values():
+                ipsec += [ipsec_sa_to_json(x) for x in c.sa_keys(sa.local[0], sa.remote[0])]
+        return {"ike_sas": ike, "ipsec_sas": ipsec}
+
+    # ---- shared machinery for the exchange modules --------------------------------------
+
+    def ke_private(self, group: KeGroup) -> KePrivate:
+        """An ephemeral key for group drawn from the injected RNG (so runs with a seeded RNG repeat exactly)."""
+        if group.family == "modp":
+            x = int.from_bytes(self.rng(40), "big")
+            secret = x % (group.q - 1) + 1 if group.q else x | (1 << 319)
+        elif group.family == "ecp":
+            bits = int(group.curve[2:])
+            secret = int.from_bytes(self.rng(bits // 8 + 8), "big") % (1 << (bits - 1)) + 1
+        else:
+            secret = self.rng(group.public_size)
+        return group.private_key(secret)
+
+    def new_sa(self, initiator: bool, spi_i: bytes, spi_r: bytes, remote: Address, state: State) -> IkeSa:
+        """A fresh IkeSa with this endpoint's window settings."""
+        c = self.config
+        return IkeSa(initiator, spi_i, spi_r, self.local, remote, state,
+                     RequestWindow(timeout=c.retransmit_timeout, max_sends=c.retransmit_tries),
+                     ResponseCache(window_size=c.window_size), created_at=self.clock())
+
+    def encode(self, sa: IkeSa | None, msg: Msg) -> list[bytes]:
+        """The datagrams of msg, SK-protected with the SA's keys when msg.encrypted (fragmented if negotiated)."""
+        keys = view.sk_keys(sa, sending=True) if msg.encrypted else None
+        frag = self.config.fragment_size if (sa is not None and sa.peer_fragmentation and self.config.fragmentation) else 0
+        return view.encode(msg, keys, self.rng, frag, self.config.bugs)
+
+    def send_request(self, sa: IkeSa, exchange: int, build: Callable[[Msg], None], pending: Pending) -> list[Datagram]:
+        """Send (or queue, when the window is full) an encrypted request; build fills in its payloads."""
+        if not sa.window.can_send():
+            sa.queue.append((exchange, build, pending))
+            return []
+        mid = sa.window.allocate()
+        msg = Msg(exchange, mid, False, sa.original_initiator, sa.spi_i, sa.spi_r, encrypted=True)
+        build(msg)
+        datagrams = self.encode(sa, msg)
+        sa.pending[mid] = pending
+        sa.window.sent(mid, datagrams, self.clock(), view.EXCHANGE_NAMES.get(exchange, str(exchange)))
+        return [Datagram(d, sa.local, sa.remote) for d in datagrams]
+
+    def flush_queue(self, sa: IkeSa) -> list[Datagram]:
+        """Send queued requests that now fit in the window."""
+        out: list[Datagram] = []
+        while sa.queue and sa.window.can_send() and sa.state in (State.ESTABLISHED, State.REKEYED):
+            exchange, build, pending = sa.queue.pop(0)
+            out += self.send_request(sa, exchange, build, pending)
+        return out
+
+    def remove_sa(self, sa: IkeSa, reason: str) -> None:
+        """Forget an IKE SA and its Child SAs, reporting ChildSaDeleted and IkeSaDeleted."""
+        if sa.state == State.DELETED:
+            return
+        for c in sa.children.values():
+            self.events.append(ChildSaDeleted("esp" if c.protocol == 3 else "ah", int.from_bytes(c.spi_in, "big"),
+                                              int.from_bytes(c.spi_out, "big")))
+        sa.children.clear()
+        sa.state = State.DELETED
+        self.sas.pop(sa.local_spi, None)
+        for k in [k for k, v in self.half_open.items() if v is sa]:
+            del self.half_open[k]
+        self.events.append(IkeSaDeleted(sa.spi_i, sa.spi_r, reason))
+
+    def fail(self, exchange: str, err: IkeError, received: bool) -> None:
+        """Report a failed exchange (ExchangeFailed event)."""
+        self.events.append(ExchangeFailed(exchange, err.notify, str(err), received))
+
+    # ---- dispatch -------------------------------------------------------------------------
+
+    def _invalid_ike_spi(self, head: Msg, src: Address, dst: Address) -> list[Datagram]:
+        """RFC 7296 s2.21.4: answer a request for an unknown IKE SA with an unprotected INVALID_IKE_SPI."""
+        if head.response:
+            return []
+        resp = Msg(head.exchange, head.message_id, True, not head.initiator, head.spi_i, head.spi_r,
+                   notifies=[Notify("INVALID_IKE_SPI")])
+        return [Datagram(d, dst, src) for d in view.encode(resp, None, self.rng, 0, None)]
+
+    def _decode(self, sa: IkeSa, data: bytes) -> Msg | None:
+        """The message decrypted with the SA's keys; None when it is a fragment still being reassembled."""
+        return view.decode(data, view.sk_keys(sa, sending=False), sa.reassembler)
+
+    def _on_response(self, sa: IkeSa, data: bytes, head: Msg, src: Address) -> list[Datagram]:
+        pending = sa.pending.get(head.message_id)
+        if pending is None:
+            return []  # not an answer to anything outstanding: drop (RFC 7296 s2.3)
+        try:
+            msg = self._decode(sa, data)
+        except IntegrityError:
+            return []  # RFC 7296 s2.21.2: a message failing integrity is dropped
+        except ParseError as e:
+            self.fail(view.EXCHANGE_NAMES.get(head.exchange, "?"), IkeError(str(e), "INVALID_SYNTAX"), True)
+            return []
+        if msg is None:
+            return []
+        if not msg.encrypted:  # RFC 7296 s2.21.4: an unprotected notify is only a hint; keep waiting
+            for n in msg.notifies:
+                self.fail(view.EXCHANGE_NAMES.get(head.exchange, "?"), IkeError(f"unprotected {n.type}", n.type), True)
+            return []
+        sa.window.answered(head.message_id)
+        del sa.pending[head.message_id]
+        if sa.remote != src:
+            sa.remote = src  # RFC 7296 s2.23: follow the peer's (NAT-mapped) address
+        out = exchange_child.on_response(self, sa, msg, pending) if pending.kind != "auth" \
+            else exchange_init.on_auth_response(self, sa, msg, pending)
+        return out + self.flush_queue(sa)
+
+    def _on_request(self, sa: IkeSa, data: bytes, head: Msg, src: Address, dst: Address) -> list[Datagram]:
+        kind = sa.responses.classify(head.message_id)
+        if kind == "retransmit":
+            return [Datagram(d, dst, src) for d in sa.responses.responses[head.message_id]]
+        try:
+            msg = self._decode(sa, data)
+        except IntegrityError:
+            return []
+        except ParseError as e:
+            if kind != "new":
+                return []
+            note = Notify(getattr(e, "notify", "INVALID_SYNTAX"), getattr(e, "data", b""))
+            return self._respond(sa, head, src, [note], f"{e}")
+        if msg is None:
+            return []
+        sa.local, sa.remote = dst, src  # answer from where the request came to (RFC 7296 s2.11, s2.23)
+        if kind == "invalid":
+            return self._report_invalid_mid(sa, head.message_id)
+        if msg.unknown_critical:
+            return self._respond(sa, head, src, [Notify("UNSUPPORTED_CRITICAL_PAYLOAD", bytes([msg.unknown_critical[0]]))],
+                                 f"unknown critical payload {msg.unknown_critical[0]}")
+        if head.exchange == view.IKE_AUTH:
+            resp = exchange_init.on_auth_request(self, sa, msg, src)
+        elif head.exchange in (view.CREATE_CHILD_SA, view.INFORMATIONAL):
+            resp = exchange_child.on_request(self, sa, msg)
+        else:
+            return self._respond(sa, head, src, [Notify("INVALID_SYNTAX")], f"unexpected exchange {head.exchange}")
+        datagrams = self.encode(sa, resp)
+        sa.responses.store(head.message_id, datagrams)
+        out = [Datagram(d, sa.local, src) for d in datagrams]
+        if sa.delete_after_response:
+            self.remove_sa(sa, sa.delete_after_response)
+        return out + exchange_child.after_request(self, sa) + self.flush_queue(sa)
+
+    def _respond(self, sa: IkeSa, head: Msg, src: Address, notifies: list[Notify], why: str) -> list[Datagram]:
+        """An encrypted response carrying only error notifies (cached like any response)."""
+        self.fail(view.EXCHANGE_NAMES.get(head.exchange, "?"), IkeError(why, notifies[0].type), False)
+        resp = Msg(head.exchange, head.message_id, True, sa.original_initiator, sa.spi_i, sa.spi_r,
+                   notifies=notifies, encrypted=True)
+        datagrams = self.encode(sa, resp)
+        sa.responses.store(head.message_id, datagrams)
+        return [Datagram(d, sa.local, src) for d in datagrams]
+
+    def _report_invalid_mid(self, sa: IkeSa, mid: int) -> list[Datagram]:
+        """RFC 7296 s3.10.1: INVALID_MESSAGE_ID goes in a new INFORMATIONAL request, rate-limited (once per SA)."""
+        if sa.local_spi in self.invalid_mid_reported or sa.state != State.ESTABLISHED:
+            return []
+        self.invalid_mid_reported.add(sa.local_spi)
+        note = Notify("INVALID_MESSAGE_ID", mid.to_bytes(4, "big"))
+        return self.send_request(sa, INFORMATIONAL, lambda m: m.notifies.append(note), Pending("info"))

@@ -1,0 +1,491 @@
+"""The built-in initiator and responder against each other, back to back in memory (sans-IO).
+
+Covers IKE_SA_INIT (cookies, INVALID_KE_PAYLOAD, NAT-D), IKE_AUTH (PSK, ECDSA, RSA, RFC 7427;
+TS narrowing; transport mode), CREATE_CHILD_SA (new, rekey with/without KE, IKE SA rekey,
+simultaneous rekeys), INFORMATIONAL (deletes, liveness, error notifies), Message IDs,
+retransmission and cached responses, and the tester's Bugs.
+"""
+from __future__ import annotations
+
+import pytest
+
+from harness.ike.auth import Identity
+from harness.ike.certs import TestPki
+from harness.ike.config import Bugs, IkeConfig
+from harness.ike.endpoint import Datagram, IkeEndpoint
+from harness.ike.events import (ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, IkeSaEstablished,
+                                NatDetected, PeerDead)
+from harness.ike.loopback import FakeClock, Wire, seeded_rng
+from harness.ike.proposals import parse_proposals
+from harness.ike.sa import State
+from harness.ike.ts import TrafficSelector as TS
+
+A, B = ("198.18.0.1", 500), ("198.18.0.2", 500)
+PSK = b"ipsec-interop test PSK"
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return TestPki()
+
+
+@pytest.fixture(scope="module")
+def creds(pki):
+    return {k: {side: pki.issue(f"CN={side}-{k},O=ipsec-interop", [addr[0], f"{side}.example"], k)
+                for side, addr in (("moon", A), ("sun", B))} for k in ("p256", "rsa2048")}
+
+
+def cfg(side: str, ike="aes128gcm16-prfsha256-ecp256", esp="aes128gcm16-esn-noesn", **kw) -> IkeConfig:
+    local = Identity.of(f"{side}.example")
+    kw.setdefault("psk", PSK)
+    return IkeConfig(local_id=local, ike_proposals=parse_proposals(ike, "ike"),
+                     child_proposals=parse_proposals(esp, kw.pop("child_protocol", "esp")), **kw)
+
+
+def pair(ca: IkeConfig, cb: IkeConfig, seed: int = 1, tamper=None):
+    clock = FakeClock()
+    a = IkeEndpoint(ca, A, clock, seeded_rng(seed))
+    b = IkeEndpoint(cb, B, clock, seeded_rng(seed + 1000))
+    return a, b, Wire(a, b, tamper), clock
+
+
+def of(events, kind):
+    return [e for e in events if isinstance(e, kind)]
+
+
+def establish(ca=None, cb=None, **kw):
+    a, b, w, clock = pair(ca or cfg("moon"), cb or cfg("sun"), **kw)
+    w.run(a.initiate(B))
+    return a, b, w, clock
+
+
+def mirrored(a: IkeEndpoint, b: IkeEndpoint):
+    """Assert both sides hold the same IKE SA and the same Child SAs, mirrored; return (sa_a, sa_b)."""
+    (sa_a,), (sa_b,) = a.established(), b.established()
+    assert (sa_a.spi_i, sa_a.spi_r) == (sa_b.spi_i, sa_b.spi_r)
+    assert sa_a.keys == sa_b.keys
+    assert {(c.spi_in, c.spi_out) for c in sa_a.children.values()} == \
+        {(c.spi_out, c.spi_in) for c in sa_b.children.values()}
+    for c in sa_a.children.values():
+        peer = sa_b.children[c.spi_out]
+        ia, oa = c.sa_keys(A[0], B[0])
+        ib, ob = peer.sa_keys(B[0], A[0])
+        assert oa == ib and ob == ia and c.mode == peer.mode
+    return sa_a, sa_b
+
+
+MATRIX = [
+    ("aes128-sha256-modp2048", "aes128-sha256-esn-noesn"),
+    ("aes256gcm16-prfsha384-ecp256", "aes256gcm16-noesn"),
+    ("chacha20poly1305-prfsha256-x25519", "chacha20poly1305-noesn"),
+]
+
+
+@pytest.mark.rfc(7296, "1.2", "MUST")
+@pytest.mark.parametrize("mode", ["tunnel", "transport"])
+@pytest.mark.parametrize("ike,esp", MATRIX, ids=[m[0] for m in MATRIX])
+def test_psk_handshake_matrix(ike, esp, mode):
+    a, b, w, _ = establish(cfg("moon", ike, esp, mode=mode), cfg("sun", ike, esp, mode=mode))
+    sa_a, sa_b = mirrored(a, b)
+    (ch,) = sa_a.children.values()
+    assert ch.mode == mode and sa_a.peer_id == "sun.example" and sa_b.peer_id == "moon.example"
+    ev_a, ev_b = a.drain_events(), b.drain_events()
+    assert len(of(ev_a, IkeSaEstablished)) == len(of(ev_b, IkeSaEstablished)) == 1
+    (ca,), (cb,) = of(ev_a, ChildSaEstablished), of(ev_b, ChildSaEstablished)
+    assert ca.outbound == cb.inbound and ca.inbound == cb.outbound and ca.inbound.mode == mode
+    assert not of(ev_a + ev_b, ExchangeFailed)
+    assert len(w.log) == 4  # IKE_SA_INIT and IKE_AUTH, nothing else
+
+
+@pytest.mark.rfc(7296, "2.15", "MUST")
+@pytest.mark.parametrize("kind", ["p256", "rsa2048"])
+@pytest.mark.parametrize("rfc7427", [True, False], ids=["rfc7427", "legacy"])
+def test_signature_handshake(pki, creds, kind, rfc7427):
+    def c(side, peer):
+        return cfg(side, psk=None, credential=creds[kind][side], trust_anchor=pki.ca_cert,
+                   remote_id=Identity.of(f"{peer}.example"), rfc7427=rfc7427)
+    a, b, w, _ = establish(c("moon", "sun"), c("sun", "moon"))
+    sa_a, sa_b = mirrored(a, b)
+    assert len(sa_a.children) == 1 and sa_a.peer_id == "sun.example"
+    assert sa_a.peer_hashes == (frozenset({2, 3, 4, 5}) if rfc7427 else frozenset())
+
+
+def test_signature_from_untrusted_ca_fails(pki, creds):
+    other = TestPki()
+    rogue = other.issue("CN=sun-rogue", ["sun.example"], "p256")
+    a, b, w, _ = establish(cfg("moon", psk=None, credential=creds["p256"]["moon"], trust_anchor=pki.ca_cert),
+                           cfg("sun", psk=None, credential=rogue, trust_anchor=pki.ca_cert))
+    assert not a.sas and not b.sas
+    assert "AUTHENTICATION_FAILED" in [e.notify for e in of(a.drain_events(), ExchangeFailed)]
+
+
+@pytest.mark.rfc(7296, "2.15", "MUST")
+def test_wrong_psk_fails_both_sides():
+    a, b, w, _ = establish(cfg("moon"), cfg("sun", psk=b"another secret"))
+    assert not a.established() and not b.established() and not a.sas and not b.sas
+    fa, fb = of(a.drain_events(), ExchangeFailed), of(b.drain_events(), ExchangeFailed)
+    assert fb[0].notify == "AUTHENTICATION_FAILED" and not fb[0].received
+    assert fa[0].notify == "AUTHENTICATION_FAILED" and fa[0].received
+
+
+@pytest.mark.rfc(7296, "2.21.2", "MUST")
+def test_wrong_auth_from_responder_is_reported_by_initiator():
+    a, b, w, _ = establish(cfg("moon"), cfg("sun", bugs=Bugs(wrong_auth=True)))
+    assert not a.sas and not b.sas
+    fa = of(a.drain_events(), ExchangeFailed)
+    assert fa[0].notify == "AUTHENTICATION_FAILED" and not fa[0].received
+    assert any(e.notify == "AUTHENTICATION_FAILED" and e.received for e in of(b.drain_events(), ExchangeFailed))
+
+
+@pytest.mark.rfc(7296, "2.6", "MUST")
+def test_cookie_round_trip():
+    a, b, w, _ = establish(cfg("moon"), cfg("sun", require_cookie=True))
+    mirrored(a, b)
+    assert len(w.log) == 6  # SA_INIT, COOKIE, SA_INIT with COOKIE, SA_INIT response, IKE_AUTH x2
+    assert w.log[2].data != w.log[0].data and len(w.log[2].data) > len(w.log[0].data)
+
+
+def test_cookie_ignored_by_buggy_initiator_never_creates_state():
+    a, b, w, _ = establish(cfg("moon", bugs=Bugs(ignore_cookie=True)), cfg("sun", require_cookie=True))
+    assert not b.sas and not b.half_open and not a.established()
+
+
+@pytest.mark.rfc(7296, "1.3", "MUST")
+def test_invalid_ke_payload_retry():
+    a, b, w, _ = establish(cfg("moon", ike="aes128gcm16-prfsha256-ecp256-x25519"),
+                           cfg("sun", ike="aes128gcm16-prfsha256-x25519"))
+    sa_a, _ = mirrored(a, b)
+    assert sa_a.suite.ke.name == "CURVE25519" and len(w.log) == 6
+    assert any(e.notify == "INVALID_KE_PAYLOAD" and not e.received for e in of(b.drain_events(), ExchangeFailed))
+
+
+@pytest.mark.rfc(7296, "2.7", "MUST")
+def test_no_proposal_chosen_in_ike_sa_init():
+    a, b, w, _ = establish(cfg("moon", ike="aes128-sha256-modp2048"), cfg("sun"))
+    assert not a.sas and not b.sas
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["NO_PROPOSAL_CHOSEN"]
+
+
+def test_no_proposal_chosen_for_first_child_keeps_ike_sa():
+    a, b, w, _ = establish(cfg("moon", esp="aes128-sha256"), cfg("sun", esp="aes256gcm16"))
+    sa_a, sa_b = mirrored(a, b)
+    assert not sa_a.children and not sa_b.children
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["NO_PROPOSAL_CHOSEN"]
+
+
+@pytest.mark.rfc(7296, "2.9", "MUST")
+def test_ts_narrowing_and_ts_unacceptable():
+    a, b, w, _ = establish(cfg("moon", local_ts=[TS.of("198.18.0.0/16")], remote_ts=[TS.of("198.19.0.0/16")]),
+                           cfg("sun", local_ts=[TS.of("198.19.4.0/24")], remote_ts=[TS.of("198.18.2.0/24")]))
+    sa_a, _ = mirrored(a, b)
+    (c,) = sa_a.children.values()
+    assert c.ts_local == (TS.of("198.18.2.0/24"),) and c.ts_remote == (TS.of("198.19.4.0/24"),)
+    a, b, w, _ = establish(cfg("moon", remote_ts=[TS.of("198.19.0.0/16")]), cfg("sun", local_ts=[TS.of("198.18.9.0/24")]))
+    sa_a, _ = mirrored(a, b)
+    assert not sa_a.children
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["TS_UNACCEPTABLE"]
+
+
+@pytest.mark.rfc(7296, "2.9", "SHOULD")
+def test_additional_ts_possible():
+    a, b, w, _ = establish(cfg("moon", remote_ts=[TS.of("198.19.0.0/16")]),
+                           cfg("sun", local_ts=[TS.of("198.19.1.0/24"), TS.of("198.19.2.0/24")], single_pair=True))
+    sa_a, _ = mirrored(a, b)
+    (c,) = sa_a.children.values()
+    assert c.ts_remote == (TS.of("198.19.1.0/24"),) and c.additional_ts_possible
+
+
+@pytest.mark.rfc(7296, "1.3.1", "MUST")
+def test_transport_mode_needs_both_sides():
+    a, b, w, _ = establish(cfg("moon", mode="transport"), cfg("sun", mode="tunnel"))
+    sa_a, _ = mirrored(a, b)
+    assert [c.mode for c in sa_a.children.values()] == ["tunnel"]
+
+
+@pytest.mark.rfc(7296, "1.3.1", "MUST")
+@pytest.mark.parametrize("pfs", [None, 19], ids=["no-ke", "ke-ecp256"])
+def test_create_child_sa(pfs):
+    a, b, w, _ = establish(cfg("moon", esp="aes128gcm16-noesn-ecp256"), cfg("sun", esp="aes128gcm16-noesn-ecp256,aes128gcm16-noesn"))
+    sa_a = a.established()[0]
+    w.run(a.create_child(sa_a, pfs_group=pfs, proposals=parse_proposals("aes128gcm16-noesn" if pfs is None else "aes128gcm16-noesn-ecp256", "esp")))
+    sa_a, sa_b = mirrored(a, b)
+    assert len(sa_a.children) == 2
+    news = [c for c in sa_a.children.values() if c.nonces != (sa_a.ni, sa_a.nr)]
+    assert len(news) == 1 and (news[0].suite.ke is not None) == (pfs is not None)
+
+
+def test_no_additional_sas():
+    a, b, w, _ = establish(cfg("moon"), cfg("sun", max_children=1))
+    w.run(a.create_child(a.established()[0]))
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["NO_ADDITIONAL_SAS"]
+    assert len(mirrored(a, b)[0].children) == 1
+
+
+@pytest.mark.rfc(7296, "2.8", "MUST")
+@pytest.mark.parametrize("pfs", [0, 31], ids=["no-ke", "ke-x25519"])
+@pytest.mark.parametrize("who", ["initiator", "responder"])
+def test_rekey_child_sa(pfs, who):
+    esp = "aes128gcm16-noesn-x25519,aes128gcm16-noesn"
+    a, b, w, _ = establish(cfg("moon", esp=esp), cfg("sun", esp=esp))
+    x, y = (a, b) if who == "initiator" else (b, a)
+    sx = x.established()[0]
+    (old,) = sx.children.values()
+    x.drain_events(), y.drain_events()
+    w.run(x.rekey_child(sx, old.spi_in, pfs))
+    sa_a, sa_b = mirrored(a, b)
+    (new,) = x.established()[0].children.values()
+    assert new.spi_in != old.spi_in and new.keys != old.keys and (new.suite.ke is not None) == bool(pfs)
+    ex, ey = x.drain_events(), y.drain_events()
+    assert of(ex, ChildSaEstablished)[0].rekeyed_spi == int.from_bytes(old.spi_in, "big")
+    assert [e.spi_in for e in of(ex, ChildSaDeleted)] == [int.from_bytes(old.spi_in, "big")]
+    assert [e.spi_out for e in of(ey, ChildSaDeleted)] == [int.from_bytes(old.spi_in, "big")]
+
+
+@pytest.mark.rfc(7296, "2.8.1", "SHOULD")
+@pytest.mark.parametrize("seed", range(4))
+def test_simultaneous_child_rekey(seed):
+    a, b, w, _ = establish(seed=seed)
+    sa_a, sa_b = a.established()[0], b.established()[0]
+    (old_a,) = sa_a.children.values()
+    ra = a.rekey_child(sa_a, old_a.spi_in)
+    rb = b.rekey_child(sa_b, old_a.spi_out)
+    w.run(ra + rb)  # both requests are on the wire before either response
+    sa_a, sa_b = mirrored(a, b)
+    assert len(sa_a.children) == 1 and old_a.spi_in not in sa_a.children
+    assert not of(a.drain_events() + b.drain_events(), ExchangeFailed)
+
+
+@pytest.mark.rfc(7296, "2.8", "MUST")
+@pytest.mark.parametrize("who", ["initiator", "responder"])
+def test_rekey_ike_sa(who):
+    a, b, w, _ = establish()
+    x = a if who == "initiator" else b
+    old = x.established()[0]
+    (child,) = old.children.values()
+    w.run(x.rekey_ike(old))
+    sa_a, sa_b = mirrored(a, b)
+    assert (sa_a.spi_i, sa_a.spi_r) != (old.spi_i, old.spi_r) and sa_a.keys.sk_d != old.keys.sk_d
+    assert set(sa_a.children) | set(sa_b.children) >= {child.spi_in} and len(a.sas) == len(b.sas) == 1
+    assert x.established()[0].original_initiator  # the rekey's initiator is the new SA's initiator
+    assert any(isinstance(e, IkeSaEstablished) and e.rekeyed_from == old.spi_i + old.spi_r for e in x.drain_events())
+    w.run(a.create_child(sa_a))  # the new SA works, Message IDs start again at 0
+    assert len(mirrored(a, b)[0].children) == 2
+
+
+@pytest.mark.rfc(7296, "2.8.2", "SHOULD")
+@pytest.mark.parametrize("seed", range(4))
+def test_simultaneous_ike_rekey(seed):
+    a, b, w, _ = establish(seed=seed)
+    ra, rb = a.rekey_ike(a.established()[0]), b.rekey_ike(b.established()[0])
+    w.run(ra + rb)
+    sa_a, sa_b = mirrored(a, b)
+    assert len(sa_a.children) == 1 and len(a.sas) == 1 and len(b.sas) == 1
+
+
+@pytest.mark.rfc(7296, "1.4.1", "MUST")
+def test_delete_child_and_ike_sa_and_liveness():
+    a, b, w, _ = establish()
+    sa_a = a.established()[0]
+    w.run(a.liveness(sa_a))
+    assert len(w.log) == 6
+    (c,) = sa_a.children.values()
+    w.run(b.delete_child(b.established()[0], c.spi_out))
+    assert not mirrored(a, b)[0].children
+    assert of(a.drain_events(), ChildSaDeleted)[0].spi_in == int.from_bytes(c.spi_in, "big")
+    w.run(a.delete_ike(sa_a))
+    assert not a.sas and not b.sas
+    assert of(b.drain_events(), IkeSaDeleted)[0].reason == "deleted by the peer"
+
+
+@pytest.mark.rfc(7296, "2.1", "MUST")
+def test_retransmission_and_cached_response():
+    dropped, from_b = [], []
+
+    def drop_first_auth_response(d: Datagram):
+        if d.src == B:
+            from_b.append(d)
+            if len(from_b) == 2:  # the IKE_AUTH response
+                dropped.append(d)
+                return None
+        return d
+    a, b, w, clock = pair(cfg("moon"), cfg("sun"), tamper=drop_first_auth_response)
+    w.run(a.initiate(B))
+    assert dropped and not a.established() and b.established()
+    clock.advance(0.5)
+    assert w.tick() == 0
+    clock.advance(0.6)
+    w.tick()  # IKE_AUTH request again; the responder resends its cached response unprocessed
+    mirrored(a, b)
+    assert w.log[-1].data == dropped[0].data
+    assert len(of(b.drain_events(), ChildSaEstablished)) == 1
+
+
+def test_duplicate_request_gets_identical_response():
+    a, b, w, _ = establish(tamper=lambda d: [d, d] if d.src == A else d)
+    mirrored(a, b)
+    responses = [d.data for d in w.log if d.src == B]
+    assert len(responses) == 4 and responses[0] == responses[1] and responses[2] == responses[3]
+
+
+@pytest.mark.rfc(7296, "2.4", "SHOULD")
+def test_peer_dead_after_retransmissions():
+    a, b, w, clock = establish()
+    w.tamper = lambda d: None
+    w.run(a.liveness(a.established()[0]))
+    for _ in range(40):
+        clock.advance(1.0)
+        w.tick()
+    assert of(a.drain_events(), PeerDead) and not a.sas
+    assert 1 <= sum(1 for d in w.log[4:] if d.src == A) - 1 <= 5
+
+
+@pytest.mark.rfc(7296, "2.3", "MUST")
+def test_window_size_allows_parallel_requests():
+    a, b, w, _ = establish(cfg("moon", window_size=3), cfg("sun", window_size=3))
+    sa_a = a.established()[0]
+    assert sa_a.window.window_size == 3
+    out = a.create_child(sa_a) + a.create_child(sa_a) + a.create_child(sa_a) + a.create_child(sa_a)
+    assert len(out) == 3 and len(sa_a.queue) == 1
+    w.run(out)
+    assert len(mirrored(a, b)[0].children) == 5
+
+
+@pytest.mark.rfc(7296, "2.3", "MUST")
+def test_window_size_one_queues():
+    a, b, w, _ = establish()
+    sa_a = a.established()[0]
+    out = a.create_child(sa_a) + a.create_child(sa_a)
+    assert len(out) == 1
+    w.run(out)
+    assert len(mirrored(a, b)[0].children) == 3
+
+
+@pytest.mark.rfc(7296, "2.23", "MUST")
+def test_nat_detection_switches_to_4500():
+    nat_ip = ("198.18.100.1", 40000)
+
+    def nat(d: Datagram):  # the initiator sits behind a NAT: rewrite its source, map answers back
+        if d.src[0] == A[0]:
+            return Datagram(d.data, (nat_ip[0], nat_ip[1] + (d.src[1] == 4500)), d.dst)
+        if d.dst[0] == nat_ip[0]:
+            return Datagram(d.data, d.src, (A[0], 500 if d.dst[1] == nat_ip[1] else 4500))
+        return d
+    a, b, w, _ = pair(cfg("moon"), cfg("sun"), tamper=nat)
+    w.run(a.initiate(B))
+    sa_a, sa_b = mirrored(a, b)
+    assert of(a.drain_events(), NatDetected)[0].local_behind_nat
+    assert of(b.drain_events(), NatDetected)[0].remote_behind_nat
+    assert sa_a.remote == (B[0], 4500) and w.log[2].dst == (B[0], 4500)
+    assert all(c.udp_encap for c in sa_a.children.values())
+
+
+def test_skip_natd_bug_means_no_detection():
+    a, b, w, _ = establish(cfg("moon", bugs=Bugs(skip_natd=True)))
+    mirrored(a, b)
+    assert not of(b.drain_events(), NatDetected)
+
+
+@pytest.mark.rfc(7296, "3.10.1", "MUST")
+@pytest.mark.parametrize("bugs,notify,side", [
+    (Bugs(nonce_length=8), "INVALID_SYNTAX", "responder"),
+    (Bugs(ke_group_mismatch=20), "INVALID_KE_PAYLOAD", "responder"),
+    (Bugs(bad_ke_data=True), "INVALID_SYNTAX", "responder"),
+    (Bugs(extra_unknown_critical_payload=True), "UNSUPPORTED_CRITICAL_PAYLOAD", "responder"),
+])
+def test_initiator_bugs_draw_error_notifies(bugs, notify, side):
+    a, b, w, _ = establish(cfg("moon", bugs=bugs), cfg("sun"))
+    assert not a.established()
+    assert notify in [e.notify for e in of(b.drain_events(), ExchangeFailed)]
+
+
+def test_responder_choosing_unoffered_transform_is_rejected():
+    a, b, w, _ = establish(cfg("moon"), cfg("sun", bugs=Bugs(choose_unoffered_transform=True)))
+    assert not a.sas
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["NO_PROPOSAL_CHOSEN"]
+
+
+@pytest.mark.rfc(7296, "3.10.1", "MAY")
+def test_invalid_message_id_reported():
+    a, b, w, _ = establish()
+    a.config.bugs.message_id_offset = 7
+    w.run(a.liveness(a.established()[0]))
+    assert "INVALID_MESSAGE_ID" in [e.notify for e in of(a.drain_events(), ExchangeFailed) if e.received]
+
+
+@pytest.mark.rfc(7296, "2.21.4", "MAY")
+def test_invalid_ike_spi_answered():
+    a, b, w, _ = establish()
+    sa_a = a.established()[0]
+    b.remove_sa(b.established()[0], "forgotten (simulated reboot)")
+    w.run(a.liveness(sa_a))
+    assert "INVALID_IKE_SPI" in [e.notify for e in of(a.drain_events(), ExchangeFailed) if e.received]
+
+
+@pytest.mark.rfc(7296, "2.5", "MUST")
+def test_invalid_major_version():
+    def bump(d: Datagram):
+        if d.src == A and d.data[17] == 0x20:
+            return Datagram(d.data[:17] + b"\x30" + d.data[18:], d.src, d.dst)
+        return d
+    a, b, w, _ = establish(tamper=bump)
+    assert not b.sas and not a.sas
+    assert [(e.notify, e.received) for e in of(a.drain_events(), ExchangeFailed)] == [("INVALID_MAJOR_VERSION", True)]
+
+
+def test_child_sa_not_found_and_temporary_failure():
+    a, b, w, _ = establish()
+    sa_a, sa_b = a.established()[0], b.established()[0]
+    (c,) = sa_a.children.values()
+    del sa_b.children[c.spi_out]  # the responder lost the Child SA
+    w.run(a.rekey_child(sa_a, c.spi_in))
+    assert "CHILD_SA_NOT_FOUND" in [e.notify for e in of(a.drain_events(), ExchangeFailed)]
+    sa_b.state = State.DELETING
+    w.run(a.create_child(sa_a))
+    assert "TEMPORARY_FAILURE" in [e.notify for e in of(a.drain_events(), ExchangeFailed)]
+
+
+def test_export_json_and_wireshark():
+    a, b, w, _ = establish(cfg("moon", ike="aes128-sha256-modp2048", esp="aes128-sha256"),
+                           cfg("sun", ike="aes128-sha256-modp2048", esp="aes128-sha256"))
+    ex = a.export()
+    (ike,) = ex["ike_sas"]
+    sa = a.established()[0]
+    assert ike["spi_i"] == sa.spi_i.hex() and ike["sk_ei"] == sa.keys.sk_ei.hex() and ike["integrity"] == "AUTH_HMAC_SHA2_256_128"
+    assert len(ex["ipsec_sas"]) == 2 and {s["protocol"] for s in ex["ipsec_sas"]} == {"esp"}
+    assert sa.ike_keys.wireshark_line().count('","') == 7
+    assert b.export()["ike_sas"] == ex["ike_sas"]
+
+
+def test_deterministic_with_seeded_rng():
+    logs = []
+    for _ in range(2):
+        a, b, w, _ = establish(seed=42)
+        logs.append([d.data for d in w.log])
+    assert logs[0] == logs[1]
+
+
+@pytest.mark.rfc(7296, "3.10.1", "MUST")
+@pytest.mark.parametrize("notify", ["SINGLE_PAIR_REQUIRED", "INTERNAL_ADDRESS_FAILURE", "FAILED_CP_REQUIRED",
+                                    "TEMPORARY_FAILURE", "NO_ADDITIONAL_SAS", "TS_UNACCEPTABLE"])
+def test_child_refusals_received_keep_ike_sa(notify):
+    a, b, w, _ = establish(cfg("moon"), cfg("sun", bugs=Bugs(refuse_child=notify)))
+    sa_a, _ = mirrored(a, b)
+    assert not sa_a.children
+    assert [(e.notify, e.received) for e in of(a.drain_events(), ExchangeFailed)] == [(notify, True)]
+    w.run(a.create_child(sa_a))
+    assert [(e.notify, e.received) for e in of(a.drain_events(), ExchangeFailed)] == [(notify, True)]
+    assert a.established()
+
+
+@pytest.mark.rfc(7296, "2.21.4", "SHOULD")
+def test_invalid_spi_reported_and_received():
+    a, b, w, _ = establish()
+    w.run(a.report_invalid_spi(a.established()[0], 0x12345678))
+    (e,) = of(b.drain_events(), ExchangeFailed)
+    assert (e.notify, e.received) == ("INVALID_SPI", True) and b.established()
+
+
+def test_wrong_spi_r_bug_draws_invalid_ike_spi_hint():
+    a, b, w, _ = establish(cfg("moon", bugs=Bugs(wrong_spi_r=True)))
+    assert not a.established() and not b.established()
+    assert [(e.notify, e.received) for e in of(a.drain_events(), ExchangeFailed)] == [("INVALID_IKE_SPI", True)]
