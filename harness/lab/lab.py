@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -373,6 +374,18 @@ class Lab:
         if not n.netns:
             raise LabError(f"node {node!r} is a peer: ping from it through its runtime node")
         return ping_from(n.netns, address, count=count, timeout=timeout) == count
+
+    def connect_tcp(self, address: str, port: int, timeout: float = 5.0) -> socket.socket:
+        """A TCP connection opened inside the lab namespace (control traffic over the management segment).
+
+        OSError (e.g. ConnectionRefusedError) passes through: callers waiting for a daemon retry on it.
+        """
+        def connect() -> socket.socket:
+            s = socket.create_connection((address, port), timeout=timeout)
+            s.settimeout(None)
+            return s
+
+        return netns.run_in(self.name, connect)
 
     def in_lab(self, fn: Callable[..., T], *args: object) -> T:
         """Call fn inside the lab namespace (e.g. to open a control socket on the management segment)."""

@@ -73,10 +73,31 @@ class PeerHandle:
         self.node.stop()
 
 
+ADAPTER_MODULES = {"strongswan": "harness.peers.strongswan", "libreswan": "harness.peers.libreswan"}
+
+
+def adapter_module(role: str) -> Any:
+    """The module of the adapter for an implementation; Unavailable if it is unknown or not there."""
+    if role not in ADAPTER_MODULES:
+        raise Unavailable(f"no adapter for peer implementation {role!r} (known: {', '.join(ADAPTER_MODULES)})")
+    return _module(ADAPTER_MODULES[role], f"the {role} adapter")
+
+
+def make_adapter(role: str, node: Any, lab: Lab, node_name: str) -> Any:
+    """The adapter for a started node by implementation; strongSwan's vici is reached over the management segment."""
+    mod = adapter_module(role)
+    if role == "strongswan":
+        address, port = lab.node(node_name).address("mgmt"), mod.VICI_PORT
+        return mod.StrongswanAdapter(node, f"tcp://{address}:{port}", lambda: lab.connect_tcp(address, port))
+    return mod.LibreswanAdapter(node)
+
+
 def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None) -> PeerHandle:
     """Start `peer` as lab node `node` under `runtime` (auto|docker|uml|external); Unavailable if it cannot run here."""
     rt_mod = _module("harness.runtime", "the runtime helper's package starts peer nodes")
-    peers_mod = _module("harness.peers", "the peers helper's package holds the adapters")
+    role = peer.split("-")[0]
+    if runtime != "external":
+        adapter_module(role)  # before a guest boots for nothing
     try:
         rt = rt_mod.get_runtime(runtime, profile=profile) if runtime == "external" else rt_mod.get_runtime(runtime)
     except ModuleNotFoundError as e:
@@ -86,14 +107,19 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
     reason = rt.unavailable()
     if reason:
         raise Unavailable(f"runtime {rt.name}: {reason}")
-    spec = rt_mod.NodeSpec(name=f"{lab.topology.name}-{node}", image=peer, role=peer.split("-")[0],
+    spec = rt_mod.NodeSpec(name=f"{lab.topology.name}-{node}", image=peer, role=role,
                            labels={labels.DOCKER_LABEL: lab.run}, run=lab.run, worker=lab.worker)
     links = [rt_mod.LinkSpec(s.guest_ifname, s.mac, s.host_ifname) for s in lab.link_specs(node)]
     started = rt.start(spec, lab.name, links)
+    if started.runtime == "external":
+        # a device cabled by its owner: nothing to attach or configure; tests that need to reconfigure it
+        # raise CannotReconfigure, which the plugin reports as a skip naming the profile
+        return PeerHandle(started.name, started, started, "external", started.kernel, started.version)
     try:
         lab.attach(node)
         lab.configure_guest(node, lambda argv: tuple(started.exec(argv, timeout=10)))
-        adapter = peers_mod.adapter_for(peer, started, lab=lab, node=node)
+        adapter = make_adapter(spec.role, started, lab, node)
+        adapter.start()
     except BaseException:
         started.stop()
         raise

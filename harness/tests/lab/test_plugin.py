@@ -29,6 +29,10 @@ def test_own_parametrization(peer):
 
 def test_uses_lab(lab):
     assert lab.tester
+
+def test_cannot_reconfigure():
+    from harness.errors import CannotReconfigure
+    raise CannotReconfigure("profile vendor.toml: the device cannot be reconfigured")
 """
 
 
@@ -46,7 +50,7 @@ def test_peer_option_parametrizes_with_stable_ids_and_xdist_groups(tmp_path):
     assert "GROUP test_scratch.py::test_uses_peer[alpha] alpha" in r.stdout
     assert "GROUP test_scratch.py::test_uses_peer[beta] beta" in r.stdout
     assert "test_scratch.py::test_own_parametrization[mine]" in r.stdout, "a test's own parametrization wins"
-    assert "5 tests collected" in r.stdout, "repeated --peer values collapse: 2 + 2 + 1 own"
+    assert "6 tests collected" in r.stdout, "repeated --peer values collapse: 2 + 2 + 1 own + 1"
 
 
 def test_a_peer_without_image_is_skipped_with_the_reason(tmp_path):
@@ -61,6 +65,12 @@ def test_without_any_built_peer_lab_tests_skip_saying_why(tmp_path):
         "from harness.lab import peering\n"
         "peering.built_peers = lambda: ([], 'no peer image is built: the stand-in reason')\n"))
     assert "no peer image is built: the stand-in reason" in r.stdout and "2 skipped" in r.stdout, r.stdout
+
+
+def test_cannot_reconfigure_an_external_device_is_a_skip_not_a_failure(tmp_path):
+    r = child_pytest(tmp_path, "-k", "cannot_reconfigure")
+    assert r.returncode == 0 and "1 skipped" in r.stdout
+    assert "profile vendor.toml: the device cannot be reconfigured" in r.stdout
 
 
 def test_external_runtime_needs_a_profile(tmp_path):
