@@ -89,27 +89,36 @@ def apply_list(items: Sequence[T], bends: Iterable[Bend], unknown: Any) -> list[
     """The payload list after strip/duplicate/swap/move/insert_unknown (unknown builds the inserted payload)."""
     out = list(items)
     for b in bends:
-        i = b.index
-        if b.op == "strip":
-            del out[i]
-        elif b.op == "duplicate":
-            out.insert(i % len(out) + 1, out[i])
-        elif b.op == "swap":
-            j = b.value or 0
-            out[i], out[j] = out[j], out[i]
-        elif b.op == "move":
-            item = out.pop(i)
-            out.insert(b.value or 0, item)
-        elif b.op == "insert_unknown":
-            out.insert(i if i >= 0 else len(out) + 1 + i, unknown(b.value if b.value is not None else 200, b.data,
-                                                                 b.critical))
+        try:
+            _list_op(out, b, unknown)
+        except IndexError:
+            raise ConfigError(f"bend {b.op}: index {b.index} (value {b.value}) outside the {len(out)} payloads") from None
     return out
+
+
+def _list_op(out: list[Any], b: Bend, unknown: Any) -> None:
+    i = b.index
+    if b.op == "strip":
+        del out[i]
+    elif b.op == "duplicate":
+        out.insert(i % len(out) + 1, out[i])
+    elif b.op == "swap":
+        j = b.value or 0
+        out[i], out[j] = out[j], out[i]
+    elif b.op == "move":
+        item = out.pop(i)
+        out.insert(b.value or 0, item)
+    elif b.op == "insert_unknown":
+        at = i if i >= 0 else len(out) + 1 + i
+        out.insert(at, unknown(b.value if b.value is not None else 200, b.data, b.critical))
 
 
 def apply_payload(encoded: list[bytes], bends: Iterable[Bend]) -> list[bytes]:
     """The encoded payloads after payload_length/next_payload/payload_reserved/payload_critical/poke."""
     out = [bytearray(p) for p in encoded]
     for b in bends:
+        if not -len(out) <= b.index < len(out) or not -len(out[b.index]) <= b.offset < len(out[b.index]):
+            raise ConfigError(f"bend {b.op}: index {b.index}/offset {b.offset} outside the encoded payloads")
         p = out[b.index]
         if b.op == "payload_length":
             _set16(p, 2, b)

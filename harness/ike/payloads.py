@@ -82,6 +82,9 @@ def decode_chain(data: bytes, first: int, ctx: ParseContext, base: int = 0, wher
         off += length
         if nxt in ENCRYPTED:
             p.first_payload = np  # type: ignore[attr-defined]
+            if isinstance(p, SKF) and p.fragment_number > 1 and np:
+                ctx.violation("skf-next-payload", name, "Next Payload", base + off - length,
+                              f"{np} in fragment {p.fragment_number}; RFC 7383 s2.5 sets it only in fragment 1")
             if off != len(data):
                 ctx.fail(name, "Payload Length", base + off - length + 2,
                          f"{len(data) - off} bytes follow the encrypted payload; it must be last (RFC 7296 s3.14)")

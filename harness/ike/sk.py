@@ -8,7 +8,8 @@ header of SK (for SKF: through Fragment Number/Total Fragments), ICV = the AEAD 
 Public API:
 - ``SkKeys.of(encr, sk_e, integ=None, sk_a=b"")`` one direction's keys (encr/integ: IANA number or name;
   sk_e = key || salt as harness.crypto expects); ``IkeSkKeys(encr, integ, sk_ei, sk_ai, sk_er, sk_ar)``
-  both directions, ``.for_sender(initiator)`` picks SK_ei/SK_ai when the sender is the original initiator.
+  both directions, ``.for_sender(initiator)`` picks SK_ei/SK_ai when the sender is the original initiator;
+  ``IkeSkKeys.from_ike_sa_keys(harness.ike.export.IkeSaKeys)`` for keys files.
 - ``protect(header, inner, keys, outer=(), bends=(), rng=os.urandom) -> bytes`` one SK message.
 - ``fragment(header, inner, keys, max_datagram, bends=(), rng=os.urandom) -> list[bytes]`` SKF messages
   (RFC 7383 s2.5: every fragment <= max_datagram octets, each individually protected).
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from harness.crypto import Encr, Integ, encr as encr_lookup, integ as integ_lookup
 from harness.errors import ConfigError, IkeParseError, IntegrityError, KeyMaterialError
@@ -73,6 +74,11 @@ class IkeSkKeys:
     sk_ai: bytes
     sk_er: bytes
     sk_ar: bytes
+
+    @classmethod
+    def from_ike_sa_keys(cls, k: Any) -> IkeSkKeys:
+        """From a harness.ike.export.IkeSaKeys (the "ike_sas" keys-file entry): names and SK_* as there."""
+        return cls(k.encryption, k.integrity, k.sk_ei, k.sk_ai, k.sk_er, k.sk_ar)
 
     def for_sender(self, initiator: bool) -> SkKeys:
         """The keys protecting messages sent by the original initiator (True) or responder (False)."""

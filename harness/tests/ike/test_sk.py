@@ -219,3 +219,29 @@ def test_informational_single_fragment():
     frags = fragment(Header(SPI_I, SPI_R, INFORMATIONAL, 5), [], keys, 1280)
     assert len(frags) == 1
     assert decrypt_message(frags[0], keys, Reassembler()).inner == []
+
+
+def test_keys_from_the_ike_sas_export_form():
+    from harness.ike.export import IkeSaKeys
+    k = IkeSaKeys(SPI_I, SPI_R, "ENCR_AES_GCM_16", 256, bytes(36), bytes(range(36)), None, b"", b"")
+    pair = IkeSkKeys.from_ike_sa_keys(k)
+    resp = protect(Header(SPI_I, SPI_R, IKE_AUTH, 1, response=True), INNER, pair.for_sender(False))
+    assert decrypt_message(resp, pair).inner == INNER
+
+
+@pytest.mark.rfc(7383, "2.5", "MUST")
+def test_next_payload_in_later_fragments_is_a_finding():
+    keys = keys_for(20)
+    frags = fragment(HEADER, BIG, keys, 300)
+    bent = fragment(HEADER, BIG, keys, 300, bends=[Bend("next_payload", index=0, value=35)])
+    assert Message.decode(frags[1], strict=True).findings == []
+    assert [f.rule for f in Message.decode(bent[1]).findings] == ["skf-next-payload"]
+    with pytest.raises(IkeParseError):
+        Message.decode(bent[1], strict=True)
+
+
+def test_bend_indices_outside_the_message_are_config_errors():
+    with pytest.raises(ConfigError):
+        protect(HEADER, INNER, keys_for(20), bends=[Bend("strip", index=9, inner=True)])
+    with pytest.raises(ConfigError):
+        Message(HEADER, []).encode([Bend("poke", index=0, offset=2)])
