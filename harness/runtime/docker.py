@@ -62,6 +62,28 @@ def add_veths(lab_netns: str, pid: int, links: Sequence[LinkSpec]) -> None:
     in_netns(lab_netns, body)
 
 
+def delete_links(lab_netns: str, links: Sequence[LinkSpec]) -> None:
+    """Delete the lab ends of links now (the kernel removes them with the container's namespace, but later)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    def body() -> None:
+        with IPRoute() as ipr:
+            for link in links:
+                for index in ipr.link_lookup(ifname=link.host_ifname):
+                    try:
+                        ipr.link("del", index=index)
+                    except NetlinkError as e:
+                        if e.code != 19:  # ENODEV: gone meanwhile
+                            raise LabError(f"deleting {link.host_ifname} in {lab_netns}: {e}") from None
+
+    try:
+        in_netns(lab_netns, body)
+    except LabError as e:
+        if "does not exist" not in str(e):  # the lab namespace is gone: so are its links
+            raise
+
+
 class DockerNode(AgentNode):
     """A running container."""
 
@@ -72,6 +94,8 @@ class DockerNode(AgentNode):
         self.image, self.version, self.role = info.name, info.version, spec.role
         self.kernel = ""
         self.pid = 0
+        self.lab_netns = ""
+        self.links: list[LinkSpec] = []
         self.timings: dict[str, float] = {}
         self._stopped = False
 
@@ -127,6 +151,8 @@ class DockerNode(AgentNode):
             pass
         except APIError as e:
             raise LabError(f"{self.name}: removing container {self.container.id[:12]}: {e}") from None
+        if self.links:
+            delete_links(self.lab_netns, self.links)
 
 
 class DockerRuntime(Runtime):
@@ -173,6 +199,7 @@ class DockerRuntime(Runtime):
             if not node.pid:
                 raise LabError(f"{name}: container exited at once\n{node.logs()[-4000:]}")
             node.timings["container"] = time.monotonic() - t0
+            node.lab_netns, node.links = lab_netns, list(links)
             add_veths(lab_netns, node.pid, links)
             node.connect(spec.ready_timeout or READY_TIMEOUT)
         except BaseException:
