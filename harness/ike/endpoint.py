@@ -25,6 +25,9 @@ from harness.ike.view import INFORMATIONAL, Msg, Notify
 from harness.ike.window import RequestWindow, ResponseCache
 
 
+SKF_PAYLOAD = 53  # RFC 7383 s2.5
+
+
 @dataclass(frozen=True)
 class Datagram:
     """One UDP payload to send (IKE message bytes, without a non-ESP marker) and its addresses."""
@@ -249,6 +252,8 @@ class IkeEndpoint:
     def _on_request(self, sa: IkeSa, data: bytes, head: Msg, src: Address, dst: Address) -> list[Datagram]:
         kind = sa.responses.classify(head.message_id)
         if kind == "retransmit":
+            if data[16] == SKF_PAYLOAD and data[32:34] != b"\x00\x01":
+                return []  # a retransmitted fragmented request: answer once, on its first fragment
             return [Datagram(d, dst, src) for d in sa.responses.responses[head.message_id]]
         try:
             msg = self._decode(sa, data)

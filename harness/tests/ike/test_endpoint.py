@@ -489,3 +489,53 @@ def test_wrong_spi_r_bug_draws_invalid_ike_spi_hint():
     a, b, w, _ = establish(cfg("moon", bugs=Bugs(wrong_spi_r=True)))
     assert not a.established() and not b.established()
     assert [(e.notify, e.received) for e in of(a.drain_events(), ExchangeFailed)] == [("INVALID_IKE_SPI", True)]
+
+
+@pytest.mark.rfc(7383, "2.5", "MUST")
+@pytest.mark.parametrize("both", [True, False], ids=["both-support", "responder-without"])
+def test_ike_auth_fragmentation(pki, creds, both):
+    big = creds["rsa2048"]
+
+    def c(side, frag):
+        return cfg(side, psk=None, credential=big[side], trust_anchor=pki.ca_cert, fragment_size=576, fragmentation=frag)
+    a, b, w, clock = establish(c("moon", True), c("sun", both))
+    mirrored(a, b)
+    auth = [d for d in w.log if d.data[18] == 35]
+    if both:
+        assert len(auth) >= 4 and all(len(d.data) <= 576 for d in auth) and all(d.data[16] == 53 for d in auth)
+    else:
+        assert len(auth) == 2 and all(len(d.data) > 576 and d.data[16] == 46 for d in auth)
+
+
+@pytest.mark.rfc(7383, "2.6", "MUST")
+def test_fragmented_request_retransmitted_once_answered(pki, creds):
+    big = creds["rsa2048"]
+    seen = []
+
+    def drop_responses_once(d: Datagram):
+        if d.src == B and d.data[18] == 35 and not seen:
+            seen.append(d)
+            return None
+        return d
+    ca = cfg("moon", psk=None, credential=big["moon"], trust_anchor=pki.ca_cert, fragment_size=576)
+    cb = cfg("sun", psk=None, credential=big["sun"], trust_anchor=pki.ca_cert, fragment_size=576)
+    a, b, w, clock = pair(ca, cb, tamper=drop_responses_once)
+    w.run(a.initiate(B))
+    assert not a.established()
+    n_resp = sum(1 for d in w.log if d.src == B and d.data[18] == 35)
+    clock.advance(1.0)
+    w.tick()
+    mirrored(a, b)
+    again = sum(1 for d in w.log if d.src == B and d.data[18] == 35) - n_resp
+    assert again == n_resp  # the whole response once more, not once per request fragment
+
+
+def test_corrupt_icv_is_dropped_and_peer_declared_dead():
+    a, b, w, clock = establish()
+    a.config.bugs.corrupt_icv = True
+    w.run(a.liveness(a.established()[0]))
+    assert len(w.log) == 5  # the request went out; the responder dropped it silently
+    for _ in range(40):
+        clock.advance(1.0)
+        w.tick()
+    assert of(a.drain_events(), PeerDead) and b.established()
