@@ -135,9 +135,9 @@ def _check(ok: bool, src: str, key: str, why: str) -> None:
         raise ConfigError(f"{_where(src, key)}: {why}")
 
 
-def _typed(d: dict[str, Any], key: str, kind: type | tuple[type, ...], src: str, what: str) -> Any:
+def _typed(d: dict[str, Any], key: str, kind: type | tuple[type, ...], src: str, what: str, shown: str = "") -> Any:
     v = d[key]
-    _check(isinstance(v, kind) and not (kind is int and isinstance(v, bool)), src, key, f"must be {what}, not {v!r}")
+    _check(isinstance(v, kind) and not (kind is int and isinstance(v, bool)), src, shown or key, f"must be {what}, not {v!r}")
     return v
 
 
@@ -152,10 +152,10 @@ def _sub(cls: type, d: Any, src: str, prefix: str) -> Any:
         if d[k] is None:
             out[k] = None
         elif "int" in ftype:
-            out[k] = _typed(d, k, int, src, "an integer")
+            out[k] = _typed(d, k, int, src, "an integer", f"{prefix}.{k}")
             _check(out[k] >= 0, src, f"{prefix}.{k}", f"must be >= 0, not {out[k]}")
         else:
-            out[k] = _typed(d, k, str, src, "a string")
+            out[k] = _typed(d, k, str, src, "a string", f"{prefix}.{k}")
     return cls(**out)
 
 

@@ -84,9 +84,9 @@ def _one(text: str, protocol: str) -> tuple[str, bool, set[str]]:
         parts = ["+".join(groups["encr"])] if groups["encr"] else []
         if groups["integ"]:
             parts.append("+".join(groups["integ"]))
-        if groups["ke"]:
-            parts.append("+".join(groups["ke"]))
         value = "-".join(parts)
+        if groups["ke"]:  # ';' before the KE: 'aes_gcm_c_128-dh19' would read dh19 as an integrity algorithm
+            value += ";" + "+".join(groups["ke"])
     return value, bool(groups["ke"]), esn
 
 

@@ -1,0 +1,181 @@
+"""Rendering a Connection into each implementation's native configuration: golden files plus one check per field.
+
+Golden files (golden/*) are the exact output; regenerate them after an intended change with
+IPSI_UPDATE_GOLDEN=1 python3 -m pytest harness/tests/peers/test_render.py and review the diff.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, UnsupportedFeature, UnsupportedProposal
+from harness.peers.connection import Dpd, Lifetimes, connection_from_dict
+from harness.peers.libreswan import ipsec_conf, ipsec_secrets
+from harness.peers.strongswan import conn_message, shared_message, strongswan_conf, swanctl_conf
+from harness.peers.templates import render
+
+GOLDEN = Path(__file__).parent / "golden"
+BASE = {"name": "p2p", "local_addr": "198.18.0.3", "remote_addr": "198.18.0.4", "auth": {"psk": "ipsec-interop-psk-0123456789"}}
+CONNECTIONS = {
+    "transport-psk": BASE,
+    "tunnel-all-fields": {
+        **BASE, "local_id": {"type": "fqdn", "value": "left.example"}, "remote_id": {"type": "email", "value": "right@example.org"},
+        "ike_proposals": ["aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"], "child_proposals": ["aes128-sha256-modp2048"],
+        "mode": "tunnel", "local_ts": ["198.18.10.0/24"], "remote_ts": ["198.18.11.0/24"],
+        "lifetimes": {"ike_rekey_time": 3600, "child_rekey_time": 600, "child_life_time": 700, "child_life_bytes": 10000000,
+                      "child_life_packets": 100000},
+        "dpd": {"delay": 10, "action": "clear"}, "encap": "force", "fragmentation": "no", "replay_window": 64, "role": "initiator"},
+    "ah-v6": {**BASE, "local_addr": "2001:db8::3", "remote_addr": "2001:db8::4", "protocol": "ah", "child_proposals": ["sha512", "sha256"],
+              "rekey": False, "role": "trap"},
+}
+RENDERERS = {
+    "strongswan5.load-conn.json": lambda c: json.dumps(conn_message(c, 5), indent=1, sort_keys=True) + "\n",
+    "strongswan6.load-conn.json": lambda c: json.dumps(conn_message(c, 6), indent=1, sort_keys=True) + "\n",
+    "strongswan.swanctl.conf": lambda c: swanctl_conf(conn_message(c, 5)) + "\n",
+    "libreswan4.ipsec.conf": lambda c: ipsec_conf(c, 4),
+    "libreswan5.ipsec.conf": lambda c: ipsec_conf(c, 5),
+    "libreswan.ipsec.secrets": ipsec_secrets,
+}
+
+
+@pytest.mark.parametrize("renderer", sorted(RENDERERS))
+@pytest.mark.parametrize("conn", sorted(CONNECTIONS))
+def test_golden(conn: str, renderer: str) -> None:
+    text = RENDERERS[renderer](connection_from_dict(CONNECTIONS[conn]))
+    path = GOLDEN / f"{conn}.{renderer}"
+    if os.environ.get("IPSI_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_strongswan_conf_golden() -> None:
+    text = strongswan_conf("tcp://198.19.0.10:4502")
+    path = GOLDEN / "strongswan.conf"
+    if os.environ.get("IPSI_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text()
+    assert "socket = tcp://198.19.0.10:4502" in text and "load = no" in text
+    assert "ike = 2" in text and "knl = 2" in text and "cfg = 2" in text and "enc = 1" in text
+    with pytest.raises(ConfigError, match="vici socket"):
+        strongswan_conf("198.19.0.10:4502")
+
+
+def _ss(c: object) -> dict:
+    return conn_message(c, 5)["p2p"]  # type: ignore[arg-type]
+
+
+def _child(c: object) -> dict:
+    return _ss(c)["children"]["p2p"]
+
+
+BASIC = connection_from_dict(BASE)
+# (field change, strongSwan check on the load-conn dict, Libreswan 4.x line(s) expected in ipsec.conf)
+FIELDS = [
+    ("addresses", {}, lambda m: m["local_addrs"] == ["198.18.0.3"] and m["remote_addrs"] == ["198.18.0.4"],
+     ["left=198.18.0.3", "right=198.18.0.4"]),
+    ("ids-fqdn", {"local_id": {"type": "fqdn", "value": "a.example"}, "remote_id": {"type": "fqdn", "value": "b.example"}},
+     lambda m: m["local"]["id"] == "fqdn:a.example" and m["remote"]["id"] == "fqdn:b.example", ["leftid=@a.example", "rightid=@b.example"]),
+    ("ids-ip", {}, lambda m: m["local"]["id"] == "198.18.0.3", ["leftid=198.18.0.3", "rightid=198.18.0.4"]),
+    ("ids-dn", {"remote_id": {"type": "dn", "value": "CN=right, O=ipsi"}}, lambda m: m["remote"]["id"] == "CN=right, O=ipsi",
+     ['rightid="CN=right, O=ipsi"']),
+    ("psk", {}, lambda m: m["local"]["auth"] == "psk" and m["remote"]["auth"] == "psk", ["authby=secret"]),
+    ("ike", {"ike_proposals": ["aes256-sha256-modp2048"]}, lambda m: m["proposals"] == ["aes256-sha256-modp2048"],
+     ["ike=aes256-sha2_256-modp2048"]),
+    ("esp", {"child_proposals": ["aes256gcm16", "aes128-sha256"]},
+     lambda m: m["children"]["p2p"]["esp_proposals"] == ["aes256gcm16", "aes128-sha256"],
+     ["phase2=esp", "esp=aes_gcm_c_256,aes128-sha2_256", "pfs=no"]),
+    ("esp-pfs", {"child_proposals": ["aes128-sha256-ecp256"]}, lambda m: True, ["esp=aes128-sha2_256;dh19", "pfs=yes"]),
+    ("ah", {"protocol": "ah", "child_proposals": ["sha256"]}, lambda m: m["children"]["p2p"]["ah_proposals"] == ["sha256"],
+     ["phase2=ah", "ah=sha2_256"]),
+    ("transport", {}, lambda m: m["children"]["p2p"]["mode"] == "transport", ["type=transport"]),
+    ("tunnel", {"mode": "tunnel", "local_ts": ["198.18.10.0/24"], "remote_ts": ["198.18.11.0/24"]},
+     lambda m: m["children"]["p2p"]["mode"] == "tunnel" and m["children"]["p2p"]["local_ts"] == ["198.18.10.0/24"]
+     and m["children"]["p2p"]["remote_ts"] == ["198.18.11.0/24"],
+     ["type=tunnel", "leftsubnet=198.18.10.0/24", "rightsubnet=198.18.11.0/24"]),
+    ("lifetimes", {"lifetimes": {"ike_rekey_time": 3600, "child_rekey_time": 600, "child_life_time": 660}},
+     lambda m: m["rekey_time"] == "3600s" and m["children"]["p2p"]["rekey_time"] == "600s" and m["children"]["p2p"]["life_time"] == "660s",
+     ["rekeymargin=60s", "salifetime=660s", "ikelifetime=3660s"]),
+    ("reauth", {"lifetimes": {"ike_reauth_time": 7200}}, lambda m: m["reauth_time"] == "7200s", ["ikelifetime=7200s", "reauth=yes"]),
+    ("volume", {"lifetimes": {"child_rekey_bytes": 1000, "child_life_bytes": 2000, "child_rekey_packets": 10, "child_life_packets": 20}},
+     lambda m: (m["children"]["p2p"]["rekey_bytes"], m["children"]["p2p"]["life_bytes"], m["children"]["p2p"]["rekey_packets"],
+                m["children"]["p2p"]["life_packets"]) == (1000, 2000, 10, 20),
+     ["ipsec-max-bytes=2000", "ipsec-max-packets=20"]),
+    ("rekey-off", {"rekey": False}, lambda m: m["rekey_time"] == "0" and m["reauth_time"] == "0" and m["children"]["p2p"]["rekey_time"] == "0",
+     ["rekey=no"]),
+    ("dpd", {"dpd": {"delay": 30, "action": "clear"}}, lambda m: m["dpd_delay"] == "30s" and m["children"]["p2p"]["dpd_action"] == "clear",
+     ["dpddelay=30s", "dpdaction=clear"]),
+    ("dpd-restart", {"dpd": {"delay": 30, "action": "restart"}}, lambda m: m["children"]["p2p"]["dpd_action"] == "restart",
+     ["dpdaction=restart"]),
+    ("natt-force", {"encap": "force"}, lambda m: m["encap"] == "yes", ["encapsulation=yes"]),
+    ("natt-auto", {}, lambda m: m["encap"] == "no", ["encapsulation=auto"]),
+    ("fragmentation", {"fragmentation": "force"}, lambda m: m["fragmentation"] == "force", ["fragmentation=force"]),
+    ("replay-window", {"replay_window": 128}, lambda m: m["children"]["p2p"]["replay_window"] == 128, ["replay-window=128"]),
+    ("role-initiator", {"role": "initiator"}, lambda m: m["children"]["p2p"]["start_action"] == "start", ["auto=start"]),
+    ("role-responder", {}, lambda m: m["children"]["p2p"]["start_action"] == "none", ["auto=add"]),
+    ("role-trap", {"role": "trap"}, lambda m: m["children"]["p2p"]["start_action"] == "trap", ["auto=route"]),
+    ("esn", {"child_proposals": ["aes128gcm16-esn"]}, lambda m: m["children"]["p2p"]["esp_proposals"] == ["aes128gcm16-esn"], ["esn=yes"]),
+    ("updown-off", {}, lambda m: True, ["leftupdown=%disabled"]),
+]
+
+
+@pytest.mark.parametrize("name,change,ss_check,lsw_lines", FIELDS, ids=[f[0] for f in FIELDS])
+def test_each_field_reaches_both_configs(name: str, change: dict, ss_check, lsw_lines: list[str]) -> None:  # type: ignore[no-untyped-def]
+    c = connection_from_dict({**BASE, **change})
+    assert ss_check(_ss(c))
+    lines = {line.strip() for line in ipsec_conf(c, 4).splitlines()}
+    for want in lsw_lines:
+        assert want in lines, (want, sorted(lines))
+
+
+def test_version_differences() -> None:
+    c = replace(BASIC, role="trap", dpd=Dpd(10, "restart"))
+    assert "auto=ondemand" in ipsec_conf(replace(c, dpd=Dpd(10, "clear")), 5) and "auto=route" in ipsec_conf(c, 4)
+    assert "keyexchange=ikev2" in ipsec_conf(BASIC, 5) and "ikev2=insist" in ipsec_conf(BASIC, 4)
+    assert conn_message(c, 6)["p2p"]["children"]["p2p"]["dpd_action"] == "start"
+    with pytest.raises(UnsupportedFeature, match="dpd.action restart"):
+        ipsec_conf(c, 5)
+
+
+def test_psk_and_certificates() -> None:
+    assert shared_message(BASIC) == {"id": "ipsi-p2p", "type": "IKE", "data": "ipsec-interop-psk-0123456789",
+                                     "owners": ["198.18.0.3", "198.18.0.4"]}
+    assert ipsec_secrets(BASIC).splitlines()[-1] == '198.18.0.3 198.18.0.4 : PSK "ipsec-interop-psk-0123456789"'
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    c = connection_from_dict({**BASE, "auth": {"method": "pubkey", "cert_pem": pem, "key_pem": "-----BEGIN PRIVATE KEY-----\nx\n",
+                                                "ca_pem": pem}})
+    m = _ss(c)
+    assert m["local"] == {"auth": "pubkey", "id": "198.18.0.3", "certs": [pem]} and m["remote"]["cacerts"] == [pem]
+    assert shared_message(c) is None
+    conf = ipsec_conf(c, 4)
+    assert "authby=rsasig" in conf and "leftcert=ipsi-local" in conf and "rightca=%same" in conf
+    assert "PEM object" in swanctl_conf(conn_message(c, 5))
+
+
+UNSUPPORTED_LSW = [
+    ({"local_ts": ["198.18.0.3/32", "198.18.0.0/24"]}, UnsupportedFeature, "local_ts"),
+    ({"fragmentation": "accept"}, UnsupportedFeature, "fragmentation"),
+    ({"dpd": {"delay": 5, "action": "none"}}, UnsupportedFeature, "dpd.action none"),
+    ({"lifetimes": {"ike_rekey_time": 10, "ike_reauth_time": 20}}, UnsupportedFeature, "ike_reauth_time"),
+    ({"lifetimes": {"child_rekey_time": 10, "child_life_time": 10}}, ConfigError, "child_life_time"),
+    ({"ike_proposals": ["aes128-sha256-prfsha512-ecp256"]}, UnsupportedProposal, "'sha256'"),
+    ({"auth": {"psk": 'a"b'}}, UnsupportedFeature, "PSK"),
+]
+
+
+@pytest.mark.parametrize("change,error,match", UNSUPPORTED_LSW, ids=[e[2] for e in UNSUPPORTED_LSW])
+def test_libreswan_refuses_what_it_cannot_express(change: dict, error: type, match: str) -> None:
+    c = connection_from_dict({**BASE, **change})
+    with pytest.raises(error, match=match):
+        ipsec_conf(c, 4)
+        ipsec_secrets(c)
+
+
+def test_template_errors_name_template_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"strongswan.conf: no value for \$\{"):
+        render("strongswan", "strongswan.conf", {})
+    with pytest.raises(ConfigError, match="cannot read"):
+        render("strongswan", "missing.conf", {})
