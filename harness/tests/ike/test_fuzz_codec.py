@@ -12,7 +12,9 @@ from harness.ike.payloads import (PAYLOAD_CLASSES, AUTH, CERT, CERTREQ, CP, EAP,
                                   TSr, UnknownPayload, V, decode_chain, encode_chain)
 from harness.ike.sk import Reassembler, SkKeys, decrypt_message, fragment, protect
 
+# bounded for CI: structured strategies are costly to generate, so those tests draw fewer examples
 BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HEAVY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 u8, u16, u32 = st.integers(0, 0xFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF)
 blob = st.binary(max_size=40)
 
@@ -51,14 +53,14 @@ header = st.builds(Header, st.binary(min_size=8, max_size=8), st.binary(min_size
                    st.integers(34, 37), u32, st.booleans(), st.booleans())
 
 
-@BOUNDED
+@HEAVY
 @given(st.one_of(*(s.map(lambda p: [p]) for s in PAYLOADS.values())))
 def test_each_payload_type_round_trips(chain):
     first, data = encode_chain(chain)
     assert decode_chain(data, first, ParseContext(strict=False)) == chain
 
 
-@BOUNDED
+@HEAVY
 @given(header, st.lists(any_payload, max_size=6), st.one_of(st.none(), st.binary(min_size=20, max_size=60)))
 def test_messages_round_trip(h, payloads, sk_body):
     if sk_body is not None:
@@ -101,7 +103,7 @@ def test_arbitrary_body_of_every_payload_type_raises_only_typed_errors(ptype, bo
         assert 0 <= e.offset <= len(chain)
 
 
-@BOUNDED
+@HEAVY
 @given(header, st.lists(any_payload, min_size=1, max_size=5), st.data())
 def test_mutated_valid_messages_raise_only_typed_errors(h, payloads, data):
     d = bytearray(Message(h, payloads).encode())
@@ -123,7 +125,7 @@ KEYS = [SkKeys.of(12, bytes(range(16)), 12, bytes(range(32))), SkKeys.of(20, byt
         SkKeys.of(28, bytes(range(36)))]
 
 
-@BOUNDED
+@HEAVY
 @given(st.sampled_from(KEYS), st.lists(any_payload, max_size=4), st.data())
 def test_mutated_protected_messages_raise_only_typed_errors(keys, inner, data):
     d = bytearray(protect(Header(bytes(8), bytes(8), 35, 1), inner, keys, rng=lambda n: bytes(n)))
