@@ -40,7 +40,7 @@ class EncrContext:
 
         if f == "null":
             self.encrypt = lambda iv, pt, aad: pt
-            self.decrypt = lambda iv, ct, aad: ct
+            self.decrypt = lambda iv, ct, aad: bytes(ct)
         elif f in ("cbc", "ctr"):
             algo = algorithms.AES(key)
             if f == "cbc":
@@ -83,7 +83,7 @@ class EncrContext:
             def dec(iv: bytes, ct: bytes, aad: bytes) -> bytes:
                 if len(ct) < icv:
                     raise IntegrityError(f"{name}: {len(ct)} bytes is shorter than the {icv}-byte ICV")
-                d = Cipher(algo, modes.GCM(salt + iv, ct[-icv:], min_tag_length=icv)).decryptor()
+                d = Cipher(algo, modes.GCM(salt + iv, bytes(ct[-icv:]), min_tag_length=icv)).decryptor()
                 d.authenticate_additional_data(aad)
                 try:
                     return d.update(ct[:-icv]) + d.finalize()
@@ -99,7 +99,7 @@ class EncrContext:
             def dec(iv: bytes, ct: bytes, aad: bytes) -> bytes:
                 if len(ct) < icv:
                     raise IntegrityError(f"{name}: {len(ct)} bytes is shorter than the {icv}-byte ICV")
-                body = ct[:-icv]
+                body = bytes(ct[:-icv])
                 try:
                     g.decrypt(salt + iv, ct[-icv:], aad + iv + body)
                 except InvalidTag:
@@ -136,6 +136,7 @@ class IntegContext:
             zero_iv = bytes(16)
 
             def icv(data: bytes, iv: bytes = b"") -> bytes:
+                data = bytes(data)
                 cut = (len(data) - 1) // 16 * 16 if data else 0
                 last = data[cut:]
                 if len(last) == 16:

@@ -39,7 +39,7 @@ class EspCodec:
     """ESP framing and cryptography for one SA, the key schedules done once."""
 
     __slots__ = ("sa", "spi", "esn", "encr", "integ", "iv_size", "icv_size", "align", "aead", "check_padding",
-                 "min_len", "_random")
+                 "min_len", "_random", "seal_fast")
 
     def __init__(self, sa: SecurityAssociation, random: Callable[[int], bytes] = os.urandom, check_padding: bool = True) -> None:
         e, i = sa.encr, sa.integ
@@ -53,6 +53,7 @@ class EspCodec:
         self.check_padding = check_padding
         self.min_len = 8 + self.iv_size + 2 + self.icv_size
         self._random = random
+        self.seal_fast = self._make_seal_fast()
 
     def aad(self, spi: int, seq: int) -> bytes:
         """The AEAD additional data: SPI || seq (RFC 4106 s5), SPI || seq_hi || seq_lo with ESN."""
@@ -97,31 +98,36 @@ class EspCodec:
 
     def open(self, esp: bytes, seq: int) -> Opened:
         """Verify and decrypt esp (SPI .. ICV) sent with full sequence number seq; PacketDropped when it fails."""
-        n = len(esp)
+        return self.open_at(esp, 0, len(esp), seq)
+
+    def open_at(self, packet: bytes, start: int, end: int, seq: int) -> Opened:
+        """open() of the ESP packet at packet[start:end] without copying it out first."""
+        n = end - start
         spi = self.spi
         if n < self.min_len:
-            raise MalformedPacket("ESP", "length", 0, f"{n} bytes is shorter than header, IV, trailer and ICV ({self.min_len})", spi, seq)
+            raise MalformedPacket("ESP", "length", start, f"{n} bytes is shorter than header, IV, trailer and ICV ({self.min_len})", spi, seq)
         ivs, icvs = self.iv_size, self.icv_size
-        iv = esp[8:8 + ivs]
+        ct_at = start + 8 + ivs
+        iv = packet[start + 8:ct_at]
         if self.aead:
-            if (n - 8 - ivs - icvs) & 3:
-                raise MalformedPacket("ESP", "ciphertext length", 8 + ivs, f"{n - 8 - ivs - icvs} is not a multiple of 4 (RFC 4303 s2.4)", spi, seq)
-            aad = _pack_III(spi, seq >> 32 & M32, seq & M32) if self.esn else esp[:8]
+            if (end - icvs - ct_at) & 3:
+                raise MalformedPacket("ESP", "ciphertext length", ct_at, f"{end - icvs - ct_at} is not a multiple of 4 (RFC 4303 s2.4)", spi, seq)
+            aad = _pack_III(spi, seq >> 32 & M32, seq & M32) if self.esn else packet[start:start + 8]
             try:
-                pt = self.encr.decrypt(iv, esp[8 + ivs:], aad)
+                pt = self.encr.decrypt(iv, packet[ct_at:end], aad)
             except IntegrityError:
                 raise PacketDropped("bad_icv", f"ESP SPI {spi:#010x} seq {seq}: ICV does not verify", spi, seq) from None
         else:
-            end = n - icvs
-            clen = end - 8 - ivs
+            icv_at = end - icvs
+            clen = icv_at - ct_at
             if clen % self.align:
-                raise MalformedPacket("ESP", "ciphertext length", 8 + ivs, f"{clen} is not a multiple of {self.align} (RFC 4303 s2.4)", spi, seq)
+                raise MalformedPacket("ESP", "ciphertext length", ct_at, f"{clen} is not a multiple of {self.align} (RFC 4303 s2.4)", spi, seq)
             if self.integ is not None:
-                body = esp[:end]
+                body = packet[start:icv_at]
                 icv = self.integ.icv(body + _pack_I(seq >> 32 & M32) if self.esn else body)
-                if not hmac.compare_digest(icv, esp[end:]):
+                if not hmac.compare_digest(icv, packet[icv_at:end]):
                     raise PacketDropped("bad_icv", f"ESP SPI {spi:#010x} seq {seq}: ICV does not verify", spi, seq)
-            pt = self.encr.decrypt(iv, esp[8 + ivs:end], b"")
+            pt = self.encr.decrypt(iv, packet[ct_at:icv_at], b"")
         pad_length = pt[-2]
         if pad_length + 2 > len(pt):
             raise PacketDropped("bad_padding", f"ESP SPI {spi:#010x} seq {seq}: Pad Length {pad_length} exceeds the {len(pt) - 2}-byte payload", spi, seq)
@@ -129,3 +135,28 @@ class EspCodec:
         if self.check_padding and pad_length and pt[cut:-2] != DEFAULT_PADDING[pad_length]:
             raise PacketDropped("bad_padding", f"ESP SPI {spi:#010x} seq {seq}: Padding is not 1, 2, 3, ... (RFC 4303 s2.4)", spi, seq)
         return Opened(pt[:cut], pt[-1], pad_length)
+
+    def _make_seal_fast(self) -> Callable[[int, bytes, int], bytes]:
+        """seal() without faults, for the common case: default padding, fresh IV, no TFC."""
+        spi, esn, align, ivs, random = self.spi, self.esn, self.align, self.iv_size, self._random
+        encrypt, integ = self.encr.encrypt, self.integ
+        trailers = [DEFAULT_PADDING[p] + bytes((p, nh)) for p in range(align) for nh in range(256)]
+        pack_II, pack_III, pack_I = _pack_II, _pack_III, _pack_I
+
+        if self.aead:
+            def seal_fast(seq: int, payload: bytes, nh: int) -> bytes:
+                hdr = pack_II(spi, seq & M32)
+                iv = random(ivs)
+                pt = payload + trailers[(-(len(payload) + 2) % align) << 8 | nh]
+                return b"".join((hdr, iv, encrypt(iv, pt, pack_III(spi, seq >> 32, seq & M32) if esn else hdr)))
+            return seal_fast
+
+        icv = integ.icv if integ is not None else None
+
+        def seal_fast(seq: int, payload: bytes, nh: int) -> bytes:
+            iv = random(ivs) if ivs else b""
+            out = b"".join((pack_II(spi, seq & M32), iv, encrypt(iv, payload + trailers[(-(len(payload) + 2) % align) << 8 | nh], b"")))
+            if icv is None:
+                return out
+            return out + icv(out + pack_I(seq >> 32) if esn else out)
+        return seal_fast

@@ -37,11 +37,19 @@ class IpView(NamedTuple):
     length: int  # the packet's length as its header states it (trailing bytes beyond are ignored)
 
 
+_WORDS: dict[int, struct.Struct] = {}
+
+
 def checksum(data: bytes) -> int:
     """The 16-bit one's complement Internet checksum of data (RFC 1071)."""
-    if len(data) & 1:
+    n = len(data)
+    if n & 1:
         data += b"\x00"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        n += 1
+    words = _WORDS.get(n)
+    if words is None:
+        words = _WORDS[n] = struct.Struct(f"!{n // 2}H")
+    s = sum(words.unpack(data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return ~s & 0xFFFF
@@ -104,15 +112,12 @@ def ipv6_header(src: bytes, dst: bytes, nh: int, payload_len: int, tclass: int =
 
 def with_payload(view: IpView, packet: bytes, proto: int, payload: bytes) -> bytes:
     """packet's header bytes (up to view.offset) over payload, the field at proto_pos set to proto."""
-    hdr = bytearray(packet[: view.offset])
-    hdr[view.proto_pos] = proto
+    off, pos = view.offset, view.proto_pos
     if view.version == 4:
-        struct.pack_into("!H", hdr, 2, len(hdr) + len(payload))
-        hdr[10:12] = b"\x00\x00"
-        struct.pack_into("!H", hdr, 10, checksum(bytes(hdr)))
-    else:
-        struct.pack_into("!H", hdr, 4, len(hdr) - 40 + len(payload))
-    return bytes(hdr) + payload
+        hdr = packet[:2] + (off + len(payload)).to_bytes(2, "big") + packet[4:9] + bytes((proto,)) + b"\x00\x00" + packet[12:off]
+        return hdr[:10] + checksum(hdr).to_bytes(2, "big") + hdr[12:] + payload
+    return (packet[:4] + (off - 40 + len(payload)).to_bytes(2, "big") + packet[6:pos] + bytes((proto,))
+            + packet[pos + 1:off] + payload)
 
 
 def addr_bytes(addr: str) -> bytes:
