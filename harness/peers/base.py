@@ -189,5 +189,5 @@ def sa_keys(states: list[XfrmState]) -> list[IpsecSaKeys]:
             else:
                 kw["integrity"], kw["integrity_key"] = name, a.key
         out.append(IpsecSaKeys(protocol=st.proto, spi=st.spi, src=st.src, dst=st.dst, mode=st.mode or "transport",
-                               esn=st.esn or "esn" in st.flags, **kw))  # type: ignore[arg-type]
+                               esn=st.esn, **kw))  # type: ignore[arg-type]
     return out

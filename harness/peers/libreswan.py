@@ -9,6 +9,7 @@ few words (rekey of a Child SA: --rekey-ipsec vs --rekey-child; dpdaction= gone 
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from dataclasses import dataclass, field
@@ -207,6 +208,36 @@ def parse_status_algorithms(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
+_LOG_IKE = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established IKE SA;.* and (\S+) \'([^\']*)\'')
+_LOG_CHILD = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established Child SA using #(\d+); IPsec (\w+) '
+                        r'\[(?:([^\]:=]+):[^\]]*\] -> \[([^\]:]+):[^\]]*|([^\]=]+)===([^\]]+))\]')  # 4.x: [a-b:ports] -> [..]; 5.x: [a/n===b/n]
+
+
+def _range_to_prefixes(text: str) -> list[str]:
+    """'198.18.0.3-198.18.0.3' -> ['198.18.0.3/32'] (Libreswan logs selectors as address ranges)."""
+    first, _, last = text.partition("-")
+    try:
+        return [str(n) for n in ipaddress.summarize_address_range(ipaddress.ip_address(first), ipaddress.ip_address(last or first))]
+    except (ValueError, TypeError):
+        return [text]
+
+
+def parse_pluto_log(text: str) -> dict[int, dict[str, object]]:
+    """What pluto's log tells and whack does not: per state number its role, the peer's ID (IKE SA) or selectors (Child SA)."""
+    out: dict[int, dict[str, object]] = {}
+    for line in text.splitlines():
+        m = _LOG_IKE.search(line)
+        if m:
+            out[int(m.group(2))] = {"conn": m.group(1), "role": m.group(3), "remote_id_type": m.group(4), "remote_id": m.group(5)}
+            continue
+        m = _LOG_CHILD.search(line)
+        if m:
+            out[int(m.group(2))] = {"conn": m.group(1), "role": m.group(3), "parent": int(m.group(4)), "mode": m.group(5),
+                                    "local_ts": _range_to_prefixes(m.group(6)) if m.group(6) else [m.group(8)],
+                                    "remote_ts": _range_to_prefixes(m.group(7)) if m.group(7) else [m.group(9)]}
+    return out
+
+
 def _split_ike(alg: str) -> tuple[str | None, str | None, str | None, str | None]:
     """(encr, integ, prf, ke) of a Libreswan IKE algorithm line 'ENCR-PRF[-INTEG]-DH' or 'ENCR-INTEG-PRF-DH'."""
     parts = alg.split(";")[0].split("-")
@@ -217,9 +248,10 @@ def _split_ike(alg: str) -> tuple[str | None, str | None, str | None, str | None
     return alg, None, None, None
 
 
-def records(showstates: str, traffic: str, status: str, local_addr: str | None = None) -> list[IkeSaRecord]:
-    """IKE SA records (with Child SAs) from the three whack outputs."""
+def records(showstates: str, traffic: str, status: str, local_addr: str | None = None, log: str = "") -> list[IkeSaRecord]:
+    """IKE SA records (with Child SAs) from the three whack outputs (and pluto's log for roles, peer IDs, selectors)."""
     states = parse_showstates(showstates)
+    logged = parse_pluto_log(log)
     tstat = parse_trafficstatus(traffic)
     algs = parse_status_algorithms(status)
     ikes: dict[int, IkeSaRecord] = {}
@@ -230,6 +262,10 @@ def records(showstates: str, traffic: str, status: str, local_addr: str | None =
             ikes[st.serial] = IkeSaRecord(name=st.conn, state=st.name, local_addr=local_addr or "", remote_addr="",
                                           encr=encr, integ=integ, prf=prf, ke=ke, serial=st.serial,
                                           raw={"story": st.story, "attrs": st.attrs})
+            info = logged.get(st.serial, {})
+            if info:
+                ikes[st.serial].initiator = info["role"] == "initiator"
+                ikes[st.serial].remote_id = str(info["remote_id"])
     for st in states:
         if st.parent is None or not st.spis:
             continue
@@ -244,7 +280,7 @@ def records(showstates: str, traffic: str, status: str, local_addr: str | None =
         a = algs.get(st.conn, {}).get(proto.upper(), "")
         alg_parts = a.split(";")[0].split("-") if a else []
         child = ChildSaRecord(
-            name=st.conn, protocol=proto.upper(), mode="tunnel" if any(p == "tun" and s for p, s, _ in st.spis) else "transport",
+            name=st.conn, protocol=proto.upper(), mode="tunnel" if any(p == "tun" for p, _, _ in st.spis) else "transport",
             spi_in=spis[1 - out_i], spi_out=spis[out_i], state=st.name,
             encr=(alg_parts[0] if proto == "esp" and alg_parts else None),
             integ=(alg_parts[-1] if alg_parts and (proto == "ah" or len(alg_parts) > 1) else None),
@@ -252,6 +288,9 @@ def records(showstates: str, traffic: str, status: str, local_addr: str | None =
             raw={"bytes_from_peer": bool(t), "story": st.story, "attrs": st.attrs, "traffic": t, "algorithms": a})
         if child.integ == "NONE":
             child.integ = None
+        info = logged.get(st.serial, {})
+        if info:
+            child.local_ts, child.remote_ts = list(info["local_ts"]), list(info["remote_ts"])  # type: ignore[call-overload]
         parent = ikes.get(st.parent or -1)
         if parent is None:
             parent = ikes[st.parent or -1] = IkeSaRecord(name=st.conn, state="(IKE SA not listed)", local_addr=local_addr or "",
@@ -402,7 +441,7 @@ class LibreswanAdapter(NodeBase):
     def list_sas(self) -> list[IkeSaRecord]:
         """IKE and Child SAs from whack, joined with the kernel's counters and keys by SPI."""
         local = next(iter(self.connections.values())).local_addr if self.connections else None
-        sas = records(*self.whack_outputs(), local_addr=local)
+        sas = records(*self.whack_outputs(), local_addr=local, log=self.logs())
         states = self.xfrm_state()
         for sa in sas:
             conn = self.connections.get(sa.name)

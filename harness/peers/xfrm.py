@@ -42,13 +42,24 @@ class XfrmState:
     algorithms: list[XfrmAlgorithm] = field(default_factory=list)
     encap: dict[str, str] | None = None   # type, sport, dport, addr (UDP encapsulation, RFC 3948)
     selector: str = ""
-    esn: bool = False
+    replay_esn_format: bool = False  # the kernel keeps an ESN-style replay state (XFRMA_REPLAY_ESN_VAL), ESN or not
     replay: dict[str, int] = field(default_factory=dict)      # anti-replay context: seq, oseq, seq_hi, oseq_hi, bitmap, ...
+    replay_bitmap: list[int] = field(default_factory=list)    # ESN-style context: the bitmap's 32-bit words
     lifetime_config: dict[str, str] = field(default_factory=dict)
     current_bytes: int | None = None     # -s only
     current_packets: int | None = None   # -s only
     stats: dict[str, int] = field(default_factory=dict)      # -s only: replay-window, replay, failed (integrity)
     extra: list[str] = field(default_factory=list)
+
+    @property
+    def esn(self) -> bool:
+        """True if the SA uses extended sequence numbers (flag esn)."""
+        return "esn" in self.flags
+
+    @property
+    def window(self) -> int:
+        """The effective replay window in packets (the ESN-style context's when present, else replay-window)."""
+        return self.replay.get("replay_window", self.replay_window)
 
     def algorithm(self, kind: str) -> XfrmAlgorithm | None:
         """The state's algorithm of one kind (enc, auth, auth-trunc, aead), or None."""
@@ -81,6 +92,8 @@ class XfrmPolicy:
     action: str = "allow"
     proto: str = ""
     templates: list[dict[str, str]] = field(default_factory=list)
+    socket: bool = False     # a per-socket policy (IKE daemons bypass their own UDP sockets)
+    index: int = 0
     extra: list[str] = field(default_factory=list)
 
 
@@ -155,12 +168,20 @@ def parse_xfrm_state(text: str) -> list[XfrmState]:
                     raise _fail(WHAT_STATE, line, off, "expected 'encap type T sport N dport N addr A'")
                 st.encap = {"type": m.group(1), "sport": m.group(2), "dport": m.group(3), "addr": m.group(4)}
             elif line.startswith("anti-replay"):
-                st.esn = line.startswith("anti-replay esn")
+                # "anti-replay context: seq 0x3, oseq 0x0, bitmap 0x7" (legacy) or "anti-replay esn context:" followed
+                # by "seq-hi .., seq .., oseq-hi .., oseq ..", "replay_window N, bitmap-length M" and the bitmap words
+                st.replay_esn_format = line.startswith("anti-replay esn")
+                section = "replay"
                 for k, v in _KV_HEX.findall(line):
                     st.replay[k.replace("-", "_")] = int(v, 16)
-            elif line.startswith("replay_window ") and "bitmap-length" in line:  # ESN context, second line
+            elif section == "replay" and line.startswith("seq-hi "):
+                for k, v in _KV_HEX.findall(line):
+                    st.replay[k.replace("-", "_")] = int(v, 16)
+            elif section == "replay" and line.startswith("replay_window "):
                 for k, v in re.findall(r"(replay_window|bitmap-length) (\d+)", line):
                     st.replay[k.replace("-", "_")] = int(v)
+            elif section == "replay" and re.fullmatch(r"[0-9a-f]{8}( [0-9a-f]{8})*", line):
+                st.replay_bitmap += [int(w, 16) for w in line.split()]
             elif line.startswith("sel "):
                 st.selector = line[4:]
             elif section == "lifetime current" and _CURRENT.match(line):
@@ -200,17 +221,19 @@ def parse_xfrm_policy(text: str) -> list[XfrmPolicy]:
         tmpl: dict[str, str] | None = None
         for off, line in lines[1:]:
             t = line.split()
-            if t[0] == "dir":
-                pol.dir = t[1]
+            if t[0] in ("dir", "socket") and len(t) >= 2:
+                pol.dir, pol.socket = t[1], t[0] == "socket"
+                attrs = dict(zip(t[2::2], t[3::2]))
+                pol.action = attrs.get("action", pol.action)
                 try:
-                    if "priority" in t:
-                        pol.priority = int(t[t.index("priority") + 1])
-                except (IndexError, ValueError):
-                    raise _fail(WHAT_POLICY, line, off, "priority is not an integer") from None
+                    pol.priority = int(attrs.get("priority", "0"))
+                    pol.index = int(attrs.get("index", "0"))
+                except ValueError:
+                    raise _fail(WHAT_POLICY, line, off, "priority/index is not an integer") from None
             elif t[0] == "tmpl":
                 tmpl = dict(zip(t[1::2], t[2::2]))
                 pol.templates.append(tmpl)
-            elif tmpl is not None and t[0] in ("proto", "level"):
+            elif tmpl is not None and t[0] in ("proto", "level", "enc-mask"):
                 tmpl.update(zip(t[0::2], t[1::2]))
             elif t[0] == "action":
                 pol.action = t[1]
