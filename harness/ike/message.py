@@ -13,7 +13,8 @@ Public API (stable; the state machine, `ipsec-interop decrypt` and the suites bu
   (payload, field, offset, reason, notify, data); tolerated violations land in ``message.findings``
   (strict=True raises for them too). Decoded messages keep ``raw`` (the datagram: RealMessage1/2 for
   AUTH) and each payload its ``raw``/``body_raw`` (IDi body = RestOfInitIDPayload).
-- ``message.get(cls)``, ``message.all(cls)``, ``message.notify(name)``, ``message.notifies(name)``.
+- ``message.get(cls)``, ``message.all(cls)``, ``message.notify(name)``, ``message.notifies(name)``,
+  ``message.describe(inner=None)`` (a log line), ``describe_payloads(payloads)``.
 - Payload classes: see harness.ike.payloads; fault injection: harness.ike.bend.Bend;
   SK/SKF protection, fragmentation, reassembly and ``decrypt_message``: harness.ike.sk.
 """
@@ -121,6 +122,16 @@ class Message:
         found = self.notifies(name)
         return found[0] if found else None
 
+    def describe(self, inner: Sequence[Payload] | None = None) -> str:
+        """One log line: exchange, direction, Message ID and payloads, e.g. IKE_SA_INIT request 0 [ SA KE Nonce N(COOKIE) ]."""
+        return f"{self.header.exchange_name} {'response' if self.header.response else 'request'} " \
+            f"{self.header.message_id} [ {describe_payloads(self.payloads if inner is None else inner)} ]"
+
+
+def describe_payloads(payloads: Sequence[Payload]) -> str:
+    """Payload names in RFC notation, Notify types by name: SA KE Nonce N(NAT_DETECTION_SOURCE_IP)."""
+    return " ".join(f"N({p.type_name})" if isinstance(p, Notify) else p.name for p in payloads)
+
 
 def encode_header(h: Header, first: int, parts: Sequence[bytes], bends: Sequence[Bend] = ()) -> bytes:
     """The header announcing first and the length of parts, with the header-stage bends."""
@@ -137,6 +148,8 @@ def decode_header(datagram: bytes, ctx: ParseContext) -> Header:
                  notify="INVALID_MAJOR_VERSION")
     if h.length != len(datagram):
         ctx.fail("header", "Length", 24, f"Length {h.length} but the datagram has {len(datagram)} bytes")
+    if h.exchange_type not in EXCHANGE:
+        ctx.note("unknown-exchange-type", "header", "Exchange Type", 18, f"exchange type {h.exchange_type} not in the registry")
     if h.minor_version:
         ctx.note("minor-version", "header", "MnVer", 17, f"minor version {h.minor_version} (RFC 7296 s3.1: ignore)")
     ctx.reserved(h.reserved_flags, "header", "Flags", 19)

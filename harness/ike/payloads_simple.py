@@ -8,6 +8,8 @@ from harness.ike.constants import NOTIFY, PAYLOAD
 from harness.ike.payloads_base import ParseContext, Payload
 
 NONCE_MIN, NONCE_MAX = 16, 256  # RFC 7296 s3.9
+_ID_ADDRESS_SIZE = {1: 4, 5: 16}  # ID_IPV4_ADDR, ID_IPV6_ADDR (RFC 7296 s3.5)
+_DELETE_SPI_SIZE = {1: 0, 2: 4, 3: 4}  # IKE, AH, ESP (RFC 7296 s3.11)
 
 
 @dataclass
@@ -45,7 +47,12 @@ class _Typed(Payload):
     @classmethod
     def decode_body(cls, body: bytes, offset: int, ctx: ParseContext) -> _Typed:
         res = int.from_bytes(body[1:4], "big")
-        ctx.reserved(res, PAYLOAD.name(cls.PAYLOAD_TYPE), "RESERVED", offset + 1)
+        name = PAYLOAD.name(cls.PAYLOAD_TYPE)
+        ctx.reserved(res, name, "RESERVED", offset + 1)
+        size = _ID_ADDRESS_SIZE.get(body[0]) if cls.PAYLOAD_TYPE in (35, 36) else None
+        if size is not None and len(body) - 4 != size:
+            ctx.violation("id-length", name, "Identification Data", offset + 4,
+                          f"{len(body) - 4} octets for ID Type {body[0]}, which takes {size} (RFC 7296 s3.5)")
         return cls(body[0], body[4:], body_reserved=res)
 
 
@@ -193,6 +200,9 @@ class D(Payload):
         if size * count != len(body) - 4:
             ctx.fail("D", "Num of SPIs", offset + 2,
                      f"{count} SPIs of {size} octets need {size * count} bytes, {len(body) - 4} present")
+        if _DELETE_SPI_SIZE.get(proto, size) != size:
+            ctx.violation("delete-spi-size", "D", "SPI Size", offset + 1,
+                          f"{size} for Protocol ID {proto}, RFC 7296 s3.11 requires {_DELETE_SPI_SIZE[proto]}")
         return cls(proto, [body[4 + i * size:4 + (i + 1) * size] for i in range(count)], size)
 
 

@@ -227,3 +227,27 @@ def test_payload_specific_errors():
     assert _err(Message(h, [ts]).encode([Bend("poke", offset=8, value=8)])).field == "Selector Length"
     short = Message.decode(Message(h, [Nonce(bytes(8))]).encode())
     assert short.findings[0].rule == "nonce-length"
+
+
+@pytest.mark.rfc(7296, "3.5", "MUST")
+def test_address_id_length_is_checked():
+    h = Header(SPI_I, SPI_R, IKE_AUTH, 1)
+    m = Message.decode(Message(h, [IDi(1, bytes(5))]).encode())
+    assert [f.rule for f in m.findings] == ["id-length"]
+    assert Message.decode(Message(h, [IDr(5, bytes(16))]).encode(), strict=True).findings == []
+
+
+@pytest.mark.rfc(7296, "3.11", "MUST")
+def test_delete_spi_size_per_protocol():
+    h = Header(SPI_I, SPI_R, IKE_AUTH, 1)
+    assert Message.decode(Message(h, [D(3, [bytes(4)]), D(1, [])]).encode(), strict=True).findings == []
+    m = Message.decode(Message(h, [D(3, [bytes(8)])]).encode())
+    assert [(f.rule, f.field) for f in m.findings] == [("delete-spi-size", "SPI Size")]
+
+
+def test_describe_and_unknown_exchange():
+    m = init_request()
+    assert m.describe() == ("IKE_SA_INIT request 0 [ SA KE Nonce N(NAT_DETECTION_SOURCE_IP) "
+                            "N(NAT_DETECTION_DESTINATION_IP) ]")
+    odd = Message.decode(m.encode([Bend("exchange_type", value=99)]), strict=True)
+    assert odd.describe().startswith("99 request 0") and [f.rule for f in odd.findings] == ["unknown-exchange-type"]
