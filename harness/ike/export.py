@@ -61,12 +61,12 @@ class IkeSaKeys:
         return cls(**vals)
 
     def wireshark_line(self) -> str:
-        """One ikev2_decryption_table line; ConfigError if Wireshark 4.0 has no name for the transforms."""
+        """One ikev2_decryption_table line (checked with tshark 4.0); ConfigError if Wireshark has no name for the transforms."""
         e = _WS["encryption"].get(f"{self.encryption}/{self.key_bits}")
         i = _WS["integrity"].get(self.integrity or "")
         if e is None or i is None:
             raise ConfigError(f"Wireshark 4.0 cannot decrypt IKE SA {self.spi_i.hex()}/{self.spi_r.hex()} "
                               f"({self.encryption}/{self.key_bits}, {self.integrity})")
-        fields = [self.spi_i.hex(), self.spi_r.hex(), self.sk_ei.hex(), self.sk_er.hex(), e,
-                  self.sk_ai.hex(), self.sk_ar.hex(), i]
-        return ",".join(f'"{f}"' for f in fields)
+        # UAT file syntax: byte fields are bare hex, string fields (the algorithm names) are quoted
+        return ",".join([self.spi_i.hex(), self.spi_r.hex(), self.sk_ei.hex(), self.sk_er.hex(), f'"{e}"',
+                         self.sk_ai.hex(), self.sk_ar.hex(), f'"{i}"'])

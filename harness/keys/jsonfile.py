@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import ConfigError
+from harness.ike.export import IkeSaKeys
 from harness.keys.model import IpsecSaKeys
 
 _SA_KEYS = {"protocol", "spi", "src", "dst", "mode", "encryption", "encryption_key", "integrity", "integrity_key", "esn"}
@@ -65,7 +66,8 @@ def ipsec_sa_to_json(sa: IpsecSaKeys) -> dict[str, Any]:
 Parser = Callable[[Any, str], Any]
 Writer = Callable[[Any], dict[str, Any]]
 # section name -> (parse one entry, write one entry). The IKE helper registers "ike_sas" here.
-SECTIONS: dict[str, tuple[Parser, Writer]] = {"ipsec_sas": (parse_ipsec_sa, ipsec_sa_to_json)}
+SECTIONS: dict[str, tuple[Parser, Writer]] = {"ipsec_sas": (parse_ipsec_sa, ipsec_sa_to_json),
+                                               "ike_sas": (IkeSaKeys.from_json, IkeSaKeys.to_json)}
 
 
 @dataclass
@@ -89,6 +91,8 @@ def parse_keys(data: Any, source: str = "<keys>") -> KeysFile:
         raise ConfigError(f"{source}: key {unknown[0]!r}: unknown section (known: {', '.join(SECTIONS)})")
     out = KeysFile()
     for name, (parse, _) in SECTIONS.items():
+        if name != "ipsec_sas" and name not in data:
+            continue  # optional sections stay absent (a round trip adds nothing)
         entries = data.get(name, [])
         if not isinstance(entries, list):
             raise ConfigError(f"{source}: key {name!r}: expected a list")

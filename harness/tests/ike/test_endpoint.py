@@ -452,7 +452,7 @@ def test_export_json_and_wireshark():
     sa = a.established()[0]
     assert ike["spi_i"] == sa.spi_i.hex() and ike["sk_ei"] == sa.keys.sk_ei.hex() and ike["integrity"] == "AUTH_HMAC_SHA2_256_128"
     assert len(ex["ipsec_sas"]) == 2 and {s["protocol"] for s in ex["ipsec_sas"]} == {"esp"}
-    assert sa.ike_keys.wireshark_line().count('","') == 7
+    assert sa.ike_keys.wireshark_line().count(",") == 7
     assert b.export()["ike_sas"] == ex["ike_sas"]
 
 

@@ -23,10 +23,17 @@ def test_json_rejects(bad):
 
 
 def test_wireshark_line():
-    assert K.wireshark_line() == ('"0011223344556677","8899aabbccddeeff","' + "01" * 16 + '","' + "02" * 16
-                                  + '","AES-CBC-128 [RFC3602]","' + "03" * 32 + '","' + "04" * 32
-                                  + '","HMAC_SHA2_256_128 [RFC4868]"')
+    assert K.wireshark_line() == ("0011223344556677,8899aabbccddeeff," + "01" * 16 + "," + "02" * 16
+                                  + ',"AES-CBC-128 [RFC3602]",' + "03" * 32 + "," + "04" * 32
+                                  + ',"HMAC_SHA2_256_128 [RFC4868]"')
     gcm = IkeSaKeys(K.spi_i, K.spi_r, "ENCR_AES_GCM_16", 256, b"\x01" * 36, b"\x02" * 36, None, b"", b"")
-    assert '"AES-GCM-256 with 16 octet ICV [RFC5282]","","","NONE [RFC4306]"' in gcm.wireshark_line()
+    assert gcm.wireshark_line().endswith(',"AES-GCM-256 with 16 octet ICV [RFC5282]",,,"NONE [RFC4306]"')
     with pytest.raises(ConfigError):
         IkeSaKeys(K.spi_i, K.spi_r, "ENCR_CHACHA20_POLY1305", None, b"\x01" * 36, b"\x02" * 36, None, b"", b"").wireshark_line()
+
+
+def test_keys_file_carries_ike_sas(tmp_path):
+    from harness.keys import dump_keys, load_keys
+    from harness.keys.jsonfile import KeysFile
+    dump_keys(KeysFile(sections={"ike_sas": [K]}), tmp_path / "keys.json")
+    assert load_keys(tmp_path / "keys.json").sections["ike_sas"] == [K]
