@@ -40,6 +40,8 @@ def load_sas(path: Path) -> list[IpsecSaKeys]:
 def _write(report: DecryptReport, packets, path: Path, linktype: str) -> int:
     frames = []
     for pkt, res in zip(packets, report.results):
+        if res.part_of is not None:
+            continue  # a fragment of a packet written whole at the frame that completed it
         if res.inner is not None:
             ip = res.inner
         else:
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         print(f"{args.input}: {counts['packets']} packets; ESP decrypted {counts['decrypted']}, verified (AH, ESP-NULL) "
-              f"{counts['verified']}, failed {counts['failed']}, unknown SPI {counts['unknown_spi']}, not IPsec {counts['not_ipsec']}")
+              f"{counts['verified']}, failed {counts['failed']}, unknown SPI {counts['unknown_spi']}, not IPsec {counts['not_ipsec']}"
+              + (f", fragments {counts['fragment']} (reassembled into {counts['reassembled']})" if counts["fragment"] else ""))
         if counts["duplicates"] or counts["out_of_order"]:
             print(f"  replay: {counts['duplicates']} duplicate(s), {counts['out_of_order']} out of order (reported, not failed)")
         for r in report.results:

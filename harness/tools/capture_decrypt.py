@@ -7,6 +7,8 @@ it, because a capture is evidence, not a receiver. The built-in receive path's a
 window is therefore not applied here (RFC 4303 s3.4.3 is a receiver's duty; the replay suites
 test it). For ESN SAs (RFC 4303 App. A) the high 32 bits are inferred from the highest
 sequence number seen so far on the SA, trying the neighbouring epochs when the ICV fails.
+Outer IP fragments (IPsec first, then fragmentation: RFC 4301 s8.1) are reassembled; the
+frame that completes a packet carries its result, the others have status "fragment".
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from harness.keys import IpsecSaKeys
 from harness.tools.esp_adapter import Unprotected, unprotect
 from harness.tools.ipsec_locate import Located, locate
 from harness.tools.pcapio import CapturedPacket, ip_of
+from harness.tools.reassembly import Reassembler
 
-STATUSES = ("decrypted", "verified", "failed", "unknown_spi", "not_ipsec")
+STATUSES = ("decrypted", "verified", "failed", "unknown_spi", "not_ipsec", "fragment")
 
 
 @dataclass
@@ -28,7 +31,7 @@ class PacketResult:
 
     index: int
     ts_ns: int
-    status: str  # one of STATUSES
+    status: str  # one of STATUSES; "fragment": held for reassembly, the frame completing it carries the result
     protocol: str | None = None  # "esp" | "ah"
     spi: int | None = None
     seq: int | None = None  # full sequence number when known (ESN-inferred)
@@ -37,6 +40,8 @@ class PacketResult:
     reason: str = ""
     inner: bytes | None = None  # the decrypted/verified inner IP packet
     link: bytes = b""  # the link-layer header it arrived with
+    reassembled: bool = False  # this frame completed a fragmented packet
+    part_of: int | None = None  # a fragment: the index of the frame that completed its packet
 
     def to_json(self) -> dict[str, Any]:
         """This result as JSON (without packet bytes)."""
@@ -45,6 +50,10 @@ class PacketResult:
             out.update(protocol=self.protocol, spi=f"0x{self.spi:08x}", seq=self.seq, udp_encap=self.udp_encap)
         if self.replay:
             out["replay"] = self.replay
+        if self.reassembled:
+            out["reassembled"] = True
+        if self.part_of is not None:
+            out["part_of"] = self.part_of
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -75,6 +84,7 @@ class DecryptReport:
         """packets, decrypted, verified, failed, unknown_spi, not_ipsec, duplicates, out_of_order."""
         out = {"packets": len(self.results)}
         out.update({s: self.count(s) for s in STATUSES})
+        out["reassembled"] = sum(1 for r in self.results if r.reassembled)
         out["duplicates"] = sum(1 for r in self.results if r.replay == "duplicate")
         out["out_of_order"] = sum(1 for r in self.results if r.replay == "out_of_order")
         return out
@@ -102,6 +112,7 @@ def _esn_candidates(track: _SaTrack, seq_lo: int) -> list[int]:
 def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -> DecryptReport:
     """Open every ESP/AH packet for which sas has the SA; everything else is classified, never raised."""
     tracks: dict[tuple[str, int, str], _SaTrack] = {}
+    frags = Reassembler()
     results = []
     for pkt in packets:
         res = PacketResult(pkt.index, pkt.ts_ns, "not_ipsec")
@@ -111,10 +122,19 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -
             continue
         res.link, ip = split
         try:
-            loc = locate(ip)
+            whole = frags.add(ip, res)
+            if whole is None:
+                res.status = "fragment"
+                continue
+            if whole is not ip:
+                for part in frags.completed_tags:
+                    if part is not res:
+                        part.part_of = res.index
+            loc = locate(whole)
         except ParseError as e:
             res.reason = str(e)
             continue
+        res.reassembled = whole is not ip
         if loc is None:
             continue
         res.protocol, res.spi, res.seq, res.udp_encap = loc.protocol, loc.spi, loc.seq, loc.udp_encap

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from harness.keys import IpsecSaKeys, dump_keys
+from harness.tools.pcapio import read_capture
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_INIT = Path(__file__).resolve().parent / "uml_guest_init.py"
@@ -50,6 +51,9 @@ SCENARIOS = [
     ("ah-sha1-tunnel-v4", V4, "ah", "tunnel", None, 0, "AUTH_HMAC_SHA1_96", False, "tcpdump"),
     ("esp-aes-cbc-256-sha512-transport-v6", V6, "esp", "transport", "ENCR_AES_CBC", 32, "AUTH_HMAC_SHA2_512_256", False, "tcpdump"),
     ("ah-sha256-tunnel-v6", V6, "ah", "tunnel", None, 0, "AUTH_HMAC_SHA2_256_128", False, "tcpdump"),
+    # 1300-byte echoes over a 1000-byte-MTU link, DF clear: the kernel fragments the ESP packets (RFC 4301 s8.1)
+    ("esp-aes-gcm-16-128-tunnel-v4-fragmented", V4, "esp", "tunnel", "ENCR_AES_GCM_16", 20, None, False, "tcpdump-nocount",
+     {"mtu": 1000, "payload_size": 1300}),
 ]
 
 _AUTH = {"AUTH_HMAC_SHA2_256_128": ("hmac(sha256)", 32, 128), "AUTH_HMAC_SHA2_512_256": ("hmac(sha512)", 64, 256),
@@ -70,8 +74,11 @@ def xfrm_algorithms(sa: IpsecSaKeys) -> list[str]:
     return out + ["auth-trunc", name, "0x" + sa.integrity_key.hex(), str(bits)]
 
 
-def build_scenario(index: int, name, addr, proto, mode, encryption, enc_len, integrity, udp_encap, tool) -> tuple[dict, list[IpsecSaKeys]]:
+def build_scenario(index: int, name, addr, proto, mode, encryption, enc_len, integrity, udp_encap, tool,
+                   extra: dict | None = None) -> tuple[dict, list[IpsecSaKeys]]:
     """The guest's plan for one scenario and the two SAs (A->B, B->A) with fresh keys."""
+    extra = extra or {}
+    payload = (PAYLOAD * 64)[: extra.get("payload_size", len(PAYLOAD))]
     a, b = addr["a"], addr["b"]
     sas = []
     for n, (src, dst) in enumerate(((a, b), (b, a))):
@@ -107,10 +114,11 @@ def build_scenario(index: int, name, addr, proto, mode, encryption, enc_len, int
     suffix = ".pcapng" if tool == "dumpcap" else ".pcap"
     capture = {"tcpdump": ["tcpdump", "-i", "veth-a", "-n", "-U", "-c", str(2 * COUNT), "-w", "{pcap}", filt],
                "tcpdump-any": ["tcpdump", "-i", "any", "-n", "-U", "-c", str(2 * COUNT), "-w", "{pcap}", filt],
+               "tcpdump-nocount": ["tcpdump", "-i", "veth-a", "-n", "-U", "-w", "{pcap}", filt],
                "dumpcap": ["dumpcap", "-q", "-i", "veth-a", "-c", str(2 * COUNT), "-f", filt, "-w", "{pcap}"]}[tool]
     plan = dict(name=name, file=name + suffix, family=addr["family"], mac_a=mac_a, mac_b=mac_b, setup_a=setup_a, setup_b=setup_b,
-                xfrm_a=xfrm_a, xfrm_b=xfrm_b, udp_encap=udp_encap, capture=capture, count=COUNT, payload=PAYLOAD.hex(),
-                ping_src=sel_a, ping_dst=sel_b)
+                xfrm_a=xfrm_a, xfrm_b=xfrm_b, udp_encap=udp_encap, capture=capture, count=COUNT, payload=payload.hex(),
+                ping_src=sel_a, ping_dst=sel_b, mtu=extra.get("mtu"), stop_capture=tool == "tcpdump-nocount")
     return plan, sas
 
 
@@ -196,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                 "udp_encap_socket": plan["udp_encap"],
                 "capture": _shell([x.replace("{pcap}", plan["file"]) for x in plan["capture"]]),
                 "echo": {"src": plan["ping_src"], "dst": plan["ping_dst"], "count": plan["count"], "payload": plan["payload"]},
-                "expected": {"packets": 2 * plan["count"], "replies": res["replies"]},
+                "mtu": plan["mtu"],
+                "expected": {"packets": len(read_capture(args.out / plan["file"])), "echo_packets": 2 * plan["count"],
+                             "replies": res["replies"]},
             }
             print(f"{name}: {res['replies']}/{plan['count']} replies -> {args.out / plan['file']}")
         manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")

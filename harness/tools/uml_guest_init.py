@@ -74,6 +74,8 @@ src, dst, count, payload = sys.argv[1], sys.argv[2], int(sys.argv[3]), bytes.fro
 v6 = ":" in dst
 s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
 s.bind((src, 0)); s.settimeout(2.0)
+if not v6:
+    s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT: DF clear, fragmenting allowed
 def csum(b):
     b += b"\0" * (len(b) % 2); t = sum(struct.unpack("!%dH" % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
     return ~t & 0xffff
@@ -118,6 +120,8 @@ def scenario(sc, out_dir):
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
     run(["ip", "link", "add", "veth-a", "netns", a, "address", sc["mac_a"], "type", "veth", "peer", "name", "veth-b", "netns", b, "address", sc["mac_b"]])
     for ns, dev, cmds in ((a, "veth-a", sc["setup_a"]), (b, "veth-b", sc["setup_b"])):
+        if sc.get("mtu"):
+            run(["ip", "-n", ns, "link", "set", dev, "mtu", str(sc["mtu"])])
         run(["ip", "-n", ns, "link", "set", dev, "up"])
         for c in cmds:
             run(["ip", "-n", ns] + c)
@@ -130,6 +134,9 @@ def scenario(sc, out_dir):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(sc.get("capture_settle", 2.0))
     replies = ping(a, sc["ping_src"], sc["ping_dst"], sc["count"], bytes.fromhex(sc["payload"]))
+    if sc.get("stop_capture"):
+        time.sleep(1.0)
+        cap.terminate()  # tcpdump without -c: stop it (our own child) once the echoes are done
     try:
         cap_out, _ = cap.communicate(timeout=15)
     except subprocess.TimeoutExpired:

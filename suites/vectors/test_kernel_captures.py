@@ -36,11 +36,12 @@ def test_decrypts_kernel_capture(name, tmp_path, capsys):
     entry = MANIFEST[name]
     out = tmp_path / "inner.pcap"
     code, rep = _decrypt(capsys, "--keys", CAPTURES / entry["keys"], CAPTURES / entry["file"], "-o", out)
-    n = entry["expected"]["packets"]
+    frames, n = entry["expected"]["packets"], entry["expected"]["echo_packets"]
     ah_or_null = name.startswith("ah-") or "-null-" in name
     assert code == 0, rep
-    assert (rep["packets"], rep["failed"], rep["unknown_spi"], rep["not_ipsec"]) == (n, 0, 0, 0)
+    assert (rep["packets"], rep["failed"], rep["unknown_spi"], rep["not_ipsec"]) == (frames, 0, 0, 0)
     assert (rep["verified"], rep["decrypted"]) == ((n, 0) if ah_or_null else (0, n))
+    assert rep["fragment"] == frames - n and rep["reassembled"] == (n if frames > n else 0)  # outer fragments (RFC 4301 s8.1)
     assert rep["duplicates"] == rep["out_of_order"] == 0
     inner = read_capture(out)
     assert len(inner) == n and {p.linktype for p in inner} == {LINKTYPE_RAW}

@@ -38,6 +38,8 @@ def test_tshark_decrypts_kernel_capture(name):
     payload = entry["echo"]["payload"]
     for row in rows:
         assert not problems(row), (row["frame.number"], problems(row))
+        if not row["esp.spi"]:
+            continue  # a non-final IP fragment: Wireshark shows ESP at the frame that reassembles it
         assert row["esp.icv_good"] == ([] if ah else ["1"])
         assert payload in row["data.data"], f"frame {row['frame.number']}: inner ICMP payload not decrypted"
         assert (row["icmp.type"] or row["icmpv6.type"])[-1] in ("8", "0", "128", "129")
