@@ -73,6 +73,10 @@ class Tester:
                 return a.v4 if version == 4 else a.v6
         raise LabError(f"tester has no address on segment {segment!r}")
 
+    def ike_sockets(self, version: int = 4) -> dict[int, socket.socket]:
+        """The IKE sockets by local port (500, 4500) for one address family, e.g. for harness.lab.driver."""
+        return {port: self.udp[(version, port)] for port in (IKE_PORT, NATT_PORT)}
+
     def sockets(self) -> list[socket.socket]:
         """Every open socket of the tester."""
         return [*self.udp.values(), *self.raw.values(), *self.packet.values()]
