@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from harness.errors import PacketDropped, ParseError
 from harness.keys import IpsecSaKeys
-from harness.tools.esp_adapter import Unprotected, unprotect
+from harness.tools.esp_adapter import Receivers, Unprotected, unprotect
 from harness.tools.ipsec_locate import Located, locate
 from harness.tools.pcapio import CapturedPacket, ip_of
 from harness.tools.reassembly import Reassembler
@@ -113,6 +113,7 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -
     """Open every ESP/AH packet for which sas has the SA; everything else is classified, never raised."""
     tracks: dict[tuple[str, int, str], _SaTrack] = {}
     frags = Reassembler()
+    receivers: Receivers = {}
     results = []
     for pkt in packets:
         res = PacketResult(pkt.index, pkt.ts_ns, "not_ipsec")
@@ -147,7 +148,7 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -
         opened: Unprotected | None = None
         for full_seq in candidates:
             try:
-                opened = unprotect(sa, loc, full_seq)
+                opened = unprotect(sa, loc, full_seq, receivers)
                 res.seq = full_seq
                 break
             except PacketDropped as e:

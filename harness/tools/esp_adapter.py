@@ -12,21 +12,16 @@ from harness.esp import Receiver, ReplayWindow, SecurityAssociation, Unprotected
 from harness.keys import IpsecSaKeys
 from harness.tools.ipsec_locate import Located
 
-__all__ = ["Unprotected", "unprotect"]
+__all__ = ["Receivers", "Unprotected", "unprotect"]
 
-_receivers: dict[tuple[IpsecSaKeys, bool], Receiver] = {}
+Receivers = dict[tuple[IpsecSaKeys, bool], Receiver]
 
 
-def _receiver(keys: IpsecSaKeys, udp_encap: bool) -> Receiver:
-    rx = _receivers.get((keys, udp_encap))
+def unprotect(keys: IpsecSaKeys, loc: Located, full_seq: int, receivers: Receivers) -> Unprotected:
+    """The inner packet of loc.ip under SA keys, its sequence number taken as full_seq (receivers: the caller's cache)."""
+    rx = receivers.get((keys, loc.udp_encap))
     if rx is None:
-        sa = SecurityAssociation.from_keys(keys, udp_encap=(4500, 4500) if udp_encap else None)
-        rx = _receivers[(keys, udp_encap)] = Receiver(sa, window=1)
-    return rx
-
-
-def unprotect(keys: IpsecSaKeys, loc: Located, full_seq: int) -> Unprotected:
-    """The inner packet of loc.ip under SA keys, its sequence number taken as full_seq."""
-    rx = _receiver(keys, loc.udp_encap)
+        sa = SecurityAssociation.from_keys(keys, udp_encap=(4500, 4500) if loc.udp_encap else None)
+        rx = receivers[(keys, loc.udp_encap)] = Receiver(sa, window=1)
     rx.window = ReplayWindow(1, keys.esn, top=full_seq - 1)
     return rx.unprotect(loc.ip)
