@@ -435,6 +435,7 @@ class LibreswanAdapter(NodeBase):
 
     def whack_outputs(self) -> tuple[str, str, str]:
         """(--showstates, --trafficstatus, --status) as whack prints them."""
+        self.start()
         return (self.run(["ipsec", "whack", "--showstates"]), self.run(["ipsec", "whack", "--trafficstatus"]),
                 self.run(["ipsec", "whack", "--status"]))
 

@@ -216,7 +216,9 @@ class StrongswanAdapter(NodeBase):
         self.timings["start"] = time.monotonic() - t0
 
     def session(self) -> vici.Session:
-        """The vici session (connected on first use)."""
+        """The vici session (charon started and connected on first use)."""
+        if self.pid is None:
+            self.start()
         if self._session is None:
             self._session = vici.Session(self.connect())
         return self._session

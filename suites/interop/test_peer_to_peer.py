@@ -1,0 +1,97 @@
+"""The two reference peers negotiate with each other: proof that the lab, the runtimes and both adapters work.
+
+Until the built-in initiator exists, strongSwan and Libreswan are each other's counterpart: for every built
+(strongSwan, Libreswan) pair, each side initiates an IKE SA with one Child SA (ESP transport, ESP tunnel,
+AH transport), a ping crosses it, the kernel's SA counters on both nodes show the packets, and both
+adapters' list_sas() agree on the SPIs and on each other's traffic. Topology p2p: left and right peers
+on one segment, the tester watching (captures per test with keys.json from the kernel SAs).
+"""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from harness.lab import peering
+from harness.peers import connection_from_dict, mirrored
+
+pytestmark = [pytest.mark.lab, pytest.mark.root, pytest.mark.rfc(7296, "1.3", "MUST")]
+
+PINGS = 3
+PSK = "ipsec-interop-p2p-psk-0123456789"
+CASES = {
+    "esp-transport": {"protocol": "esp", "mode": "transport", "child_proposals": ["aes128gcm16"]},
+    "esp-tunnel": {"protocol": "esp", "mode": "tunnel", "child_proposals": ["aes256-sha256"],
+                   "ike_proposals": ["aes256-sha256-modp2048"]},
+    "ah-transport": {"protocol": "ah", "mode": "transport", "child_proposals": ["sha256"]},
+}
+
+
+def _pairs() -> list:
+    """(strongSwan, Libreswan) pairs among the built peers; one skipped param saying why when there is none."""
+    built, reason = peering.built_peers()
+    ss = [p for p in built if p.startswith("strongswan-")]
+    lsw = [p for p in built if p.startswith("libreswan-")]
+    pairs = [pytest.param((a, b), id=f"{a}+{b}", marks=pytest.mark.xdist_group(f"p2p-{a}-{b}"))
+             for a, b in itertools.product(ss, lsw)]
+    return pairs or [pytest.param(None, id="no-pair", marks=pytest.mark.skip(
+        reason=reason or f"needs a built strongSwan and a built Libreswan image (built: {', '.join(built) or 'none'})"))]
+
+
+@pytest.fixture
+def p2p(request: pytest.FixtureRequest, lab_pool):  # type: ignore[no-untyped-def]
+    """The p2p lab with strongSwan on `left` and Libreswan on `right` (pooled per pair)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the lab creates network namespaces and UML TAPs")
+    pair = request.param
+    try:
+        env = lab_pool.get("p2p", {"left": pair[0], "right": pair[1]})
+    except peering.Unavailable as e:
+        pytest.skip(str(e))
+    for name, h in env.peers.items():
+        request.node.user_properties += [(f"{name}.runtime", h.runtime), (f"{name}.kernel", h.kernel),
+                                         (f"{name}.peer_version", h.version)]
+    yield env
+    for h in env.peers.values():  # leave no SA behind for the next case on this pooled lab
+        h.adapter.unload("p2p")
+    for h in env.peers.values():
+        assert h.adapter.xfrm_state() == [], f"{h.name}: SAs left after unload"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("initiator", ["left", "right"])
+@pytest.mark.parametrize("p2p", _pairs(), indirect=True)
+def test_reference_peers_negotiate_and_carry_traffic(p2p, initiator: str, case: str) -> None:  # type: ignore[no-untyped-def]
+    responder = "right" if initiator == "left" else "left"
+    ini, res = p2p.peers[initiator], p2p.peers[responder]
+    lab = p2p.lab
+    conn = connection_from_dict({"name": "p2p", "local_addr": lab.node(initiator).address(),
+                                 "remote_addr": lab.node(responder).address(), "auth": {"psk": PSK}, **CASES[case]})
+    res.adapter.load(mirrored(conn, role="responder"))
+    ini.adapter.load(conn)
+    ini.adapter.initiate("p2p", timeout=20)
+
+    rc, out, err = ini.node.exec(["ping", "-n", "-c", str(PINGS), "-i", "0.2", "-W", "2", conn.remote_addr], timeout=15)
+    assert rc == 0, f"ping over the Child SA failed: {out}{err}"
+
+    (i_sa,) = [s for s in ini.adapter.list_sas() if s.established]
+    (r_sa,) = [s for s in res.adapter.list_sas() if s.established]
+    (ic,), (rc_,) = i_sa.children, r_sa.children
+    assert (ic.spi_in, ic.spi_out) == (rc_.spi_out, rc_.spi_in), "the two ends disagree on the Child SA's SPIs"
+    assert ic.protocol == rc_.protocol == conn.protocol.upper() and ic.mode == rc_.mode == conn.mode
+    assert i_sa.initiator is True and r_sa.initiator is not True
+    for c in (ic, rc_):
+        assert c.packets_out >= PINGS and c.packets_in >= PINGS, c
+        assert c.keys, "the kernel's keys were not joined to the Child SA"
+    # the kernel's own counters, SA by SA: what one end sent, the other received
+    for h, c in ((ini, ic), (res, rc_)):
+        states = {s.spi: s for s in h.adapter.xfrm_state()}
+        assert set(states) == {c.spi_in, c.spi_out}
+        assert states[c.spi_out].current_packets >= PINGS and states[c.spi_in].current_packets >= PINGS
+        assert all(s.integrity_failed == 0 and s.replay_errors == 0 for s in states.values())
+    assert ic.keys == {k.replace("_in", "_x").replace("_out", "_in").replace("_x", "_out"): v for k, v in rc_.keys.items()}
+
+    ini.adapter.terminate("p2p")
+    assert not [s for s in ini.adapter.list_sas() if s.established]
