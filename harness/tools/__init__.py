@@ -1,0 +1,1 @@
+"""Tools around the stack: capture files, capture decryption, tshark runs, kernel-made captures."""
