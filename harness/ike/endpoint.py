@@ -132,6 +132,21 @@ class IkeEndpoint:
         note = Notify("INVALID_SPI", spi.to_bytes(4, "big"))
         return self.send_request(sa, INFORMATIONAL, lambda m: m.notifies.append(note), Pending("info"))
 
+    def wireshark(self) -> dict[str, list[str]]:
+        """Wireshark tables for every live SA: "ikev2_decryption_table" and "esp_sa" lines (unsupported transforms left out)."""
+        from harness.errors import ConfigError
+        from harness.keys import esp_sa_lines
+        ike, esp = [], []
+        for sa in self.sas.values():
+            if sa.keys is None or sa.state == State.DELETED:
+                continue
+            try:
+                ike.append(sa.ike_keys.wireshark_line())
+            except ConfigError:
+                pass
+            esp += [x for c in sa.children.values() for x in c.sa_keys(sa.local[0], sa.remote[0])]
+        return {"ikev2_decryption_table": ike, "esp_sa": list(esp_sa_lines(esp)[0]) if esp else []}
+
     def export(self) -> dict:
         """Every live SA's keys: {"ike_sas": [...], "ipsec_sas": [...]} as JSON-ready dicts."""
         from harness.keys.jsonfile import ipsec_sa_to_json

@@ -53,13 +53,14 @@ def _require_established(sa: IkeSa) -> None:
 
 
 def request_new_child(ep, sa: IkeSa, proposals: list[Proposal] | None = None, pfs_group: int | None = None,
-                      ts_local=None, ts_remote=None, mode: str | None = None, _rekey: bytes | None = None) -> list:
+                      ts_local=None, ts_remote=None, mode: str | None = None, _rekey: bytes | None = None,
+                      _retried: bool = False) -> list:
     """Send CREATE_CHILD_SA for a new (or, with _rekey, a rekeyed) Child SA."""
     _require_established(sa)
     props = _with_ke(proposals or ep.config.child_proposals, pfs_group)
     d_local, d_remote = child.default_ts(ep, sa)
     group = _first_group(props)
-    ctx: dict = {"proposals": proposals, "pfs_group": pfs_group, "rekey": _rekey}
+    ctx: dict = {"proposals": proposals, "pfs_group": pfs_group, "rekey": _rekey, "retried": _retried}
 
     def build(msg: Msg) -> None:
         if _rekey is not None:
@@ -163,12 +164,10 @@ def _child_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
             if rekey is not None:
                 sa.rekey.setdefault("child_rekeying", set()).add(rekey)
                 old = sa.children[rekey]
-                out = request_new_child(ep, sa, ctx["proposals"], group, list(old.ts_local), list(old.ts_remote),
-                                        old.mode, _rekey=rekey)
-            else:
-                out = request_new_child(ep, sa, ctx["proposals"], group, ctx["ts_local"], ctx["ts_remote"], ctx["mode"])
-            next(iter(sa.pending.values())).data["retried"] = True if sa.pending else None
-            return out
+                return request_new_child(ep, sa, ctx["proposals"], group, list(old.ts_local), list(old.ts_remote),
+                                         old.mode, _rekey=rekey, _retried=True)
+            return request_new_child(ep, sa, ctx["proposals"], group, ctx["ts_local"], ctx["ts_remote"], ctx["mode"],
+                                     _retried=True)
         ep.fail("CREATE_CHILD_SA", IkeError(f"peer refused the Child SA: {err.type}", err.type), True)
         return []
     if msg.nonce is None:

@@ -539,3 +539,37 @@ def test_corrupt_icv_is_dropped_and_peer_declared_dead():
         clock.advance(1.0)
         w.tick()
     assert of(a.drain_events(), PeerDead) and b.established()
+
+
+@pytest.mark.rfc(7296, "1.3", "MUST")
+def test_invalid_ke_payload_retry_in_create_child_sa():
+    a, b, w, _ = establish(cfg("moon", esp="aes128gcm16-noesn"), cfg("sun", esp="aes128gcm16-noesn-x25519"))
+    sa_a = a.established()[0]
+    a.drain_events()
+    w.run(a.create_child(sa_a, proposals=parse_proposals("aes128gcm16-noesn-ecp256-x25519", "esp")))
+    sa_a, _ = mirrored(a, b)
+    assert [c.suite.ke.name for c in sa_a.children.values() if c.suite.ke] == ["CURVE25519"]
+    assert [(e.notify, e.received) for e in of(a.drain_events(), ExchangeFailed)] == [("INVALID_KE_PAYLOAD", True)]
+
+
+def test_wireshark_tables():
+    a, b, w, _ = establish(cfg("moon", ike="aes128-sha256-modp2048", esp="aes128-sha256"),
+                           cfg("sun", ike="aes128-sha256-modp2048", esp="aes128-sha256"))
+    t = a.wireshark()
+    assert len(t["ikev2_decryption_table"]) == 1 and len(t["esp_sa"]) == 2
+    assert all('"AES-CBC [RFC3602]"' in line for line in t["esp_sa"])
+    a, b, w, _ = establish(cfg("moon", ike="chacha20poly1305-prfsha256-x25519", esp="chacha20poly1305"),
+                           cfg("sun", ike="chacha20poly1305-prfsha256-x25519", esp="chacha20poly1305"))
+    assert a.wireshark() == {"ikev2_decryption_table": [], "esp_sa": []}  # Wireshark 4.0 has no ChaCha20 tables
+
+
+@pytest.mark.parametrize("text,proto", [("aes128-aes256-sha256-sha1-prfsha256-ecp256-modp2048-x25519", "ike"),
+                                        ("aes128-sha256-esn-noesn,aes256gcm16-noesn-ecp384", "esp"),
+                                        ("sha256-sha512", "ah")])
+def test_proposals_round_trip_through_the_codec(text, proto):
+    from harness.ike import view
+    from harness.ike.message import Header, Message
+    props = [p.__class__(p.protocol, p.transforms, b"\x01\x02\x03\x04" if proto != "ike" else b"", p.number)
+             for p in parse_proposals(text, proto)]
+    raw = Message(Header(b"i" * 8, b"r" * 8, 34, 0), [view._sa_payload(props)]).encode()
+    assert view.decode(raw, None, None).sa == props
