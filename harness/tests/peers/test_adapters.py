@@ -1,0 +1,138 @@
+"""Both adapters against a scripted node (no root, no daemon): the commands they issue and what they make of the answers.
+
+The answers are the outputs recorded from the real daemons (data/recorded/); the node records every exec, spawn and file.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, LabError
+from harness.peers import PeerAdapter, adapter_for, connection_from_dict, mirrored
+from harness.peers.libreswan import LibreswanAdapter
+from harness.peers.strongswan import StrongswanAdapter
+from harness.runtime.base import ExecResult
+
+REC = Path(__file__).parent / "data" / "recorded"
+
+
+class ScriptedNode:
+    """A runtime node whose command outputs come from a table {argv tuple prefix: stdout}."""
+
+    name = "ipsi-00000000-0-test"
+
+    def __init__(self, answers: dict[tuple[str, ...], str], files: dict[str, bytes] | None = None) -> None:
+        self.answers, self.files = answers, dict(files or {})
+        self.failing: set[tuple[str, ...]] = {("test", "-e", "/var/lib/ipsec/nss/cert9.db")}  # a fresh node: no NSS db yet
+        self.calls: list[tuple[str, ...]] = []
+        self.spawned: list[tuple[tuple[str, ...], str]] = []
+
+    def exec(self, argv: Sequence[str], timeout: float = 30, input: str | None = None) -> ExecResult:
+        argv = tuple(argv)
+        self.calls.append(argv)
+        if argv in self.failing:
+            return ExecResult(1, "", "")
+        for prefix, out in self.answers.items():
+            if argv[:len(prefix)] == prefix:
+                return ExecResult(0, out, "")
+        return ExecResult(0, "", "")
+
+    def spawn(self, argv: Sequence[str], log_path: str) -> int:
+        self.spawned.append((tuple(argv), log_path))
+        return 4242
+
+    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.files[path] = data
+
+    def get_file(self, path: str) -> bytes:
+        if path not in self.files:
+            raise LabError(f"no {path}")
+        return self.files[path]
+
+
+def _lsw_node(scenario: str, side: str, version: str) -> ScriptedNode:
+    p = REC / scenario / f"{side}-libreswan-{version}"
+    return ScriptedNode({
+        ("ipsec", "--version"): f"Libreswan {version}\n",
+        ("ipsec", "whack", "--showstates"): Path(f"{p}-showstates.txt").read_text(),
+        ("ipsec", "whack", "--trafficstatus"): Path(f"{p}-trafficstatus.txt").read_text(),
+        ("ipsec", "whack", "--status"): Path(f"{p}-status.txt").read_text(),
+        ("ip", "-s", "xfrm", "state"): Path(f"{p}-ip-s-xfrm-state.txt").read_text(),
+        ("ip", "-s", "xfrm", "policy"): Path(f"{p}-ip-s-xfrm-policy.txt").read_text(),
+    }, {"/var/log/pluto.log": Path(f"{p}.log").read_bytes()})
+
+
+CONN = connection_from_dict({"name": "p2p", "local_addr": "198.18.0.4", "remote_addr": "198.18.0.3", "auth": {"psk": "k" * 20}})
+
+
+def test_libreswan_start_load_and_list() -> None:
+    node = _lsw_node("ss59-lsw410-tunnel-esp", "right", "4.10")
+    a = LibreswanAdapter(node)
+    assert isinstance(a, PeerAdapter) and a.version() == "Libreswan 4.10" and a.major() == 4
+    a.load(CONN)
+    assert node.spawned == [(("ipsec", "pluto", "--config", "/etc/ipsec.conf", "--nofork", "--stderrlog"), "/var/log/pluto.stderr")]
+    order = [c for c in node.calls if c[:2] in (("ipsec", "initnss"), ("ipsec", "whack"), ("ipsec", "addconn"))]
+    assert order[0][:2] == ("ipsec", "initnss") and ("ipsec", "whack", "--listen") in order
+    assert order.index(("ipsec", "addconn", "--config", "/etc/ipsec.conf", "p2p")) < order.index(("ipsec", "whack", "--rereadsecrets"))
+    assert b"conn p2p" in node.files["/etc/ipsec.conf"] and b"PSK" in node.files["/etc/ipsec.secrets"]
+    (sa,) = a.list_sas()
+    (c,) = sa.children
+    assert sa.initiator is False and sa.remote_addr == "198.18.0.3" and c.mode == "tunnel" and c.packets_in == 3
+    assert c.keys["encr_in"] and len(a.sa_keys()) == 2
+    a.rekey("p2p", "child")
+    assert node.calls[-1] == ("ipsec", "whack", "--rekey-ipsec", "--name", "p2p")
+    a.stop()
+    assert node.calls[-1] == ("kill", "4242")
+
+
+def test_libreswan_5_words() -> None:
+    node = _lsw_node("ss60-lsw52-transport-esp", "right", "5.2")
+    a = LibreswanAdapter(node)
+    a.load(CONN)
+    assert b"keyexchange=ikev2" in node.files["/etc/ipsec.conf"]
+    a.rekey("p2p", "child")
+    assert node.calls[-1] == ("ipsec", "whack", "--rekey-child", "--name", "p2p")
+    a.rekey("p2p", "ike")
+    assert node.calls[-1] == ("ipsec", "whack", "--rekey-ike", "--name", "p2p")
+    with pytest.raises(ConfigError):
+        a.rekey("p2p", "both")
+
+
+def test_libreswan_initiate_reads_state_not_exit_codes() -> None:
+    node = _lsw_node("ss60-lsw52-transport-esp", "right", "5.2")
+    node.answers[("ipsec", "whack", "--showstates")] = ""
+    a = LibreswanAdapter(node)
+    a.load(CONN)
+    with pytest.raises(LabError, match="no established IKE SA"):
+        a.initiate("p2p", timeout=0.3)
+
+
+def test_adapter_for_picks_by_family() -> None:
+    node = ScriptedNode({})
+    assert isinstance(adapter_for("libreswan-5.2", node), LibreswanAdapter)
+    with pytest.raises(LabError, match="management segment"):
+        adapter_for("strongswan-5.9", node)
+    with pytest.raises(LabError, match="no peer adapter"):
+        adapter_for("racoon-0.8", node)
+
+
+def test_strongswan_start_writes_conf_and_reports_a_dead_vici() -> None:
+    node = ScriptedNode({("test", "-e"): ""})
+
+    def refuse():  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError(111, "refused")
+
+    a = StrongswanAdapter(node, "tcp://198.19.0.10:4502", refuse, start_timeout=0.3)
+    assert isinstance(a, PeerAdapter)
+    with pytest.raises(LabError, match="not answering"):
+        a.start()
+    assert node.spawned == [(("/usr/lib/ipsec/charon",), "/var/log/charon.stdout")]
+    conf = node.files["/etc/strongswan.conf"].decode()
+    assert "socket = tcp://198.19.0.10:4502" in conf and "path = /var/log/charon.log" in conf
+
+
+def test_mirrored_connection_for_the_other_end() -> None:
+    m = mirrored(CONN, role="initiator")
+    assert (m.local_addr, m.remote_addr, m.role) == ("198.18.0.3", "198.18.0.4", "initiator")
