@@ -15,6 +15,7 @@ from typing import NamedTuple
 from harness.errors import MalformedPacket, PacketDropped, ParseError
 from harness.esp.ah import AhCodec
 from harness.esp.esp import EspCodec
+from harness.esp.fastpath import receiver_fast
 from harness.esp.ip import IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_NONE, IPPROTO_UDP, IpView, parse_ip, with_payload
 from harness.esp.replay import ReplayWindow
 from harness.esp.sa import SecurityAssociation
@@ -62,9 +63,15 @@ class Receiver:
         self._esp = EspCodec(sa, check_padding=check_padding) if sa.protocol == "esp" else None
         self._ah = AhCodec(sa) if sa.protocol == "ah" else None
         self._fast = self._esp is not None and not self._udp
+        self._fastest = receiver_fast(self)
 
     def unprotect(self, outer: bytes) -> Unprotected:
         """The inner packet of outer (a complete IP packet); PacketDropped, counted by reason, when dropped."""
+        fastest = self._fastest
+        if fastest is not None:
+            res = fastest(outer)
+            if res is not None:
+                return res
         try:
             if self._fast and len(outer) >= 28 and outer[0] == 0x45:
                 w0, w1, w2, w3, w4, _, w6, w7, w8, w9 = _W10.unpack_from(outer)

@@ -18,6 +18,7 @@ from harness.errors import ParseError, SequenceNumberOverflow
 from harness.esp.ah import AhCodec
 from harness.esp.esp import EspCodec
 from harness.esp.faults import NO_FAULTS, Faults
+from harness.esp.fastpath import sender_fast
 from harness.esp.ip import (IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_NONE, IPPROTO_UDP, IpView,
                             addr_bytes, ipv4_header, ipv6_header, parse_ip, with_payload)
 from harness.esp.sa import SecurityAssociation
@@ -43,11 +44,13 @@ class Sender:
         self._esp = EspCodec(sa, random) if sa.protocol == "esp" else None
         self._ah = AhCodec(sa, random) if sa.protocol == "ah" else None
         self.sent: deque[bytes] = deque(maxlen=history)
+        self._random = random
         # the fault-free ESP path without UDP encapsulation skips the general framing code
         self._seal_fast = self._esp.seal_fast if self._esp is not None and self._udp is None else None
         if self._v4:  # the constant part of the outer IPv4 header checksum: version/IHL, TTL, addresses
             w = _W10.unpack(ipv4_header(self._src, self._dst, 0, 0, ttl=64))
             self._v4_sum = w[0] + w[4] + sum(w[6:])
+        self._fastest = sender_fast(self)
 
     def _seq(self, faults: Faults) -> int:
         if faults.seq is not None:
@@ -60,6 +63,10 @@ class Sender:
 
     def protect(self, inner: bytes, faults: Faults | None = None) -> bytes:
         """The outer IP packet carrying inner (a complete IP packet) through this SA."""
+        if faults is None and self._fastest is not None:
+            pkt = self._fastest(inner)
+            if pkt is not None:
+                return pkt
         seal_fast = self._seal_fast
         if faults is None and seal_fast is not None and self.next_seq <= self._limit:
             n = len(inner)
