@@ -288,9 +288,12 @@ def lab(request: pytest.FixtureRequest, peer: str | None, lab_pool: LabPool):
     setup = time.perf_counter() - t0
     yield handle
     t1 = time.perf_counter()
-    keys = list(handle.keys)
-    for h in env.peers.values():
-        keys += h.sa_keys()
+    keys, seen = [], set()
+    for k in [*handle.keys, *(k for h in env.peers.values() for k in h.sa_keys())]:
+        ident = (getattr(k, "protocol", None), getattr(k, "spi", id(k)), getattr(k, "dst", None))
+        if ident not in seen:  # the tester's and the peer's view of one SA: write it once
+            seen.add(ident)
+            keys.append(k)
     files = capture.stop(keys=keys)
     teardown = time.perf_counter() - t1
     item.user_properties += [("lab_setup_s", round(setup, 4)), ("lab_teardown_s", round(teardown, 4)),

@@ -69,3 +69,28 @@ def ping(namespace: str, address: str, count: int = 1, timeout: float = 2.0, pay
     finally:
         s.close()
     return answered
+
+
+def ipv4_packet(src: str, dst: str, proto: int, payload: bytes, ident: int = 0, ttl: int = 64) -> bytes:
+    """A complete IPv4 packet (20-octet header with checksum) around payload."""
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, ttl, proto, 0,
+                         ip_address(src).packed, ip_address(dst).packed)
+    return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
+
+
+def echo_packet(src: str, dst: str, ident: int, seq: int, payload: bytes = b"ipsec-interop", reply: bool = False) -> bytes:
+    """An IPv4 ICMP echo request (or reply) from src to dst, as a complete IP packet."""
+    body = struct.pack("!BBHHH", ICMP_ECHO_REPLY if reply else ICMP_ECHO_REQUEST, 0, 0, ident, seq) + payload
+    body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+    return ipv4_packet(src, dst, socket.IPPROTO_ICMP, body)
+
+
+def parse_echo(packet: bytes) -> tuple[str, str, int, int, int, bytes] | None:
+    """(src, dst, ICMP type, identifier, sequence, payload) of an IPv4 ICMP echo packet, else None."""
+    if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_ICMP:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    kind, _, _, ident, seq = struct.unpack_from("!BBHHH", packet, ihl)
+    if kind not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
+        return None
+    return (str(ip_address(packet[12:16])), str(ip_address(packet[16:20])), kind, ident, seq, packet[ihl + 8:])
