@@ -24,7 +24,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Sequence, TypeVar
 
-from harness.errors import IkeParseError
+from harness.errors import ConfigError, IkeParseError
 from harness.ike import bend as _bend
 from harness.ike.bend import Bend
 from harness.ike.constants import EXCHANGE, NOTIFY
@@ -65,7 +65,15 @@ class Header:
         return EXCHANGE.name(self.exchange_type)
 
     def encode(self) -> bytes:
-        """The 28 header octets as the fields say (next_payload and length as set)."""
+        """The 28 header octets as the fields say (next_payload and length as set); ConfigError if out of range."""
+        if len(self.spi_i) != 8 or len(self.spi_r) != 8:
+            raise ConfigError(f"IKE header: SPIs must be 8 octets (SPIi {len(self.spi_i)}, SPIr {len(self.spi_r)})")
+        try:
+            return self._pack()
+        except (struct.error, OverflowError) as e:
+            raise ConfigError(f"IKE header: a field is out of range ({e})") from None
+
+    def _pack(self) -> bytes:
         return struct.pack("!8s8sBBBBII", self.spi_i, self.spi_r, self.next_payload,
                            (self.major_version & 0xF) << 4 | (self.minor_version & 0xF), self.exchange_type,
                            self.flags, self.message_id, self.length)

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar, NoReturn
 
-from harness.errors import IkeParseError
+from harness.errors import ConfigError, IkeParseError
 
 GENERIC_HEADER = 4
 
@@ -98,9 +98,12 @@ class Payload:
 
     def encode(self, following: int = 0) -> bytes:
         """Generic header (Next Payload = following, C bit, RESERVED, length) plus body."""
-        body = self.encode_body()
-        flags = (0x80 if self.critical else 0) | (self.reserved & 0x7F)
-        return struct.pack("!BBH", self.next_field(following), flags, GENERIC_HEADER + len(body)) + body
+        try:
+            body = self.encode_body()
+            flags = (0x80 if self.critical else 0) | (self.reserved & 0x7F)
+            return struct.pack("!BBH", self.next_field(following), flags, GENERIC_HEADER + len(body)) + body
+        except (struct.error, OverflowError) as e:
+            raise ConfigError(f"{self.name} payload cannot be encoded: a field is out of range ({e})") from None
 
     @property
     def body_raw(self) -> bytes:

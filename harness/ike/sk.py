@@ -237,10 +237,10 @@ class _Pending:
 
 
 class Reassembler:
-    """Collects SKF fragments per message (SPIs, Message ID, direction), opening each on arrival (RFC 7383 s2.6)."""
+    """Collects SKF fragments per message (SPIs, Message ID, I and R flags), opening each on arrival (RFC 7383 s2.6)."""
 
     def __init__(self) -> None:
-        self.pending: dict[tuple[bytes, bytes, int, bool], _Pending] = {}
+        self.pending: dict[tuple[bytes, bytes, int, bool, bool], _Pending] = {}
         self.duplicates = 0
 
     def add(self, message: Message, keys: SkKeys | IkeSkKeys, strict: bool = False) -> Decrypted | None:
@@ -250,7 +250,7 @@ class Reassembler:
             raise IkeParseError("message", "Next Payload", HEADER_SIZE, "not an SKF message")
         plaintext = open_encrypted(message, _keys_for(message, keys))  # authenticate before keeping anything
         h = message.header
-        key = (h.spi_i, h.spi_r, h.message_id, h.response)
+        key = (h.spi_i, h.spi_r, h.message_id, h.initiator, h.response)  # each side numbers its own requests
         p = self.pending.get(key)
         if p is None or enc.total_fragments > p.total:
             p = self.pending[key] = _Pending(enc.total_fragments)  # RFC 7383 s2.6: a larger total starts over
@@ -270,6 +270,6 @@ class Reassembler:
         inner = decode_chain(whole, p.first_payload, ctx, 0, "SKF/")
         return Decrypted(p.first_message or message, inner, whole, None, ctx.findings)
 
-    def missing(self) -> dict[tuple[bytes, bytes, int, bool], list[int]]:
-        """Incomplete messages and their missing fragment numbers."""
+    def missing(self) -> dict[tuple[bytes, bytes, int, bool, bool], list[int]]:
+        """Incomplete messages (SPIi, SPIr, Message ID, I flag, R flag) and their missing fragment numbers."""
         return {k: [n for n in range(1, p.total + 1) if n not in p.parts] for k, p in self.pending.items()}

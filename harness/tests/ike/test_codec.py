@@ -251,3 +251,10 @@ def test_describe_and_unknown_exchange():
                             "N(NAT_DETECTION_DESTINATION_IP) ]")
     odd = Message.decode(m.encode([Bend("exchange_type", value=99)]), strict=True)
     assert odd.describe().startswith("99 request 0") and [f.rule for f in odd.findings] == ["unknown-exchange-type"]
+
+
+def test_unencodable_header_is_a_config_error():
+    with pytest.raises(ConfigError, match="SPIs"):
+        Message(Header(b"short", SPI_R, IKE_AUTH, 1)).encode()
+    with pytest.raises(ConfigError, match="out of range"):
+        Message(Header(SPI_I, SPI_R, IKE_AUTH, 2**32)).encode()

@@ -10,7 +10,7 @@ from harness.errors import ConfigError, IkeParseError, IntegrityError
 from harness.ike.bend import Bend
 from harness.ike.constants import NOTIFY
 from harness.ike.message import IKE_AUTH, INFORMATIONAL, Header, Message
-from harness.ike.payloads import AUTH, SK, IDi, Nonce, Notify, V, encode_chain
+from harness.ike.payloads import AUTH, KE, SK, IDi, Nonce, Notify, V, encode_chain
 from harness.ike.sk import IkeSkKeys, Reassembler, SkKeys, decrypt_message, fragment, open_encrypted, protect
 from harness.vectors import as_params, load_vectors, unhex
 
@@ -177,7 +177,7 @@ def test_fragments_fit_and_reassemble_out_of_order(encr_id):
     order = list(reversed(frags))
     results = [decrypt_message(f, keys, r) for f in order[:-1]]
     assert results == [None] * (len(frags) - 1)
-    assert r.missing() == {(SPI_I, SPI_R, 1, False): [1]}
+    assert r.missing() == {(SPI_I, SPI_R, 1, True, False): [1]}
     assert decrypt_message(frags[1], keys, r) is None and r.duplicates == 1
     done = decrypt_message(order[-1], keys, r)
     assert done.inner == BIG and r.missing() == {}
@@ -245,3 +245,23 @@ def test_bend_indices_outside_the_message_are_config_errors():
         protect(HEADER, INNER, keys_for(20), bends=[Bend("strip", index=9, inner=True)])
     with pytest.raises(ConfigError):
         Message(HEADER, []).encode([Bend("poke", index=0, offset=2)])
+
+
+@pytest.mark.rfc(7383, "2.6", "MUST")
+def test_requests_of_both_sides_with_one_message_id_reassemble_apart():
+    pair = IkeSkKeys(20, None, bytes(36), b"", bytes(range(36)), b"")
+    mine = fragment(HEADER, BIG, pair.for_sender(True), 300)
+    theirs = fragment(Header(SPI_I, SPI_R, IKE_AUTH, 1, initiator=False), BIG[1:], pair.for_sender(False), 300)
+    r, done = Reassembler(), []
+    for a, b in zip(mine, theirs):
+        done += [x for x in (decrypt_message(a, pair, r), decrypt_message(b, pair, r)) if x is not None]
+    for f in mine[len(theirs):] + theirs[len(mine):]:
+        done += [x for x in [decrypt_message(f, pair, r)] if x is not None]
+    assert sorted(len(d.inner) for d in done) == [2, 3] and r.missing() == {}
+
+
+def test_unencodable_values_are_config_errors():
+    with pytest.raises(ConfigError, match="KE"):
+        Message(HEADER, [KE(70000, b"")]).encode()
+    with pytest.raises(ConfigError, match="V"):
+        Message(HEADER, [V(bytes(70000))]).encode()
