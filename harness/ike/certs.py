@@ -119,6 +119,14 @@ class TestPki:
         return Credential(key, builder.sign(self.ca_key, _sig_hash(self.ca_key)), tuple(identities))
 
 
+def ca_key_hash(ca_cert: x509.Certificate) -> bytes:
+    """CERTREQ Certification Authority entry: SHA-1 of the CA's SubjectPublicKeyInfo (RFC 7296 s3.7)."""
+    spki = ca_cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    h = hashes.Hash(hashes.SHA1())
+    h.update(spki)
+    return h.finalize()
+
+
 def cert_identities(cert: x509.Certificate) -> set[Identity]:
     """Every identity a certificate binds: its subject DN and each IP/DNS/RFC822 SubjectAltName."""
     ids = {Identity(IdType.ID_DER_ASN1_DN, cert.subject.public_bytes())}

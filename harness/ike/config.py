@@ -61,6 +61,7 @@ class IkeConfig:
     fragmentation: bool = True  # announce IKEV2_FRAGMENTATION_SUPPORTED and fragment when both do
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (RFC 7383 s2.5.1)
     tfc_padding: bool = True  # False: send ESP_TFC_PADDING_NOT_SUPPORTED
+    half_open_timeout: float = 30.0  # responder: forget an IKE SA whose IKE_AUTH does not come within this
     retransmit_timeout: float = 1.0
     retransmit_tries: int = 5
     nonce_size: int = 32

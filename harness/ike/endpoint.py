@@ -81,6 +81,10 @@ class IkeEndpoint:
         out: list[Datagram] = []
         now = self.clock()
         for sa in list(self.sas.values()):
+            if not sa.original_initiator and sa.state == State.INIT_DONE and \
+                    now - sa.created_at >= self.config.half_open_timeout:
+                self.remove_sa(sa, f"half-open: no IKE_AUTH within {self.config.half_open_timeout} s")
+                continue
             if self.config.bugs.no_retransmit:
                 continue
             resend, dead = sa.window.due(now)
@@ -92,7 +96,10 @@ class IkeEndpoint:
 
     def next_timer(self) -> float | None:
         """When tick() next has work, on the injected clock (None: no request outstanding)."""
-        return min((t for sa in self.sas.values() if (t := sa.window.next_due()) is not None), default=None)
+        due = [t for sa in self.sas.values() if (t := sa.window.next_due()) is not None]
+        due += [sa.created_at + self.config.half_open_timeout for sa in self.sas.values()
+                if not sa.original_initiator and sa.state == State.INIT_DONE]
+        return min(due, default=None)
 
     def drain_events(self) -> list:
         """The events since the last call, oldest first."""

@@ -9,7 +9,7 @@ from harness.errors import AuthenticationFailed, ConfigError, IkeError, KeyExcha
 from harness.ike import child, view
 from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, psk_auth, sign_auth, signed_octets, \
     verify_auth, verify_psk
-from harness.ike.certs import CERT_X509_SIGNATURE, check_peer_cert
+from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
 from harness.ike.events import IkeSaEstablished, NatDetected
 from harness.ike.keys import derive_ike_keys, skeyseed
 from harness.ike.natt import cookie_valid, make_cookie, nat_detected, nat_detection_hash
@@ -246,8 +246,8 @@ def on_init_request(ep, data: bytes, head: Msg, src: Address, dst: Address) -> l
         resp.ke = None
     _natd(ep, resp, dst, src)
     _capabilities(ep, resp)
-    if ep.config.credential is not None:
-        resp.certreq.append((CERT_X509_SIGNATURE, b""))
+    if ep.config.trust_anchor is not None:
+        resp.certreq.append((CERT_X509_SIGNATURE, ca_key_hash(ep.config.trust_anchor)))
     datagrams = ep.encode(None, resp)
     sa.init_response = datagrams[0]
     sa.responses.store(0, datagrams)
@@ -300,6 +300,8 @@ def _send_auth(ep, sa: IkeSa) -> list:
         msg.id_i = c.local_id
         if c.credential is not None and c.send_cert:
             msg.certs.append((CERT_X509_SIGNATURE, c.credential.cert_der))
+        if c.trust_anchor is not None:
+            msg.certreq.append((CERT_X509_SIGNATURE, ca_key_hash(c.trust_anchor)))
         if c.remote_id is not None:
             msg.id_r = c.remote_id
         octets = signed_octets(sa.init_request, sa.nr, sa.suite.prf, sa.keys.sk_pi, c.local_id)

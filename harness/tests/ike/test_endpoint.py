@@ -573,3 +573,31 @@ def test_proposals_round_trip_through_the_codec(text, proto):
              for p in parse_proposals(text, proto)]
     raw = Message(Header(b"i" * 8, b"r" * 8, 34, 0), [view._sa_payload(props)]).encode()
     assert view.decode(raw, None, None).sa == props
+
+
+def test_half_open_sa_expires_on_the_responder():
+    dropped = []
+
+    def drop_auth(d: Datagram):
+        if d.data[18] == 35:
+            dropped.append(d)
+            return None
+        return d
+    a, b, w, clock = pair(cfg("moon", bugs=Bugs(no_retransmit=True)), cfg("sun", half_open_timeout=10.0),
+                          tamper=drop_auth)
+    w.run(a.initiate(B))
+    assert len(b.sas) == 1 and b.next_timer() == clock.now + 10.0
+    clock.advance(10.0)
+    w.tick()
+    assert not b.sas and not b.half_open
+    assert of(b.drain_events(), IkeSaDeleted)[0].reason.startswith("half-open")
+
+
+def test_certreq_names_the_trust_anchor(pki, creds):
+    from harness.ike import view
+    from harness.ike.certs import ca_key_hash
+    a, b, w, _ = establish(cfg("moon", psk=None, credential=creds["p256"]["moon"], trust_anchor=pki.ca_cert),
+                           cfg("sun", psk=None, credential=creds["p256"]["sun"], trust_anchor=pki.ca_cert))
+    mirrored(a, b)
+    init_resp = view.decode(w.log[1].data, None, None)
+    assert init_resp.certreq == [(4, ca_key_hash(pki.ca_cert))] and len(ca_key_hash(pki.ca_cert)) == 20
