@@ -67,6 +67,8 @@ class Receiver:
 
     def unprotect(self, outer: bytes) -> Unprotected:
         """The inner packet of outer (a complete IP packet); PacketDropped, counted by reason, when dropped."""
+        if type(outer) is not bytes:  # a bytearray or memoryview: work on a copy, never on the caller's buffer
+            outer = bytes(outer)
         fastest = self._fastest
         if fastest is not None:
             res = fastest(outer)

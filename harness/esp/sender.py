@@ -63,6 +63,8 @@ class Sender:
 
     def protect(self, inner: bytes, faults: Faults | None = None) -> bytes:
         """The outer IP packet carrying inner (a complete IP packet) through this SA."""
+        if type(inner) is not bytes:
+            inner = bytes(inner)
         if faults is None and self._fastest is not None:
             pkt = self._fastest(inner)
             if pkt is not None:
