@@ -52,6 +52,15 @@ class SkKeys:
             raise ConfigError(f"SK keys: {self.encr.name} is AEAD and takes no integrity transform")
         if not self.encr.aead and self.integ is None:
             raise ConfigError(f"SK keys: {self.encr.name} needs an integrity transform")
+        if self.integ is not None and self.integ.iv_size:
+            raise ConfigError(f"SK keys: {self.integ.name} needs a per-packet IV and is not defined for IKEv2 SK")
+        sizes = [self.encr.key_size(b) for b in self.encr.key_bits] or [self.encr.key_size()]
+        if len(self.sk_e) not in sizes:
+            raise KeyMaterialError(f"SK keys: SK_e is {len(self.sk_e)} octets, {self.encr.name} takes {sizes} "
+                                   "(key and salt)")
+        if self.integ is not None and len(self.sk_a) != self.integ.key_size:
+            raise KeyMaterialError(f"SK keys: SK_a is {len(self.sk_a)} octets, {self.integ.name} takes "
+                                   f"{self.integ.key_size}")
 
     @classmethod
     def of(cls, encr: int | str, sk_e: bytes, integ: int | str | None = None, sk_a: bytes = b"") -> SkKeys:

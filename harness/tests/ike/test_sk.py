@@ -6,7 +6,7 @@ import random
 import pytest
 
 from harness.crypto import ENCR, encr
-from harness.errors import ConfigError, IkeParseError, IntegrityError
+from harness.errors import ConfigError, IkeParseError, IntegrityError, KeyMaterialError
 from harness.ike.bend import Bend
 from harness.ike.constants import NOTIFY
 from harness.ike.message import IKE_AUTH, INFORMATIONAL, Header, Message
@@ -132,6 +132,12 @@ def test_keys_validation():
         SkKeys.of(20, bytes(20), 12, bytes(32))
     with pytest.raises(ConfigError):
         SkKeys.of(12, bytes(16))
+    with pytest.raises(ConfigError):
+        SkKeys.of(12, bytes(16), "AUTH_AES_128_GMAC", bytes(20))
+    with pytest.raises(KeyMaterialError, match="SK_e"):
+        SkKeys.of(20, bytes(16))  # salt missing
+    with pytest.raises(KeyMaterialError, match="SK_a"):
+        SkKeys.of(12, bytes(16), 12, bytes(20))
 
 
 def test_bad_pad_length_and_short_body():
