@@ -5,6 +5,11 @@ generic header, `decode_body(body, offset, ctx)` parses one (offset = absolute o
 body in the datagram or decrypted chain, for error messages). Decoded payloads keep `raw`
 (their exact bytes, generic header included) and `offset`; `body_raw` is what AUTH needs
 (e.g. RestOfInitIDPayload of IDi, RFC 7296 s2.15).
+
+Finding rules (lenient mode records them; strict mode raises IkeParseError for the violations):
+violations -- reserved-nonzero, nonce-length, attribute-format (Key Length as TLV), cookie-not-first,
+id-length (ID_IPV4/IPV6_ADDR), delete-spi-size, skf-next-payload; notes (never raise) --
+unknown-payload-skipped, minor-version, unknown-exchange-type.
 """
 from __future__ import annotations
 
