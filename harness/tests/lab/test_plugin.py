@@ -158,3 +158,41 @@ def test_lab_fixture_end_to_end_with_a_namespace_standing_in_for_the_peer(tmp_pa
               "s; lab build (first use):", props["lab_build_s"], "s")
     assert netns.names(f"ipsi-{run}-") == [], "the session's labs and stand-ins are gone"
     assert not labels.state_dir(run).exists()
+
+
+def _fake_project(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "conftest.py").write_text(FAKE_CONFTEST)
+    (tmp_path / "test_fake.py").write_text(FAKE_TESTS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return env
+
+
+@pytest.mark.root
+def test_keep_lab_leaves_the_lab_standing_and_says_how_to_remove_it(tmp_path):
+    from harness.lab import labels, netns
+    from harness.lab.cleanup import clean
+
+    env = _fake_project(tmp_path)
+    run = env["IPSEC_INTEROP_RUN"] = labels.new_run_id()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", "--rootdir", str(tmp_path),
+                        "--keep-lab", "-k", "direct", f"--capture-dir={tmp_path / 'out'}", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"ipsec-interop clean --run {run}" in r.stdout
+        assert f"ip -n ipsi-{run}-0-direct-tester -br addr" in r.stdout
+        left = netns.names(f"ipsi-{run}-")
+        assert left == sorted(f"ipsi-{run}-0-direct-{role}" for role in ("lab", "peerstub", "tester")), \
+            "lab, tester and the (stand-in) peer stay for inspection"
+    finally:
+        removed = clean(run=run, say=lambda s: None)
+    assert netns.names(f"ipsi-{run}-") == [] and len([r for r in removed if r.startswith("namespace")]) == 3
+
+
+def test_lab_tests_skip_saying_why_when_not_root(monkeypatch):
+    from harness.lab import fixtures
+
+    monkeypatch.setattr(fixtures.os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.skip.Exception, match="needs root: the lab creates network namespaces and raw sockets"):
+        fixtures._need_root()
