@@ -83,15 +83,17 @@ class EspCodec:
             out = hdr + iv + ct
         else:
             ct = self.encr.encrypt(iv, plaintext, b"")
-            if corrupt_ciphertext:
-                ct = bytes((ct[0] ^ 0x80,)) + ct[1:]
             out = hdr + iv + ct
             if self.integ is not None:
                 # ICV over ESP header .. trailer; with ESN the high-order bits appended (RFC 4303 s2.2.1)
                 icv = self.integ.icv(out + _pack_I(hi) if self.esn else out)
                 if corrupt_icv:
                     icv = icv[:-1] + bytes((icv[-1] ^ 1,))
-                return out + icv
+                out += icv
+            if corrupt_ciphertext:  # after the ICV: a change in transit
+                at = 8 + len(iv)
+                out = out[:at] + bytes((out[at] ^ 0x80,)) + out[at + 1:]
+            return out
         if corrupt_icv and self.icv_size:
             out = out[:-1] + bytes((out[-1] ^ 1,))
         return out
