@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from harness.errors import PacketDropped, ParseError
+from harness.esp.ip import parse_ip
 from harness.keys import IpsecSaKeys
 from harness.tools.esp_adapter import Receivers, Unprotected, unprotect
 from harness.tools.ipsec_locate import Located, locate
@@ -160,6 +161,10 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -
             continue
         res.reason = "dummy packet (Next Header 59)" if opened.dummy else ""
         res.inner = opened.inner or None
+        if res.inner and sa.mode == "transport" and opened.next_header in (4, 41):
+            # IP-in-IP under a "transport" SA: a tunnel-mode SA whose mode the keys did not say (Wireshark's
+            # esp_sa has no mode column); the packet inside is the one that was protected
+            res.inner = res.inner[parse_ip(res.inner, "inner packet").offset:]
         res.status = "verified" if (sa.protocol == "ah" or sa.encryption == "ENCR_NULL") else "decrypted"
         if res.seq in track.seen:
             res.replay = "duplicate"

@@ -94,9 +94,14 @@ def test_unknown_spi_is_counted(tmp_path, capsys):
     assert code == 0 and (rep["decrypted"], rep["unknown_spi"]) == (3, 3)
 
 
-def test_wireshark_esp_sa_table_works_as_keys(tmp_path, capsys):
+@pytest.mark.parametrize("name", [GCM, "esp-aes-cbc-128-sha256-tunnel-v4-sll", "esp-aes-gcm-16-256-udpencap-tunnel-v4"])
+def test_wireshark_esp_sa_table_works_as_keys(tmp_path, capsys, name):
+    """esp_sa has no mode column: tunnel-mode packets still come out as the inner packets."""
     from harness.keys import dump_esp_sa, load_keys
     table = tmp_path / "esp_sa"
-    dump_esp_sa(load_keys(CAPTURES / MANIFEST[GCM]["keys"]).ipsec_sas, table)
-    code, rep = _decrypt(capsys, "--keys", table, CAPTURES / MANIFEST[GCM]["file"])
+    dump_esp_sa(load_keys(CAPTURES / MANIFEST[name]["keys"]).ipsec_sas, table)
+    out = tmp_path / "inner.pcap"
+    code, rep = _decrypt(capsys, "--keys", table, CAPTURES / MANIFEST[name]["file"], "-o", out)
     assert code == 0 and rep["decrypted"] == 6
+    echo = MANIFEST[name]["echo"]
+    assert [_echo_of(p.data)[:2] for p in read_capture(out)] == [(echo["src"], echo["dst"]), (echo["dst"], echo["src"])] * 3
