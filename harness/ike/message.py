@@ -106,6 +106,7 @@ class Message:
     @classmethod
     def decode(cls, datagram: bytes, strict: bool = False) -> Message:
         """Parse and check a datagram (no non-ESP marker); IkeParseError naming payload, field and offset."""
+        datagram = bytes(datagram)  # bytearray/memoryview in, immutable raw bytes kept
         ctx = ParseContext(strict)
         header = decode_header(datagram, ctx)
         payloads = decode_chain(datagram[HEADER_SIZE:header.length], header.next_payload, ctx, HEADER_SIZE)

@@ -258,3 +258,9 @@ def test_unencodable_header_is_a_config_error():
         Message(Header(b"short", SPI_R, IKE_AUTH, 1)).encode()
     with pytest.raises(ConfigError, match="out of range"):
         Message(Header(SPI_I, SPI_R, IKE_AUTH, 2**32)).encode()
+
+
+def test_decode_accepts_bytearray_and_keeps_bytes():
+    d = init_request().encode()
+    m = Message.decode(bytearray(d))
+    assert m.raw == d and isinstance(m.raw, bytes) and m == init_request()
