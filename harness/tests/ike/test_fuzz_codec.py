@@ -166,3 +166,25 @@ def test_fragments_reassemble_in_any_order_with_duplicates(keys, inner, mtu, rnd
         if got is not None:
             done.append(got)
     assert len(done) >= 1 and done[0].inner == inner
+
+
+def _bend_strategy(n_payloads: int):
+    from harness.ike.bend import STAGES, Bend
+    ops = sorted(op for op, stage in STAGES.items() if stage in ("list", "payload", "header", "datagram"))
+    return st.builds(Bend, st.sampled_from(ops), st.integers(-n_payloads, n_payloads - 1),
+                     st.one_of(st.none(), st.integers(0, 300)), st.integers(-8, 8), st.integers(0, 7),
+                     st.booleans(), st.binary(max_size=6))
+
+
+@HEAVY
+@given(header, st.lists(any_payload, min_size=1, max_size=4), st.data())
+def test_any_bend_yields_a_message_or_a_typed_error(h, payloads, data):
+    """Every bend op with arbitrary parameters: encoding gives bytes (or ConfigError for an impossible
+    bend), and the decoder answers with a message or IkeParseError, never anything else."""
+    from harness.errors import ConfigError
+    bends = data.draw(st.lists(_bend_strategy(len(payloads)), min_size=1, max_size=3))
+    try:
+        d = Message(h, payloads).encode(bends)
+    except ConfigError:
+        return
+    _only_typed(d, data.draw(st.booleans()))
