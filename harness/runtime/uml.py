@@ -37,6 +37,7 @@ INIT = "/sbin/ipsi-agent"
 MEM = "256M"
 READY_TIMEOUT = 60.0
 WRITABLE = ("etc", "var", "root")
+SHARED_READ_ONLY = ("var/lib/dpkg", "var/cache")  # 2/3 of var's files, never written by a peer: mounted, not copied
 MODULES = ("ipv6,xfrm_user,xfrm_algo,esp4,ah4,esp6,ah6,xfrm4_tunnel,xfrm6_tunnel,tunnel4,tunnel6,authenc,authencesn,"
            "gcm,ghash_generic,chacha20poly1305,chacha_generic,poly1305_generic,seqiv,echainiv,cbc,ctr,hmac,"
            "sha1_generic,sha256_generic,sha512_generic,xcbc,cmac,ccm,des_generic,aes_generic,af_key,veth,bridge")
@@ -123,12 +124,26 @@ def command_line(name: str, uml_dir: Path, root: Path, rw: Path, links: Sequence
             raise LabError(f"{name}: link name {link.host_ifname!r} is longer than 15 characters")
         argv.append(f"{link.guest_ifname}=tuntap,{link.host_ifname},{link.mac}")
     argv += ["con=null", "ssl=null", "con0=null,fd:1", f"ssl0=fd:{guest_fd}"]
-    full_env = {"IPSI_RUNTIME": "uml", "IPSI_RW": str(rw), "IPSI_HOSTNAME": name, "IPSI_MODULES": MODULES, **env}
+    full_env = {"IPSI_RUNTIME": "uml", "IPSI_ROOT": str(root), "IPSI_RW": str(rw), "IPSI_HOSTNAME": name,
+                "IPSI_SHARED": ",".join(SHARED_READ_ONLY), "IPSI_MODULES": MODULES, **env}
     for k, v in full_env.items():
         if not k.isidentifier() or any(c.isspace() for c in v) or "." in k:
             raise LabError(f"{name}: environment {k}={v!r} cannot pass through the kernel command line")
         argv.append(f"{k}={v}")
     return argv
+
+
+def copy_writable(root: Path, rw: Path) -> None:
+    """The guest's private etc/, var/ (minus SHARED_READ_ONLY, left as empty mount points) and root/ (tar | tar)."""
+    excludes = [f"--exclude=./{d}/*" for d in SHARED_READ_ONLY]
+    pack = subprocess.Popen(["tar", "-C", str(root), "-c", *excludes, *(f"./{d}" for d in WRITABLE)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    unpack = subprocess.run(["tar", "-C", str(rw), "-x", "--numeric-owner"], stdin=pack.stdout, capture_output=True)
+    assert pack.stdout and pack.stderr
+    pack.stdout.close()
+    err = pack.stderr.read()
+    if pack.wait() != 0 or unpack.returncode != 0:
+        raise LabError(f"copying the writable folders of {root} to {rw}: {(err + unpack.stderr).decode(errors='replace').strip()}")
 
 
 def _pss_kib(pid: int) -> int:
@@ -269,9 +284,7 @@ class UmlRuntime(Runtime):
         rw.mkdir(parents=True)
         node = UmlNode(name, spec, info, uml_dir, rw, run)
         try:
-            r = subprocess.run(["cp", "-a", *(str(root / d) for d in WRITABLE), str(rw)], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise LabError(f"{name}: copying the writable folders: {r.stderr.strip()}")
+            copy_writable(root, rw)
             node.timings["copy"] = time.monotonic() - t0
             host_end, guest_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
