@@ -72,3 +72,29 @@ def test_clean_command_is_safe_when_nothing_is_there():
     r = subprocess.run([sys.executable, "-m", "harness.cli", "clean", "--run", labels.new_run_id()],
                        capture_output=True, text=True)
     assert (r.returncode, r.stdout) == (0, "nothing to clean\n")
+
+
+def test_clean_removes_containers_labelled_with_the_run():
+    from harness.lab import peering
+
+    built, reason = peering.built_peers()
+    if not built:
+        pytest.skip(f"needs a docker daemon and one built image: {reason}")
+    import docker
+
+    client = docker.from_env(timeout=30)
+    run, other = labels.new_run_id(), labels.new_run_id()
+    made = [client.containers.create(f"ipsec-interop/{built[0]}", ["sleep", "300"], network_mode="none",
+                                     name=labels.resource_name(r, 0, "cleantest"), labels={labels.DOCKER_LABEL: r})
+            for r in (run, other)]
+    try:
+        removed = clean(run=run, say=lambda s: None)
+        assert removed == [f"container {labels.resource_name(run, 0, 'cleantest')}"]
+        left = {c.name for c in client.containers.list(all=True, filters={"label": labels.DOCKER_LABEL})}
+        assert made[1].name in left and made[0].name not in left, "only the named run's container goes"
+    finally:
+        for c in made:
+            try:
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                pass
