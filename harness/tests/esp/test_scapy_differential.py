@@ -169,3 +169,18 @@ def test_ah_ipv6_routing_header_against_scapy() -> None:
         theirs.decrypt(IPv6(arrived))  # scapy verifies the ICV (IPSecIntegrityError otherwise)
         got = IPv6(Receiver(ours).unprotect(arrived).inner)
         assert got.dst == "2001:db8::2" and got[IPv6ExtHdrRouting].segleft == 0 and bytes(got[UDP]) == bytes(pkt[UDP])
+
+
+@pytest.mark.rfc(4303, "3.1.1", "MUST")
+@pytest.mark.parametrize("protocol", ["esp", "ah"])
+def test_ipv6_transport_after_extension_headers_against_scapy(protocol: str) -> None:
+    """ESP/AH go after hop-by-hop and destination options headers in IPv6 transport mode; both sides agree."""
+    inner = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+                  / UDP(sport=1, dport=2) / b"after extension headers")
+    if protocol == "esp":
+        ours, theirs = _pair("esp", "ENCR_AES_GCM_16", None, "transport", 6)
+    else:
+        ours, theirs = _ah_transport(inner)
+    _both_ways(ours, theirs, inner)
+    out = Sender(ours).protect(inner)
+    assert (out[6], out[40], out[48]) == (0, 60, 50 if protocol == "esp" else 51)  # HbH -> DestOpt -> ESP/AH
