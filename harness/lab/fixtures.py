@@ -123,6 +123,16 @@ class LabEnv:
     peers: dict[str, peering.PeerHandle] = field(default_factory=dict)
     build_seconds: float = 0.0
 
+    def report_properties(self) -> list[tuple[str, str]]:
+        """user_properties naming each peer's runtime, kernel and version ("peer" plain, other nodes prefixed)."""
+        out = []
+        for name, h in self.peers.items():
+            prefix = "" if name == "peer" else f"{name}."
+            out += [(prefix + "runtime", h.runtime), (prefix + "kernel", h.kernel)]
+            if h.version:
+                out.append((prefix + "peer_version", h.version))
+        return out
+
     def close(self) -> None:
         """Stop the peers (each by its runtime, by pid/container id), then tear the lab down."""
         errors: list[LabError] = []
@@ -275,11 +285,7 @@ def lab(request: pytest.FixtureRequest, peer: str | None, lab_pool: LabPool):
     except peering.Unavailable as e:
         pytest.skip(str(e))
     item = request.node
-    for name, h in env.peers.items():
-        prefix = "" if name == "peer" else f"{name}."
-        item.user_properties += [(prefix + "runtime", h.runtime), (prefix + "kernel", h.kernel)]
-        if h.version:
-            item.user_properties.append((prefix + "peer_version", h.version))
+    item.user_properties += env.report_properties()
     out = report_dir(request.config)
     directory = out / "captures" / _safe(item.nodeid)
     env.lab.tester.drain() if env.lab.tester else None
