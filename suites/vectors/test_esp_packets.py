@@ -1,10 +1,13 @@
 """Complete ESP packets as known answers (vectors/esp/): build each with its IV and padding, parse each, and drop each negative one for its stated reason."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from harness.errors import PacketDropped
-from harness.esp import DROP_REASONS, EspCodec, Faults, Receiver, SecurityAssociation, Sender
+from harness.esp import DROP_REASONS, EspCodec, Faults, Receiver, SaDatabase, SecurityAssociation, Sender
 from harness.esp.esp import DEFAULT_PADDING
 from harness.esp.ip import IPPROTO_ESP, ipv4_header
 from harness.vectors import Record, as_params, load_all, unhex
@@ -92,3 +95,39 @@ def test_negative_vector_is_dropped(r: Record) -> None:
     assert e.value.reason == r["expected_drop"]
     assert rx.counters == {k: int(k == r["expected_drop"]) for k in DROP_REASONS}
     assert bytes(outer) == before and rx.window.top == top  # input untouched, window not moved
+
+
+CAPTURES = Path(__file__).resolve().parents[2] / "vectors" / "captures"
+
+
+def _captures() -> list[str]:
+    try:
+        return sorted(json.loads((CAPTURES / "manifest.json").read_text())["captures"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+@pytest.mark.parametrize("name", _captures())
+def test_kernel_captures_verify_with_the_builtin_receiver(name: str) -> None:
+    """Linux-made ESP/AH (vectors/captures, a second implementation): every packet passes the built-in receiver.
+
+    Fragmented captures must be reassembled first (RFC 4303 s3.4.1): the receiver drops each
+    fragment as malformed, naming the field.
+    """
+    from harness.keys import load_keys
+    from harness.tools.pcapio import ip_of, read_capture
+
+    entry = json.loads((CAPTURES / "manifest.json").read_text())["captures"][name]
+    db = SaDatabase()
+    for k in load_keys(CAPTURES / entry["keys"]).ipsec_sas:
+        db.add(SecurityAssociation.from_keys(k, udp_encap=(4500, 4500) if "udpencap" in name else None), window=1024)
+    ips = [s[1] for s in (ip_of(p) for p in read_capture(CAPTURES / entry["file"])) if s is not None]
+    assert ips
+    for ip in ips:
+        if "fragmented" in name:
+            with pytest.raises(PacketDropped) as e:
+                db.unprotect(ip)
+            assert e.value.reason == "malformed" and e.value.field == "flags/fragment offset"
+        else:
+            assert db.unprotect(ip).inner[0] >> 4 in (4, 6)
+    assert sum(rx.accepted for rx in db.receivers.values()) == (0 if "fragmented" in name else len(ips))
