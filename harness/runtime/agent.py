@@ -129,6 +129,11 @@ class AgentNode(Node):
 
     channel: AgentChannel
 
+    @property
+    def ready_info(self) -> dict[str, Any]:
+        """What the agent reported when ready: kernel, modules loaded and missing, init errors, init seconds."""
+        return dict(self.channel.ready)
+
     def exec(self, argv: Sequence[str], timeout: float = DEFAULT_EXEC_TIMEOUT,
              input: bytes | str | None = None, env: dict[str, str] | None = None) -> ExecResult:
         """Run argv in the guest; LabError with the log tail if it outlives timeout (the agent kills it)."""

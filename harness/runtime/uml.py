@@ -299,7 +299,6 @@ class UmlRuntime(Runtime):
             node.channel = AgentChannel(host_end, name, node.logs)
             ready = node.channel.wait_ready(spec.ready_timeout or READY_TIMEOUT, lambda: node.alive)
             node.kernel = str(ready.get("kernel", ""))
-            node.ready_info = ready
             missing = [m for m in ready.get("modules_missing", []) if m in ("esp4", "ah4", "xfrm_user")]
             if missing:
                 raise LabError(f"{name}: the guest kernel could not load {', '.join(missing)}\n{node.logs()[-3000:]}")
