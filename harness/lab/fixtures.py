@@ -30,7 +30,7 @@ from harness.lab import labels, peering
 from harness.lab.capture import Capture
 from harness.lab.lab import Lab
 from harness.lab.tester import Tester
-from harness.lab.topology import Topology
+from harness.lab.topology import Topology, topology as load_topology
 
 RUNTIMES = ("auto", "docker", "uml", "external")
 DEFAULT_TOPOLOGY = "direct"
@@ -152,7 +152,8 @@ class LabPool:
     def __init__(self, runtime: str, profile: str | None, keep: bool) -> None:
         self.runtime, self.profile, self.keep = runtime, profile, keep
         self.envs: dict[tuple[str, tuple[tuple[str, str], ...]], LabEnv] = {}
-        self.failed: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self.failed: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # unavailable here: skip reasons
+        self.broken: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # set-up errors
 
     def get(self, topology: str, assignment: dict[str, str]) -> LabEnv:
         """The LabEnv for topology with assignment {peer node: peer name}; built on first use, then reused.
@@ -162,6 +163,8 @@ class LabPool:
         key = (topology, tuple(sorted(assignment.items())))
         if key in self.failed:
             raise peering.Unavailable(self.failed[key])
+        if key in self.broken:
+            raise LabError(f"lab {topology} with {dict(assignment)}: set-up failed earlier in this session: {self.broken[key]}")
         if key in self.envs:
             env = self.envs[key]
             if all(getattr(h.node, "alive", True) for h in env.peers.values()):
@@ -184,6 +187,10 @@ class LabPool:
                 env.peers[node] = peering.start_peer(lab, node, peer, self.runtime, self.profile)
         except peering.Unavailable as e:
             self.failed[key] = str(e)
+            env.close()
+            raise
+        except LabError as e:
+            self.broken[key] = str(e)  # later tests fail at once instead of booting the same failure again
             env.close()
             raise
         except BaseException:
@@ -277,8 +284,6 @@ def lab(request: pytest.FixtureRequest, peer: str | None, lab_pool: LabPool):
     marker = request.node.get_closest_marker("topology")
     topology = marker.args[0] if marker else DEFAULT_TOPOLOGY
     t0 = time.perf_counter()
-    from harness.lab.topology import topology as load_topology
-
     peer_nodes = [n.name for n in load_topology(topology).of_kind("peer")]
     try:
         env = lab_pool.get(topology, dict.fromkeys(peer_nodes, peer))
@@ -288,7 +293,8 @@ def lab(request: pytest.FixtureRequest, peer: str | None, lab_pool: LabPool):
     item.user_properties += env.report_properties()
     out = report_dir(request.config)
     directory = out / "captures" / _safe(item.nodeid)
-    env.lab.tester.drain() if env.lab.tester else None
+    if env.lab.tester:
+        env.lab.tester.drain()  # nothing a previous test left queued reaches this one
     capture = env.lab.capture(directory)
     handle = LabHandle(env.lab, env, capture, directory)
     setup = time.perf_counter() - t0

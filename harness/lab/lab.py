@@ -172,6 +172,11 @@ class Lab:
         return [self.name, *(n.netns for n in self.nodes.values() if n.netns)]
 
     @property
+    def built(self) -> bool:
+        """True between build() and close()."""
+        return self._built
+
+    @property
     def bridges(self) -> list[str]:
         """The bridges in the lab namespace: one per segment plus the management bridge."""
         return [s.bridge for s in self.segments.values()]
