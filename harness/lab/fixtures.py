@@ -203,8 +203,13 @@ class LabPool:
     def close(self) -> None:
         """Tear down every LabEnv (or, with --keep-lab, print how to inspect and remove them)."""
         if self.keep:
+            # written to the run's state dir: the terminal summary (in the xdist controller too) prints them
             for env in self.envs.values():
-                print("\n--keep-lab: " + env.lab.describe())
+                d = labels.state_dir(env.lab.run)
+                d.mkdir(parents=True, exist_ok=True)
+                peers = "".join(f"  peer {n}: {h.name} ({h.runtime} node {getattr(h.node, 'name', '?')})\n"
+                                for n, h in env.peers.items())
+                (d / f"kept-{env.lab.name}.txt").write_text(env.lab.describe() + "\n" + peers)
             return
         errors = []
         for env in self.envs.values():
@@ -353,3 +358,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # every report names the kernel the harness itself ran on; lab tests add the peer's runtime and kernel
     item.user_properties.append(("host_kernel", platform.release()))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not config.getoption("--keep-lab", False):
+        return
+    kept = sorted(labels.state_dir(labels.current_run_id()).glob("kept-*.txt"))
+    if kept:
+        terminalreporter.section("labs kept (--keep-lab)")
+        for path in kept:
+            terminalreporter.write(path.read_text())
