@@ -1,10 +1,11 @@
 """Specialised per-SA closures for the hottest case: combined-mode ESP without ESN or UDP, IPv4 outer header without options.
 
-`sender_fast(sender)` and `receiver_fast(receiver)` return a function or None (when the SA
-is not such a case). The functions return None for every packet they do not handle in full
-(fragments, options, out-of-order sequence numbers, TFC padding, dummies, any failure): the
-caller then runs the general path, which gives the exact result or the typed drop. They
-produce the same bytes as the general path (tests compare both with a fixed IV source).
+`sender_fast(sender, general)` and `receiver_fast(receiver, general)` return a drop-in
+`protect(inner, faults=None)` / `unprotect(outer)` for the instance, or None when the SA is
+not such a case. Every packet they do not handle in full (faults, fragments, options,
+out-of-order sequence numbers, TFC padding, dummies, any failure) goes to `general`, the
+class's own method, which gives the exact result or the typed drop. They produce the same
+bytes as the general path (tests compare both with a fixed IV source).
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def _aead(sa) -> tuple[Callable, Callable, bytes] | None:
     return a.encrypt, a.decrypt, salt
 
 
-def sender_fast(sender: "Sender") -> Callable[[bytes], bytes | None] | None:
-    """protect() for fault-free packets of a combined-mode ESP SA, or None when the SA does not qualify."""
+def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[..., bytes] | None:
+    """protect() for a combined-mode ESP SA (fault-free packets here, the rest via general), or None."""
     found = _aead(sender.sa)
     if found is None:
         return None
@@ -58,25 +59,21 @@ def sender_fast(sender: "Sender") -> Callable[[bytes], bytes | None] | None:
         # IV = a random per-sender base plus the sequence number: unique under the key without a
         # system call per packet (RFC 4106 s3.1 asks only that an IV is never repeated for a key)
         base, pack_q = int.from_bytes(os.urandom(8), "big"), struct.Struct("!Q").pack
-
-        def random(n: int, seq: int = 0) -> bytes:
-            return pack_q((base + seq) & 0xFFFFFFFFFFFFFFFF)
+        injected = None
     else:
-        def random(n: int, seq: int = 0, _r=random) -> bytes:
-            return _r(n)
+        base, pack_q, injected = 0, None, random
     unpack10, pack10, pack_ii = _W10.unpack_from, _W10.pack, _II.pack
     sent = sender.sent
     esp_overhead = 8 + ivs + 2 + icvs
 
     if sa.mode == "transport":
-        def fast(inner: bytes) -> bytes | None:
-            n = len(inner)
-            if n < 20 or inner[0] != 0x45:
-                return None
+        def fast(inner: bytes, faults=None) -> bytes:
+            if faults is not None or type(inner) is not bytes or len(inner) < 20 or inner[0] != 0x45:
+                return general(inner, faults)
             w0, w1, w2, w3, w4, _, w6, w7, w8, w9 = unpack10(inner)
             seq = sender.next_seq
-            if w1 < 20 or w1 > n or w3 & 0x3FFF or seq > M32:
-                return None
+            if w1 < 20 or w1 > len(inner) or w3 & 0x3FFF or seq > M32:
+                return general(inner, faults)
             sender.next_seq = seq + 1
             plen = w1 - 20
             pad = -(plen + 2) & 3
@@ -86,7 +83,7 @@ def sender_fast(sender: "Sender") -> Callable[[bytes], bytes | None] | None:
             c = (c & 0xFFFF) + (c >> 16)
             c = (c & 0xFFFF) + (c >> 16)
             aad = pack_ii(spi, seq)
-            iv = random(ivs, seq)
+            iv = pack_q((base + seq) & 0xFFFFFFFFFFFFFFFF) if injected is None else injected(ivs)
             pkt = b"".join((pack10(w0, total, w2, w3, w4, ~c & 0xFFFF, w6, w7, w8, w9), aad, iv,
                             enc(salt + iv, inner[20:w1] + trailers[pad << 8 | inner[9]], aad)))
             sent.append(pkt)
@@ -97,18 +94,18 @@ def sender_fast(sender: "Sender") -> Callable[[bytes], bytes | None] | None:
     src, dst = sender._src, sender._dst
     pack_hdr = struct.Struct("!BBHHHBBH4s4s").pack
 
-    def fast_tunnel(inner: bytes) -> bytes | None:
+    def fast_tunnel(inner: bytes, faults=None) -> bytes:
         n = len(inner)
         seq = sender.next_seq
-        if n < 20 or seq > M32:
-            return None
+        if faults is not None or type(inner) is not bytes or n < 20 or seq > M32:
+            return general(inner, faults)
         v = inner[0] >> 4
         if v == 4:
             nh, tos = 4, inner[1]
         elif v == 6:
             nh, tos = 41, (inner[0] << 4 | inner[1] >> 4) & 0xFF
         else:
-            return None
+            return general(inner, faults)
         sender.next_seq = seq + 1
         pad = -(n + 2) & 3
         total = 20 + esp_overhead + n + pad
@@ -117,7 +114,7 @@ def sender_fast(sender: "Sender") -> Callable[[bytes], bytes | None] | None:
         c = (c & 0xFFFF) + (c >> 16)
         c = (c & 0xFFFF) + (c >> 16)
         aad = pack_ii(spi, seq)
-        iv = random(ivs, seq)
+        iv = pack_q((base + seq) & 0xFFFFFFFFFFFFFFFF) if injected is None else injected(ivs)
         pkt = b"".join((pack_hdr(0x45, tos, total, ident, 0, 64, IPPROTO_ESP, ~c & 0xFFFF, src, dst), aad, iv,
                         enc(salt + iv, inner + trailers[pad << 8 | nh], aad)))
         sent.append(pkt)
@@ -125,8 +122,8 @@ def sender_fast(sender: "Sender") -> Callable[[bytes], bytes | None] | None:
     return fast_tunnel
 
 
-def receiver_fast(receiver: "Receiver") -> Callable[[bytes], "Unprotected | None"] | None:
-    """unprotect() for in-order, well-formed packets of a combined-mode ESP SA, or None when the SA does not qualify."""
+def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"]) -> Callable[[bytes], "Unprotected"] | None:
+    """unprotect() for a combined-mode ESP SA (in-order, well-formed packets here, the rest via general), or None."""
     from harness.esp.receiver import Unprotected
 
     found = _aead(receiver.sa)
@@ -136,7 +133,6 @@ def receiver_fast(receiver: "Receiver") -> Callable[[bytes], "Unprotected | None
     sa = receiver.sa
     spi, ivs, icvs = sa.spi, sa.encr.iv_size, sa.encr.icv_size
     window = receiver.window
-    accept = window.accept
     unpack, pack10 = _W10II.unpack_from, _W10.pack
     ct_at = 28 + ivs
     min_total = ct_at + icvs + 4
@@ -144,32 +140,39 @@ def receiver_fast(receiver: "Receiver") -> Callable[[bytes], "Unprotected | None
     padding = DEFAULT_PADDING
     new = tuple.__new__
 
-    def fast(outer: bytes) -> Unprotected | None:
+    def accept(seq: int) -> None:  # ReplayWindow.accept for seq > top, inlined state update
+        shift = seq - window.top
+        window.bits = ((window.bits << shift) | 1) & window._mask if shift < window.size else 1
+        window.top = seq
+
+    def fast(outer: bytes) -> Unprotected:
         n = len(outer)
-        if n < min_total or outer[0] != 0x45:
-            return None
+        if n < min_total or outer[0] != 0x45 or type(outer) is not bytes:
+            return general(outer)
         w0, w1, w2, w3, w4, _, w6, w7, w8, w9, pkt_spi, seq = unpack(outer)
         if (w4 & 0xFF != IPPROTO_ESP or w3 & 0x3FFF or w1 > n or w1 < min_total or pkt_spi != spi
                 or seq <= window.top or (w1 - ct_at - icvs) & 3):
-            return None
+            return general(outer)
         try:
             pt = dec(salt + outer[28:ct_at], outer[ct_at:w1], outer[20:28])
         except InvalidTag:
-            return None
+            return general(outer)
         pad = pt[-2]
         nh = pt[-1]
         cut = len(pt) - 2 - pad
         if cut < 0 or (pad and pt[cut:-2] != padding[pad]):
-            return None
+            return general(outer)
         if tunnel:
             if nh != IPPROTO_IPIP or cut < 20 or pt[0] >> 4 != 4 or (pt[2] << 8 | pt[3]) != cut:
-                return None
+                return general(outer)
             accept(seq)
             receiver.accepted += 1
             return new(Unprotected, (pt[:cut], nh, seq, spi, pad, 0))
         if nh == IPPROTO_UDP and (cut < 8 or (pt[4] << 8 | pt[5]) != cut) or nh == 59:
-            return None
-        accept(seq)
+            return general(outer)
+        shift = seq - window.top
+        window.bits = ((window.bits << shift) | 1) & window._mask if shift < window.size else 1
+        window.top = seq
         receiver.accepted += 1
         total = 20 + cut
         w4 = (w4 & 0xFF00) | nh

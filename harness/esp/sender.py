@@ -50,7 +50,9 @@ class Sender:
         if self._v4:  # the constant part of the outer IPv4 header checksum: version/IHL, TTL, addresses
             w = _W10.unpack(ipv4_header(self._src, self._dst, 0, 0, ttl=64))
             self._v4_sum = w[0] + w[4] + sum(w[6:])
-        self._fastest = sender_fast(self)
+        fast = sender_fast(self, self._protect)
+        if fast is not None:
+            self.protect = fast  # type: ignore[method-assign]  # same signature and results, fewer steps
 
     def _seq(self, faults: Faults) -> int:
         if faults.seq is not None:
@@ -63,12 +65,11 @@ class Sender:
 
     def protect(self, inner: bytes, faults: Faults | None = None) -> bytes:
         """The outer IP packet carrying inner (a complete IP packet) through this SA."""
+        return self._protect(inner, faults)
+
+    def _protect(self, inner: bytes, faults: Faults | None = None) -> bytes:
         if type(inner) is not bytes:
             inner = bytes(inner)
-        if faults is None and self._fastest is not None:
-            pkt = self._fastest(inner)
-            if pkt is not None:
-                return pkt
         seal_fast = self._seal_fast
         if faults is None and seal_fast is not None and self.next_seq <= self._limit:
             n = len(inner)
