@@ -120,3 +120,50 @@ def test_builtin_responder(lab, case):
         assert _child_pairs(ep) and _child_pairs(ep) <= _peer_pairs(lab)
     finally:
         _cleanup(lab, ep, d)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    from harness.ike.certs import TestPki
+    return TestPki()
+
+
+@pytest.mark.rfc(7427, "3", "MUST")
+@pytest.mark.parametrize("kind", ["p256", "rsa2048"])
+@pytest.mark.parametrize("who", ["builtin", "peer"])
+def test_certificate_authentication(lab, pki, kind, who, request):
+    from cryptography.hazmat.primitives import serialization as ser
+    if kind == "p256" and "libreswan" in request.node.name:
+        # Measured: pluto logs "peer authentication requires policy ECDSA" and "EXPECTATION FAILED:
+        # pks->content.type == type": the adapter's connection allows RSA signatures only.
+        pytest.skip("harness.peers.libreswan renders certificate auth for RSA only (no ECDSA policy)")
+    tester, peer = lab.tester.address(), lab.lab.node("peer").address()
+    mine, theirs = pki.issue(f"CN=tester-{kind}", [tester], kind), pki.issue(f"CN=peer-{kind}", [peer], kind)
+    pem = theirs.key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()).decode()
+    auth = {"method": "pubkey", "cert_pem": theirs.cert.public_bytes(ser.Encoding.PEM).decode(), "key_pem": pem,
+            "ca_pem": pki.ca_cert.public_bytes(ser.Encoding.PEM).decode()}
+    lab.peer.load(connection_from_dict({"name": "builtin", "local_addr": peer, "remote_addr": tester, "auth": auth,
+                                        "mode": "transport", "child_proposals": ["aes128gcm16"],
+                                        "ike_proposals": ["aes128gcm16-prfsha256-ecp256"]}))
+    cfg = IkeConfig(local_id=Identity.of(tester), credential=mine,
+                    trust_anchor=pki.ca_cert, mode="transport")
+    ep = IkeEndpoint(cfg, (tester, 500))
+    d = SocketDriver(ep, lab.tester.ike_sockets())
+    try:
+        if who == "builtin":
+            d.send(ep.initiate((peer, 500)))
+            ev = _until(d, ChildSaEstablished)
+        else:
+            thread = d.serve()
+            try:
+                lab.peer.initiate("builtin", timeout=20)
+            finally:
+                d.stop()
+                thread.join(2)
+            ev = d.events
+        assert not [x for x in ev if isinstance(x, ExchangeFailed)], ev
+        assert any(isinstance(x, ChildSaEstablished) for x in ev), ev
+        assert _child_pairs(ep) <= _peer_pairs(lab)
+        assert ep.established()[0].peer_id in (peer, f"CN=peer-{kind}")  # Libreswan identifies by the subject DN
+    finally:
+        _cleanup(lab, ep, d)
