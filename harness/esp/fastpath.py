@@ -63,7 +63,6 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
     else:
         base, pack_q, injected = 0, None, random
     unpack10, pack10, pack_ii = _W10.unpack_from, _W10.pack, _II.pack
-    sent = sender.sent
     esp_overhead = 8 + ivs + 2 + icvs
 
     if sa.mode == "transport":
@@ -86,7 +85,7 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
             iv = pack_q((base + seq) & 0xFFFFFFFFFFFFFFFF) if injected is None else injected(ivs)
             pkt = b"".join((pack10(w0, total, w2, w3, w4, ~c & 0xFFFF, w6, w7, w8, w9), aad, iv,
                             enc(salt + iv, inner[20:w1] + trailers[pad << 8 | inner[9]], aad)))
-            sent.append(pkt)
+            sender.sent.append(pkt)
             return pkt
         return fast
 
@@ -117,7 +116,7 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
         iv = pack_q((base + seq) & 0xFFFFFFFFFFFFFFFF) if injected is None else injected(ivs)
         pkt = b"".join((pack_hdr(0x45, tos, total, ident, 0, 64, IPPROTO_ESP, ~c & 0xFFFF, src, dst), aad, iv,
                         enc(salt + iv, inner + trailers[pad << 8 | nh], aad)))
-        sent.append(pkt)
+        sender.sent.append(pkt)
         return pkt
     return fast_tunnel
 
@@ -132,7 +131,6 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
     _, dec, salt = found
     sa = receiver.sa
     spi, ivs, icvs = sa.spi, sa.encr.iv_size, sa.encr.icv_size
-    window = receiver.window
     unpack, pack10 = _W10II.unpack_from, _W10.pack
     ct_at = 28 + ivs
     min_total = ct_at + icvs + 4
@@ -140,7 +138,7 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
     padding = DEFAULT_PADDING
     new = tuple.__new__
 
-    def accept(seq: int) -> None:  # ReplayWindow.accept for seq > top, inlined state update
+    def accept(window, seq: int) -> None:  # ReplayWindow.accept for seq > top, inlined state update
         shift = seq - window.top
         window.bits = ((window.bits << shift) | 1) & window._mask if shift < window.size else 1
         window.top = seq
@@ -150,6 +148,7 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
         if n < min_total or outer[0] != 0x45 or type(outer) is not bytes:
             return general(outer)
         w0, w1, w2, w3, w4, _, w6, w7, w8, w9, pkt_spi, seq = unpack(outer)
+        window = receiver.window  # looked up per packet: callers may replace it
         if (w4 & 0xFF != IPPROTO_ESP or w3 & 0x3FFF or w1 > n or w1 < min_total or pkt_spi != spi
                 or seq <= window.top or (w1 - ct_at - icvs) & 3):
             return general(outer)
@@ -165,7 +164,7 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
         if tunnel:
             if nh != IPPROTO_IPIP or cut < 20 or pt[0] >> 4 != 4 or (pt[2] << 8 | pt[3]) != cut:
                 return general(outer)
-            accept(seq)
+            accept(window, seq)
             receiver.accepted += 1
             return new(Unprotected, (pt[:cut], nh, seq, spi, pad, 0))
         if nh == IPPROTO_UDP and (cut < 8 or (pt[4] << 8 | pt[5]) != cut) or nh == 59:

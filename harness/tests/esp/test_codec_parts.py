@@ -148,3 +148,25 @@ def test_ah_gmac_carries_an_8_byte_iv_before_the_icv(integrity: str, v: int) -> 
     zeroed = zero_mutable(out[:hl], False) + out[hl:hl + 20] + bytes(16) + out[hl + 36:]
     assert AESGCM(ik[:-4]).encrypt(ik[-4:] + b"\xAB" * 8, b"", zeroed) == out[hl + 20:hl + 36]
     assert Receiver(sa).unprotect(out).inner == inner_packet(v, 12)
+
+
+def test_replacing_the_window_or_history_takes_effect_on_every_path() -> None:
+    """Callers may swap Receiver.window (e.g. a capture decryptor) and Sender.sent; the fast paths must follow."""
+    from harness.errors import PacketDropped
+    from harness.esp import ReplayWindow
+    sa = SecurityAssociation("esp", 0x78, "198.18.1.1", "198.18.2.2", "transport", "ENCR_AES_GCM_16", bytes(20))
+    tx, rx = Sender(sa), Receiver(sa)
+    first, second = tx.protect(inner_packet(4, 10)), tx.protect(inner_packet(4, 11))
+    rx.unprotect(second)
+    assert rx.window.top == 2
+    rx.window = fresh = ReplayWindow(64)
+    assert rx.unprotect(first).seq == 1 and fresh.top == 1  # the new window took the update
+    with pytest.raises(PacketDropped) as e:
+        rx.unprotect(first)
+    assert e.value.reason == "replayed"
+    rx.window = ReplayWindow(1, top=1)
+    assert rx.unprotect(second).seq == 2 and rx.window.top == 2
+    from collections import deque
+    tx.sent = deque(maxlen=2)
+    tx.protect(inner_packet(4, 12))
+    assert len(tx.sent) == 1
