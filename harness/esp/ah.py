@@ -146,11 +146,13 @@ class AhCodec:
         iv = b""
         if self.iv_size:
             iv = self._random(self.iv_size) if f.iv is None else f.iv
+        if f.padding is not None:  # chosen ICV padding (Linux sends whatever bytes were there)
+            ah_len = 12 + self.iv_size + self.icv_size + len(f.padding)
         fixed = _AH.pack(next_header, ah_len // 4 - 2, 0, spi, seq & M32) + iv
         hdr = bytearray(header)
         _fix_lengths(hdr, proto_pos, len(hdr) + ah_len + len(payload))
         hdr_b = bytes(hdr)
-        pad = bytes(ah_len - len(fixed) - self.icv_size)
+        pad = bytes(ah_len - len(fixed) - self.icv_size) if f.padding is None else f.padding
         data = zero_mutable(hdr_b, True) + fixed + bytes(self.icv_size) + pad + payload
         if self.esn:
             data += _pack_I(seq >> 32 & M32 if f.seq_hi is None else f.seq_hi)

@@ -8,7 +8,7 @@ number 0, empty padding, pad length 0). The receiver's expected drop for each fa
 |---|---|---|
 | seq | this sequence number (64-bit; low 32 bits sent); the counter does not move | replayed / too_old if stale |
 | iv | this IV (known answers) | - |
-| padding | these Padding bytes instead of 1, 2, 3... (RFC 4303 s2.4) | bad_padding if not 1, 2, 3... |
+| padding | ESP: these Padding bytes instead of 1, 2, 3... (RFC 4303 s2.4); AH: these ICV padding bytes (RFC 4302 s2.6) | ESP: bad_padding if not 1, 2, 3... |
 | pad_length | this Pad Length byte whatever the padding | bad_padding (or bad_icv never: ICV covers it) |
 | tfc_length | this many TFC padding bytes (RFC 4303 s2.7) | - |
 | next_header | this Next Header in the ESP trailer / AH header | malformed in tunnel mode |
