@@ -18,12 +18,15 @@ Public API::
     rx = Receiver(sa, window=64, check_padding=True)
     rx.unprotect(outer: bytes) -> Unprotected(inner, next_header, seq, spi, pad_length, tfc_length); .dummy
     rx.counters: dict[reason, int]  # reasons: DROP_REASONS
-    rx.accepted, rx.dummies, rx.window (ReplayWindow: size, top, check(seq_low), accept(seq), infer(seq_low))
+    rx.accepted, rx.dummies
+    rx.window: ReplayWindow(size=64, esn=False, top=0): check(seq_low) -> seq, accept(seq), infer(seq_low), seen(seq);
+               callers may set rx.window.top or replace rx.window (every path reads it per packet)
 
     db = SaDatabase(); rx = db.add(sa, window=64); db.unprotect(outer); db.counters
 
     Faults(seq=, iv=, padding=, pad_length=, tfc_length=, next_header=, corrupt_icv=, corrupt_ciphertext=,
-           spi=, truncate=, seq_hi=)   # None/False = correct; 0 is a value (seq 0 is sent as 0)
+           spi=, truncate=, seq_hi=)   # None/False = correct; 0 is a value (seq 0 is sent as 0);
+                                       # padding is the ICV padding for AH; see harness.esp.faults for the drops
 
     EspCodec(sa).seal(seq, payload, next_header, iv=None, padding=None, ...) -> ESP bytes (SPI .. ICV)
     EspCodec(sa).open(esp_bytes, seq) -> Opened(payload, next_header, pad_length)
@@ -31,8 +34,13 @@ Public API::
 
 Drops raise harness.errors.PacketDropped(reason, message, spi, seq) (MalformedPacket, also a
 ParseError naming field and offset, for reason "malformed") and are counted per reason.
-Nothing here mutates its input. Outer packets are complete IP packets; UDP-encapsulated
-ones carry their UDP header (port 4500 by convention, `udp_encap=(4500, 4500)`).
+Nothing here mutates its input. Combined-mode ESP SAs over IPv4 without ESN or UDP get
+per-SA closures (harness.esp.fastpath) in place of protect/unprotect on the instance; any
+packet they do not handle in full goes through the general path, with identical results.
+Outer packets are complete IP packets; UDP-encapsulated ones carry their UDP header (port
+4500 by convention, `udp_encap=(4500, 4500)`). AH aligns to 4 bytes over IPv4 and 8 over
+IPv6 unless `ah_align=` says otherwise (Linux wants 8 over IPv4 unless its state has
+`flag align4`); receivers take any alignment the Payload Len states.
 """
 from harness.errors import MalformedPacket, PacketDropped, SequenceNumberOverflow
 from harness.esp.ah import AhCodec, zero_mutable
