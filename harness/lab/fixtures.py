@@ -317,22 +317,40 @@ def lab(request: pytest.FixtureRequest, peer: str | None, lab_pool: LabPool):
             seen.add(ident)
             keys.append(k)
     files = capture.stop(keys=keys)
+    failed = getattr(item, "ipsi_rep_call", None) is not None and item.ipsi_rep_call.failed
+    extra = _peer_diagnostics(env, directory) if failed else []
     teardown = time.perf_counter() - t1
     item.user_properties += [("lab_setup_s", round(setup, 4)), ("lab_teardown_s", round(teardown, 4)),
                              ("lab_build_s", round(env.build_seconds, 4))]
-    for path in [*files.values(), directory / "keys.json"]:
+    for path in [*files.values(), directory / "keys.json", *extra]:
         if path.exists():
             try:
                 item.user_properties.append(("artifact", str(path.relative_to(out))))
             except ValueError:
                 item.user_properties.append(("artifact", str(path)))
-    _attach_on_failure(item, files, directory)
+    if failed:
+        _attach(item, files, directory, extra)
 
 
-def _attach_on_failure(item: pytest.Item, files: dict[str, Path], directory: Path) -> None:
-    """Attach the pcaps and keys to the Allure report when the test failed and allure-pytest is active."""
-    rep = getattr(item, "ipsi_rep_call", None)
-    if rep is None or not rep.failed or not item.config.pluginmanager.hasplugin("allure_pytest"):
+def _peer_diagnostics(env: LabEnv, directory: Path) -> list[Path]:
+    """Write each peer's daemon log and kernel SA/policy state beside the capture (after a failure)."""
+    out = []
+    for name, h in env.peers.items():
+        for suffix, read in (("log", lambda: h.adapter.logs()),
+                             ("xfrm.txt", lambda: "".join(h.node.exec(argv, timeout=10).stdout for argv in (
+                                 ["ip", "-s", "xfrm", "state"], ["ip", "-s", "xfrm", "policy"])))):
+            path = directory / f"{name}.{suffix}"
+            try:
+                path.write_text(read())
+            except LabError as e:  # a dead guest or an external device: say so in the file
+                path.write_text(f"could not read: {e}\n")
+            out.append(path)
+    return out
+
+
+def _attach(item: pytest.Item, files: dict[str, Path], directory: Path, extra: list[Path]) -> None:
+    """Attach pcaps, keys, peer logs and SA state to the Allure report when allure-pytest is active."""
+    if not item.config.pluginmanager.hasplugin("allure_pytest"):
         return
     import allure
 
@@ -341,6 +359,8 @@ def _attach_on_failure(item: pytest.Item, files: dict[str, Path], directory: Pat
             allure.attach.file(str(path), name=f"capture {seg}", attachment_type=allure.attachment_type.PCAP)
     if (directory / "keys.json").exists():
         allure.attach.file(str(directory / "keys.json"), name="keys.json", attachment_type=allure.attachment_type.JSON)
+    for path in extra:
+        allure.attach.file(str(path), name=path.name, attachment_type=allure.attachment_type.TEXT)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -34,6 +34,10 @@ class NamespacePeer:
         r = netns.run_cmd(self.netns, argv)
         return r.returncode, r.stdout, r.stderr
 
+    def logs(self) -> str:
+        """What a daemon's log would hold: the stand-in runs none."""
+        return f"stand-in namespace {self.netns}: no IKE daemon runs here\n"
+
     def close(self) -> None:
         """Delete the stand-in's namespace."""
         netns.delete(self.netns)

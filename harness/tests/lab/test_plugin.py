@@ -96,6 +96,12 @@ class NamespaceNode:
     def __init__(self, stand_in):
         self.stand_in = stand_in
 
+    def exec(self, argv, timeout=10):
+        import subprocess
+        from harness.lab import netns
+        r = netns.run_cmd(self.stand_in.netns, list(argv), timeout=timeout)
+        return subprocess.CompletedProcess(argv, r.returncode, r.stdout, r.stderr)
+
     def stop(self):
         self.stand_in.close()
 
@@ -123,6 +129,9 @@ def test_nat_two(lab):
 
 def test_direct(lab):
     assert lab.lab.ping("tester", lab.lab.node("peer").address())
+
+def test_failing_one(lab):
+    assert lab.lab.ping("tester", "198.18.255.254", timeout=0.2), "nobody has this address"
 """
 
 
@@ -137,7 +146,8 @@ def test_lab_fixture_end_to_end_with_a_namespace_standing_in_for_the_peer(tmp_pa
     from harness.lab import labels, netns
     run = env["IPSEC_INTEROP_RUN"] = labels.new_run_id()
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
-                        f"--capture-dir={tmp_path / 'out'}", f"--junitxml={tmp_path / 'j.xml'}", str(tmp_path)],
+                        f"--capture-dir={tmp_path / 'out'}", f"--junitxml={tmp_path / 'j.xml'}", "-k", "not failing",
+                        str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
@@ -176,7 +186,7 @@ def test_keep_lab_leaves_the_lab_standing_and_says_how_to_remove_it(tmp_path):
     env = _fake_project(tmp_path)
     run = env["IPSEC_INTEROP_RUN"] = labels.new_run_id()
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", "--rootdir", str(tmp_path),
-                        "--keep-lab", "-k", "direct", f"--capture-dir={tmp_path / 'out'}", str(tmp_path)],
+                        "--keep-lab", "-k", "test_direct", f"--capture-dir={tmp_path / 'out'}", str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     try:
         assert r.returncode == 0, r.stdout + r.stderr
@@ -196,3 +206,16 @@ def test_lab_tests_skip_saying_why_when_not_root(monkeypatch):
     monkeypatch.setattr(fixtures.os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.skip.Exception, match="needs root: the lab creates network namespaces and raw sockets"):
         fixtures._need_root()
+
+
+@pytest.mark.root
+def test_a_failed_lab_test_keeps_the_peers_log_and_sa_state_beside_its_capture(tmp_path):
+    env = _fake_project(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+                        "-k", "failing", f"--capture-dir={tmp_path / 'out'}", f"--junitxml={tmp_path / 'j.xml'}",
+                        str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout + r.stderr
+    (shot,) = (tmp_path / "out" / "captures").iterdir()
+    assert {"peer.log", "peer.xfrm.txt", "keys.json", "net.pcap"} <= {p.name for p in shot.iterdir()}
+    junit = (tmp_path / "j.xml").read_text()
+    assert f'value="captures/{shot.name}/peer.xfrm.txt"' in junit
