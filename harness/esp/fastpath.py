@@ -101,7 +101,7 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
         v = inner[0] >> 4
         if v == 4:
             nh, tos = 4, inner[1]
-        elif v == 6:
+        elif v == 6 and n >= 40:
             nh, tos = 41, (inner[0] << 4 | inner[1] >> 4) & 0xFF
         else:
             return general(inner, faults)

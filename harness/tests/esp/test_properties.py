@@ -194,3 +194,18 @@ def test_window_sizes_up_to_4096_and_beyond() -> None:
 
 def test_random_source_is_os_urandom_by_default() -> None:
     assert Sender(FIXED[0])._random is os.urandom
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=120), which=st.integers(0, len(FIXED) - 1), head=st.sampled_from([b"", b"\x45", b"\x46", b"\x60"]))
+def test_protect_of_arbitrary_bytes_raises_only_parse_errors(data: bytes, which: int, head: bytes) -> None:
+    """The sender either protects what it is given or names what is wrong with it; the receiver takes what it sent or drops it."""
+    sa = FIXED[which]
+    try:
+        out = Sender(sa).protect(head + data)
+    except ParseError:
+        return
+    try:
+        Receiver(sa).unprotect(out)
+    except PacketDropped as e:
+        assert e.reason == "malformed"  # only a garbage inner packet in tunnel mode can get here
