@@ -601,3 +601,18 @@ def test_certreq_names_the_trust_anchor(pki, creds):
     mirrored(a, b)
     init_resp = view.decode(w.log[1].data, None, None)
     assert init_resp.certreq == [(4, ca_key_hash(pki.ca_cert))] and len(ca_key_hash(pki.ca_cert)) == 20
+
+
+@pytest.mark.rfc(7296, "3.13.1", "MUST")
+def test_ipv6_endpoints_and_selectors():
+    a6, b6 = ("2001:db8::1", 500), ("2001:db8::2", 500)
+    clock = FakeClock()
+    a = IkeEndpoint(cfg("moon", mode="transport"), a6, clock, seeded_rng(5))
+    b = IkeEndpoint(cfg("sun", mode="transport"), b6, clock, seeded_rng(6))
+    w = Wire(a, b)
+    w.run(a.initiate(b6))
+    (sa_a,), (sa_b,) = a.established(), b.established()
+    (c,) = sa_a.children.values()
+    assert c.ts_local == (TS.of("2001:db8::1"),) and c.ts_remote == (TS.of("2001:db8::2"),)
+    inbound, outbound = c.sa_keys(a6[0], b6[0])
+    assert outbound.dst == "2001:db8::2" and sa_b.children[c.spi_out].sa_keys(b6[0], a6[0])[0] == outbound
