@@ -14,18 +14,30 @@ UML_DIR = Path(os.path.expanduser("~/.uml"))  # linux.uml's default uml_dir
 
 
 def _stop_process(rec: labels.PidRecord, grace: float = 3.0) -> bool:
-    """SIGTERM, then SIGKILL after `grace` s, a process whose pid AND start time match rec; True if it was ours."""
+    """SIGTERM, then SIGKILL after `grace` s, a process whose pid AND start time match rec; True if it was ours.
+
+    A recorded process that leads its own process group (the runtimes start UML that way) is signalled as a
+    group, so the helpers it forked go too: a process group ID cannot be reused while any member lives.
+    """
     if not rec.alive():
         return False
     try:
-        os.kill(rec.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while rec.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if rec.alive():
-            os.kill(rec.pid, signal.SIGKILL)
+        group = os.getpgid(rec.pid) == rec.pid
     except ProcessLookupError:
-        pass
+        return False
+
+    def send(sig: int) -> None:
+        try:
+            (os.killpg if group else os.kill)(rec.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while rec.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if rec.alive() or group:
+        send(signal.SIGKILL)  # the group: whatever of it outlived its leader
     return True
 
 

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -98,3 +99,24 @@ def test_clean_removes_containers_labelled_with_the_run():
                 c.remove(force=True)
             except docker.errors.NotFound:
                 pass
+
+
+def test_clean_stops_a_recorded_process_group_with_its_children():
+    run = labels.new_run_id()
+    leader = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    child = int(leader.stdout.readline())
+    child_start = labels.proc_start_time(child)
+    labels.record_pid(run, leader.pid, "group leader", ["sh"])
+    try:
+        removed = clean(run=run, say=lambda s: None)
+        leader.wait(timeout=10)
+        assert f"process {leader.pid} (group leader) of run {run}" in removed
+        for _ in range(100):
+            if labels.proc_start_time(child) != child_start:
+                break
+            time.sleep(0.05)
+        assert labels.proc_start_time(child) != child_start, "the leader's child went with the group"
+    finally:
+        if leader.poll() is None:
+            leader.kill()
