@@ -261,6 +261,15 @@ class LabHandle:
         """The runtime node of a peer (exec, logs, files) by node name."""
         return self.env.peers[name].node
 
+    def require_kernel_ipsec(self) -> None:
+        """Skip, saying why, when a peer runs on the host kernel (docker) and the probe found it cannot hold ESP SAs."""
+        if any(h.runtime == "docker" for h in self.env.peers.values()):
+            from harness.runtime.probe import probe
+
+            found = probe()
+            if not found.esp:
+                pytest.skip(f"peers run on the host kernel (--runtime docker), which cannot install ESP SAs: {found.detail}")
+
 
 @pytest.fixture(scope="session")
 def lab_pool(request: pytest.FixtureRequest):

@@ -54,6 +54,7 @@ def _answer_one_echo(sock: socket.socket, rx: Receiver, tx: Sender, timeout: flo
 @pytest.mark.rfc(7296, "1.2", "MUST")
 @pytest.mark.rfc(4303, "3.1.1", "MUST")
 def test_ike_sa_esp_transport_child_sa_and_ping_both_ways(lab, peer):
+    lab.require_kernel_ipsec()
     tester, peer_addr = lab.tester.address(), lab.lab.node("peer").address()
     lab.peer.load(Connection(name=CONNECTION, local_addr=peer_addr, remote_addr=tester, auth=Auth(psk=PSK),
                              local_id=Identity("ipv4", peer_addr), remote_id=Identity("ipv4", tester),
