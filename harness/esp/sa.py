@@ -45,6 +45,13 @@ class SecurityAssociation:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"SA {self.spi:#010x}: key {key!r}: {why}")
 
+        if not isinstance(self.spi, int) or isinstance(self.spi, bool):
+            raise ConfigError(f"SA: key 'spi': expected an int, got {type(self.spi).__name__}")
+        for key in ("encryption_key", "integrity_key"):
+            if not isinstance(getattr(self, key), bytes):
+                raise bad(key, f"expected bytes, got {type(getattr(self, key)).__name__}")
+        if self.udp_encap is not None and (len(self.udp_encap) != 2 or not all(isinstance(p, int) and 0 < p < 65536 for p in self.udp_encap)):
+            raise bad("udp_encap", f"{self.udp_encap!r} is not (source port, destination port)")
         if self.protocol not in PROTOCOLS:
             raise bad("protocol", f"{self.protocol!r} is not one of {PROTOCOLS}")
         if self.mode not in MODES:

@@ -117,10 +117,17 @@ def test_sa_export_is_the_keys_file_form() -> None:
     dict(protocol="esp", encryption="ENCR_NULL", integrity="AUTH_AES_128_GMAC", integrity_key=bytes(20)),
     dict(protocol="esp", encryption="ENCR_BOGUS"),
     dict(protocol="xx", encryption="ENCR_NULL"),
-], ids=["aead+integ", "null-alone", "short-key", "ah-with-encr", "ah-without-integ", "esp-with-ah-gmac", "unknown", "protocol"])
+    dict(protocol="esp", encryption="ENCR_AES_CBC", encryption_key="00" * 16, integrity="AUTH_HMAC_SHA1_96", integrity_key=bytes(20)),
+    dict(protocol="esp", encryption="ENCR_AES_GCM_16", encryption_key=bytes(20), udp_encap=(4500,)),
+    dict(protocol="ah", integrity="AUTH_HMAC_SHA1_96", integrity_key=bytes(20), udp_encap=(4500, 4500)),
+], ids=["aead+integ", "null-alone", "short-key", "ah-with-encr", "ah-without-integ", "esp-with-ah-gmac", "unknown", "protocol",
+        "hex-key", "udp-one-port", "ah-in-udp"])
 def test_inconsistent_sa_is_a_config_error(kw: dict) -> None:
     with pytest.raises(ConfigError):
         SecurityAssociation(spi=1, src="198.18.0.1", dst="198.18.0.2", **kw)
+    with pytest.raises(ConfigError):
+        SecurityAssociation(protocol="esp", spi="1", src="198.18.0.1", dst="198.18.0.2", encryption="ENCR_AES_GCM_16",
+                            encryption_key=bytes(20))
 
 
 def test_random_is_injected() -> None:
