@@ -168,6 +168,8 @@ def parse_showstates(text: str) -> list[LswState]:
                     st.parent = int(pm.group(1))
             states[st.serial] = st
             continue
+        if re.match(r'^#\d+: pending ', line):  # a Child SA queued behind its IKE SA (initiator, IKE_AUTH in flight)
+            continue
         m = _SPIS.match(line)
         if m:
             st = states.get(int(m.group(1)))
@@ -208,7 +210,9 @@ def parse_status_algorithms(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
-_LOG_IKE = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established IKE SA;.* and (\S+) \'([^\']*)\'')
+_LOG_IKE = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established IKE SA;(.*)$')
+# PSK: "... using authby=secret and ID_IPV4_ADDR '198.18.0.4'"; certificates: "... using peer certificate '198.18.0.3' issued by CA '...'"
+_LOG_PEER_ID = re.compile(r"(?: and (ID_\S+)| peer certificate) '([^']*)'")
 _LOG_CHILD = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established Child SA using #(\d+); IPsec (\w+) '
                         r'\[(?:([^\]:=]+):[^\]]*\] -> \[([^\]:]+):[^\]]*|([^\]=]+)===([^\]]+))\]')  # 4.x: [a-b:ports] -> [..]; 5.x: [a/n===b/n]
 
@@ -228,7 +232,10 @@ def parse_pluto_log(text: str) -> dict[int, dict[str, object]]:
     for line in text.splitlines():
         m = _LOG_IKE.search(line)
         if m:
-            out[int(m.group(2))] = {"conn": m.group(1), "role": m.group(3), "remote_id_type": m.group(4), "remote_id": m.group(5)}
+            peer = _LOG_PEER_ID.search(m.group(4))
+            out[int(m.group(2))] = {"conn": m.group(1), "role": m.group(3),
+                                    "remote_id_type": (peer.group(1) or "certificate") if peer else "",
+                                    "remote_id": peer.group(2) if peer else ""}
             continue
         m = _LOG_CHILD.search(line)
         if m:
@@ -399,6 +406,10 @@ class LibreswanAdapter(NodeBase):
                                                     serialization.BestAvailableEncryption(b"ipsi"))
         self.node.put_file("/run/ipsi-local.p12", p12, mode=0o600)  # type: ignore[attr-defined]
         self.node.put_file("/run/ipsi-ca.pem", c.auth.ca_pem.encode())  # type: ignore[attr-defined]
+        # a reloaded connection replaces the previous credentials: two certificates under one nickname are ambiguous
+        self.run(["certutil", "-F", "-d", f"sql:{NSS_DIR}", "-n", "ipsi-local"], check=False)
+        self.run(["certutil", "-D", "-d", f"sql:{NSS_DIR}", "-n", "ipsi-local"], check=False)
+        self.run(["certutil", "-D", "-d", f"sql:{NSS_DIR}", "-n", "ipsi-ca"], check=False)
         self.run(["pk12util", "-d", f"sql:{NSS_DIR}", "-i", "/run/ipsi-local.p12", "-W", "ipsi", "-K", ""])
         self.run(["certutil", "-A", "-d", f"sql:{NSS_DIR}", "-n", "ipsi-ca", "-t", "CT,,", "-a", "-i", "/run/ipsi-ca.pem"])
 

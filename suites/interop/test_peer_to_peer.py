@@ -12,6 +12,7 @@ import itertools
 
 import pytest
 
+from harness.errors import LabError
 from harness.lab import peering
 from harness.peers import connection_from_dict, mirrored
 
@@ -54,11 +55,23 @@ def p2p(request: pytest.FixtureRequest, lab_pool):  # type: ignore[no-untyped-de
         request.node.user_properties += [(f"{name}.runtime", h.runtime), (f"{name}.kernel", h.kernel),
                                          (f"{name}.peer_version", h.version)]
     yield env
+    import time
+
     for h in env.peers.values():  # leave no SA behind for the next case on this pooled lab
-        h.adapter.unload("p2p")
+        try:
+            h.adapter.unload("p2p")
+        except LabError:  # the case failed before loading it: nothing to unload
+            pass
+    deadline = time.monotonic() + 5  # a peer may have been re-initiating while the other unloaded
+    while any(h.adapter.xfrm_state() for h in env.peers.values()) and time.monotonic() < deadline:
+        for h in env.peers.values():
+            try:
+                h.adapter.unload("p2p")
+            except LabError:
+                pass
+        time.sleep(0.5)
     for h in env.peers.values():
         assert h.adapter.xfrm_state() == [], f"{h.name}: SAs left after unload"
-
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("initiator", ["left", "right"])
@@ -95,3 +108,91 @@ def test_reference_peers_negotiate_and_carry_traffic(p2p, initiator: str, case: 
 
     ini.adapter.terminate("p2p")
     assert not [s for s in ini.adapter.list_sas() if s.established]
+
+
+def _state(h):  # type: ignore[no-untyped-def]
+    """(IKE SA identity, Child SA SPIs) of a peer's single established IKE SA, None while it has not settled."""
+    sas = [s for s in h.adapter.list_sas() if s.established]
+    if len(sas) != 1 or len(sas[0].children) != 1:
+        return None
+    sa, c = sas[0], sas[0].children[0]
+    return (sa.spi_i, sa.spi_r, sa.serial), (c.spi_in, c.spi_out)
+
+
+@pytest.mark.parametrize("what", ["child", "ike"])
+@pytest.mark.parametrize("initiator", ["left", "right"])
+@pytest.mark.parametrize("p2p", _pairs(), indirect=True)
+@pytest.mark.rfc(7296, "1.3.3", "MUST")
+def test_rekey_replaces_the_sa_and_traffic_goes_on(p2p, initiator: str, what: str) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    responder = "right" if initiator == "left" else "left"
+    ini, res = p2p.peers[initiator], p2p.peers[responder]
+    conn = connection_from_dict({"name": "p2p", "local_addr": p2p.lab.node(initiator).address(),
+                                 "remote_addr": p2p.lab.node(responder).address(), "auth": {"psk": PSK}})
+    res.adapter.load(mirrored(conn, role="responder"))
+    ini.adapter.load(conn)
+    ini.adapter.initiate("p2p", timeout=20)
+    before = {n: _state(h) for n, h in (("ini", ini), ("res", res))}
+    assert None not in before.values()
+    ini.adapter.rekey("p2p", what)
+    deadline = time.monotonic() + 15
+    while True:
+        after = {n: _state(h) for n, h in (("ini", ini), ("res", res))}
+        settled = None not in after.values() and all(after[n] != before[n] for n in after)
+        if settled and what == "child":
+            settled = all(after[n][1][0] != before[n][1][0] for n in after)  # type: ignore[index]
+        if settled:
+            break
+        assert time.monotonic() < deadline, f"{what} rekey did not settle: before {before}, now {after}"
+        time.sleep(0.3)
+    (i_ike, i_child), (r_ike, r_child) = after["ini"], after["res"]  # type: ignore[misc]
+    assert i_child == (r_child[1], r_child[0]), "the ends disagree on the new Child SA's SPIs"
+    if what == "child":
+        assert i_child != before["ini"][1]  # type: ignore[index]
+    else:
+        assert i_ike != before["ini"][0] and r_ike != before["res"][0]  # type: ignore[index]
+    rc, out, err = ini.node.exec(["ping", "-n", "-c", str(PINGS), "-i", "0.2", "-W", "2", conn.remote_addr], timeout=15)
+    assert rc == 0, f"ping after the {what} rekey failed: {out}{err}"
+    ini.adapter.terminate("p2p")
+
+
+@pytest.fixture(scope="module")
+def pki():  # type: ignore[no-untyped-def]
+    """One RSA CA for the module: pluto keeps NSS certificates cached, so a CA must not change its key under one name."""
+    from harness.ike.certs import TestPki
+
+    return TestPki(ca_kind="rsa2048", name="CN=ipsec-interop p2p CA,O=ipsec-interop")
+
+
+@pytest.mark.parametrize("initiator", ["left", "right"])
+@pytest.mark.parametrize("p2p", _pairs(), indirect=True)
+@pytest.mark.rfc(7296, "2.15", "MUST")
+def test_certificate_authentication(p2p, pki, initiator: str) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+
+    def pem(obj) -> str:  # type: ignore[no-untyped-def]
+        if hasattr(obj, "private_bytes"):
+            return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).decode()
+        return obj.public_bytes(serialization.Encoding.PEM).decode()
+
+    responder = "right" if initiator == "left" else "left"
+    addr = {n: p2p.lab.node(n).address() for n in (initiator, responder)}
+    cred = {n: pki.issue(f"CN={n},O=ipsec-interop", [addr[n]], kind="rsa2048") for n in addr}
+
+    def end(me: str, other: str, role: str):  # type: ignore[no-untyped-def]
+        return connection_from_dict({
+            "name": "p2p", "local_addr": addr[me], "remote_addr": addr[other], "role": role,
+            "local_id": addr[me], "remote_id": addr[other],
+            "auth": {"method": "pubkey", "cert_pem": pem(cred[me].cert), "key_pem": pem(cred[me].key), "ca_pem": pem(pki.ca_cert)}})
+
+    ini, res = p2p.peers[initiator], p2p.peers[responder]
+    res.adapter.load(end(responder, initiator, "responder"))
+    ini.adapter.load(end(initiator, responder, "responder"))
+    sa = ini.adapter.initiate("p2p", timeout=20)
+    assert sa.remote_id in (addr[responder], f"CN={responder}, O=ipsec-interop"), \
+        f"{ini.name} names its peer {sa.remote_id!r}; log tail:\n{ini.adapter.logs()[-1500:]}"
+    rc, out, err = ini.node.exec(["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", addr[responder]], timeout=15)
+    assert rc == 0, out + err
+    ini.adapter.terminate("p2p")
