@@ -27,7 +27,8 @@ from harness.lab import addressing, labels, netns
 from harness.lab.capture import Capture, Capturer
 from harness.lab.ping import ping as ping_from
 from harness.lab.tester import Tester, TesterAddress
-from harness.lab.topology import MANAGEMENT, NodeDef, Topology, topology as load_topology
+from harness.lab.topology import MANAGEMENT, Topology, topology as load_topology
+from harness.runtime.base import LinkSpec  # the runtimes' own link description (guest ifname, MAC, lab-side name)
 
 T = TypeVar("T")
 IFA_F_NODAD = 0x02
@@ -65,15 +66,6 @@ class Route:
     v4_via: str
     v6_dst: str
     v6_via: str
-
-
-@dataclass(frozen=True)
-class LinkSpec:
-    """What a runtime needs to give a peer one link: guest interface name, MAC, link name in the lab namespace."""
-
-    guest_ifname: str
-    mac: str
-    host_ifname: str
 
 
 @dataclass

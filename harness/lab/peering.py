@@ -109,8 +109,7 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
         raise Unavailable(f"runtime {rt.name}: {reason}")
     spec = rt_mod.NodeSpec(name=f"{lab.topology.name}-{node}", image=peer, role=role,
                            labels={labels.DOCKER_LABEL: lab.run}, run=lab.run, worker=lab.worker)
-    links = [rt_mod.LinkSpec(s.guest_ifname, s.mac, s.host_ifname) for s in lab.link_specs(node)]
-    started = rt.start(spec, lab.name, links)
+    started = rt.start(spec, lab.name, lab.link_specs(node))
     if started.runtime == "external":
         # a device cabled by its owner: nothing to attach or configure; tests that need to reconfigure it
         # raise CannotReconfigure, which the plugin reports as a skip naming the profile
