@@ -12,6 +12,11 @@ Fixtures:
 - `lab`: a LabHandle for one test: the pooled LabEnv for the test's topology (marker
   `topology(name)`, default "direct") with `peer` on every peer node, a capture of every segment
   for this test, and keys.json beside it. Reports get runtime, kernel and the artifacts.
+  LabHandle: .lab (Lab), .tester, .peer / .peers[node] (adapters), .node(name) (runtime node),
+  .keys (append the IpsecSaKeys a test negotiates; the peers' kernel keys are added when the capture
+  holds SAs the test did not name), .capture, .require_kernel_ipsec(). On failure each peer's log
+  and `ip -s xfrm state/policy` are written beside the capture (and attached to Allure).
+- Fixtures that use lab_pool directly add env.report_properties() to item.user_properties.
 """
 from __future__ import annotations
 
