@@ -156,3 +156,13 @@ def test_replay_windows_in_both_kernel_formats() -> None:
     lin = next(s for s in lsw if s.dst == ADDR["right"])
     assert lin.replay_esn_format and lin.window == 128 and lin.replay["bitmap_length"] == 4 and lin.replay["seq"] == 3
     assert lin.replay_bitmap == [0, 0, 0, 7] and not lin.esn
+
+
+def test_pluto_log_with_certificate_authentication_and_pending_states() -> None:
+    log = parse_pluto_log((REC.parent / "pluto-4.10-certificate.log").read_text())
+    assert log[1] == {"conn": "p2p", "role": "initiator", "remote_id_type": "certificate", "remote_id": "198.18.0.3"}
+    assert log[2]["parent"] == 1 and log[2]["local_ts"] == ["198.18.0.4/32"] and log[2]["remote_ts"] == ["198.18.0.3/32"]
+    # the 'pending' line as Libreswan 4.10 printed it during IKE_AUTH (suites/interop, 2026-11-23); the state line is constructed
+    states = parse_showstates('#1: "p2p":500 STATE_V2_PARENT_I2 (sent IKE_AUTH request); RETRANSMIT in 1s; idle;\n'
+                              '#21: pending CHILD SA for "p2p"\n')
+    assert [(s.serial, s.name) for s in states] == [(1, "PARENT_I2")]

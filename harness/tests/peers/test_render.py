@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, UnsupportedFeature, UnsupportedProposal
-from harness.peers.connection import Dpd, Lifetimes, connection_from_dict
+from harness.peers.connection import Dpd, connection_from_dict
 from harness.peers.libreswan import ipsec_conf, ipsec_secrets
 from harness.peers.strongswan import conn_message, shared_message, strongswan_conf, swanctl_conf
 from harness.peers.templates import render
