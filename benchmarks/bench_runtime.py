@@ -57,7 +57,7 @@ def start_daemon(node: Node, peer: str) -> float:
         node.exec(["ipsec", "initnss"], timeout=60)
         node.spawn(["ipsec", "pluto", "--config", "/etc/ipsec.conf", "--nofork", "--stderrlog"], "/var/log/pluto.log")
         argv = ["ipsec", "whack", "--status"]
-    while node.exec(argv, timeout=10).rc != 0:
+    while node.exec(argv, timeout=60).rc != 0:
         if time.perf_counter() - t0 > 60:
             return float("nan")
         time.sleep(0.05)
@@ -91,15 +91,17 @@ def main() -> int:
                     t0 = time.perf_counter()
                     node = rt.start(NodeSpec(f"b{i}", info.name, info.peer), ns, links)
                     starts.append(time.perf_counter() - t0)
-                    for _ in range(20):
-                        rtts.append(node.ping())  # type: ignore[attr-defined]
-                    if args.daemon:
-                        daemon.append(start_daemon(node, info.peer))
-                    used.append(guest_used_mib(node))
-                    mem.append(node.memory_kib() / 1024 if rt_name == "uml" else container_mib(node))  # type: ignore[attr-defined]
-                    t0 = time.perf_counter()
-                    node.stop()
-                    stops.append(time.perf_counter() - t0)
+                    try:
+                        for _ in range(20):
+                            rtts.append(node.ping())  # type: ignore[attr-defined]
+                        if args.daemon:
+                            daemon.append(start_daemon(node, info.peer))
+                        used.append(guest_used_mib(node))
+                        mem.append(node.memory_kib() / 1024 if rt_name == "uml" else container_mib(node))  # type: ignore[attr-defined]
+                    finally:
+                        t0 = time.perf_counter()
+                        node.stop()
+                        stops.append(time.perf_counter() - t0)
                 ready[(info.name, rt_name)] = med(starts)
                 what = "host PSS" if rt_name == "uml" else "cgroup"
                 line = (f"{info.name:15} {rt_name:6} start->ready {med(starts) * 1e3:7.0f} ms  stop {med(stops) * 1e3:6.0f} ms  "
