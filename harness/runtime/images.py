@@ -293,8 +293,14 @@ def built_images(client: Any | None = None) -> list[ImageInfo]:
 
 
 def built_peers() -> list[str]:
-    """Names of the peers whose image is built (e.g. libreswan-4.10, strongswan-6.0)."""
-    return [i.name for i in built_images()]
+    """Names of the peers whose image is built (e.g. libreswan-4.10, strongswan-6.0); with no Docker daemon,
+    those whose UML root tree is exported (the uml runtime needs no daemon)."""
+    found = [i.name for i in built_images()]
+    if found:
+        return found
+    from harness.runtime.uml import exported_images
+
+    return sorted({i.name for i in exported_images()})
 
 
 def find_image(name: str, client: Any | None = None) -> ImageInfo:

@@ -61,6 +61,7 @@ def rootfs(info: images.ImageInfo, client: object | None = None) -> tuple[Path, 
     """The image's root tree for UML (exported once, under the build lock); (path, exported_now)."""
     path = rootfs_path(info.image_id)
     if (path / MARKER).exists():
+        _complete_marker(path / MARKER, info)
         return path, False
     with images.build_lock():
         if (path / MARKER).exists():
@@ -93,10 +94,41 @@ def rootfs(info: images.ImageInfo, client: object | None = None) -> tuple[Path, 
         for f in ("etc/hostname", "etc/hosts"):
             (tmp / f).write_text("localhost\n" if f.endswith("hostname") else "127.0.0.1 localhost\n::1 localhost\n")
         (tmp / MARKER).write_text(json.dumps({"image_id": info.image_id, "name": info.name, "version": info.version,
+                                              "peer": info.peer, "release": info.release, "hash": info.content_hash,
                                               "kernel": ver}))
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
     return path, True
+
+
+def exported_images(cache: Path | None = None) -> list[images.ImageInfo]:
+    """The images whose root tree is exported, from their markers (usable with no Docker daemon running)."""
+    cache = cache or ROOTFS_CACHE
+    out = []
+    for marker in sorted(cache.glob(f"*/{MARKER}")) if cache.is_dir() else []:
+        try:
+            m = json.loads(marker.read_text())
+            out.append(images.ImageInfo(m["name"], m["peer"], m["release"], m["version"], m["image_id"], m["hash"],
+                                        f"{images.LABEL}/{m['name']}"))
+        except (OSError, ValueError, KeyError):
+            continue  # a tree exported before markers named the peer: found through the daemon instead
+    return out
+
+
+def find_exported(name: str) -> images.ImageInfo:
+    """A built image for UML: through the Docker daemon if one answers, else from the exported trees' markers."""
+    try:
+        return images.find_image(name)
+    except LabUnavailable as no_daemon:
+        if "no Docker daemon" not in str(no_daemon):
+            raise
+        for info in exported_images():
+            if name in (info.name, info.tag, f"{images.LABEL}/{info.peer}:{info.release}"):
+                return info
+        family = [i for i in exported_images() if i.peer == name]
+        if family:
+            return max(family, key=lambda i: i.name)
+        raise
 
 
 def prune_rootfs(keep_image_ids: list[str]) -> list[Path]:
@@ -110,6 +142,19 @@ def prune_rootfs(keep_image_ids: list[str]) -> list[Path]:
                     shutil.rmtree(p, ignore_errors=True)
                     gone.append(p)
     return gone
+
+
+def _complete_marker(marker: Path, info: images.ImageInfo) -> None:
+    """Add the peer, release and hash to a marker written before markers carried them."""
+    try:
+        m = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return
+    if "peer" not in m:
+        m.update(peer=info.peer, release=info.release, hash=info.content_hash)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(json.dumps(m))
+        tmp.replace(marker)
 
 
 def command_line(name: str, uml_dir: Path, root: Path, rw: Path, links: Sequence[LinkSpec],
@@ -273,7 +318,7 @@ class UmlRuntime(Runtime):
         run = labels.check_run_id(spec.run or labels.current_run_id())
         worker = labels.worker_index() if spec.worker is None else spec.worker
         name = labels.resource_name(run, worker, spec.name)
-        info = images.find_image(spec.image)
+        info = find_exported(spec.image)
         root, _ = rootfs(info)
         state = labels.state_dir(run)
         uml_dir = state / "uml"

@@ -62,3 +62,26 @@ def test_root_trees_are_keyed_by_image_id_and_stale_ones_pruned(tmp_path: Path, 
 def test_unavailable_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uml.shutil, "which", lambda name: None)
     assert "user-mode-linux" in (uml.UmlRuntime().unavailable() or "")
+
+
+def test_exported_trees_name_their_image_without_a_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    tree = tmp_path / ("d" * 16)
+    tree.mkdir()
+    (tree / uml.MARKER).write_text(json.dumps({"image_id": "sha256:" + "d" * 64, "name": "libreswan-5.2", "version": "5.2-2.2",
+                                               "peer": "libreswan", "release": "trixie", "hash": "h", "kernel": "6.1.176"}))
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / uml.MARKER).write_text("{}")
+    monkeypatch.setattr(uml, "ROOTFS_CACHE", tmp_path)
+
+    def no_daemon(name: str) -> None:
+        raise LabUnavailable("no Docker daemon answers (test): run `ipsec-interop setup`")
+
+    monkeypatch.setattr(uml.images, "find_image", no_daemon)
+    assert [i.name for i in uml.exported_images()] == ["libreswan-5.2"]
+    assert uml.find_exported("libreswan-5.2").version == "5.2-2.2"
+    assert uml.find_exported("ipsec-interop/libreswan:trixie").name == "libreswan-5.2"
+    assert uml.find_exported("libreswan").name == "libreswan-5.2"
+    with pytest.raises(LabUnavailable, match="no Docker daemon"):
+        uml.find_exported("strongswan-5.9")
