@@ -43,8 +43,10 @@ def main() -> int:
         peers = {n: peering.start_peer(lab, n, p, args.runtime, None) for n, p in (("left", args.left), ("right", args.right))}
         boot = time.perf_counter() - t0
         try:
-            for n, h in peers.items():
-                timed(f"{h.name} daemon start", h.adapter.start)
+            for n, h in peers.items():  # start_peer started the daemons: time a restart (stop by pid, start, ready)
+                h.adapter.stop()
+                time.sleep(1)
+                timed(f"{h.name} daemon (re)start to ready", h.adapter.start)
             base = {"name": "p2p", "auth": {"psk": "bench-psk-0123456789abcdef"}}
             for _ in range(args.rounds):
                 for ini, res in (("left", "right"), ("right", "left")):

@@ -123,7 +123,7 @@ def ipsec_secrets(c: Connection) -> str:
 # -- parsers of whack output ----------------------------------------------------------------------
 _CODE = re.compile(r"^\d{3} ")
 _STATE = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?(?:[^ ]*)? (?:STATE_)?(?:V2_)?([A-Z0-9_]+) \(([^)]*)\);(.*)$')
-_SPIS = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?(?:[^ ]*)? ((?:(?:esp|ah|tun|comp)\.[0-9a-f]+@\S+ ?)+)(?:ref=\S+ refhim=\S+ )?Traffic: (.*)$')
+_SPIS = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?(?:[^ ]*)? ((?:(?:esp|ah|tun|comp)[.:][0-9a-f]+@\S+ ?)+)(?:ref=\S+ refhim=\S+ )?(?:Traffic: (.*))?$')  # IPv4: esp.SPI@addr, IPv6: esp:SPI@addr
 _TRAFFIC = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?[^,]*, type=(\w+), add_time=(\d+),(.*)$')
 _ALGS = re.compile(r'^"([^"]+)"(\[\d+\])?[^:]*:\s+(IKEv2|IKE|ESP|AH) algorithms? newest: (.+)$')
 
@@ -176,10 +176,10 @@ def parse_showstates(text: str) -> list[LswState]:
             if st is None:
                 raise ParseError("ipsec whack --showstates", line[:60], offset, "SPI line before its state line")
             for tok in m.group(4).split():
-                proto, rest = tok.split(".", 1)
+                proto, rest = re.split(r"[.:]", tok, maxsplit=1)
                 spi, addr = rest.split("@", 1)
                 st.spis.append((proto, int(spi, 16), addr))
-            st.traffic = dict(kv.split("=", 1) for kv in m.group(5).split() if "=" in kv)
+            st.traffic = dict(kv.split("=", 1) for kv in (m.group(5) or "").split() if "=" in kv)
             continue
         raise ParseError("ipsec whack --showstates", line[:60], offset, "neither a state line nor an SPI line")
     return list(states.values())

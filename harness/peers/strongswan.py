@@ -190,6 +190,7 @@ class StrongswanAdapter(NodeBase):
         self._session: vici.Session | None = None
         self._daemon_version = ""
         self.save_keys = False
+        self.connections: dict[str, Connection] = {}
 
     # -- daemon ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -264,6 +265,7 @@ class StrongswanAdapter(NodeBase):
         if self.pid is not None:
             self.node.exec(["kill", str(self.pid)], timeout=10)  # type: ignore[attr-defined]
             self.pid = None
+        self.connections.clear()
 
     # -- configuration and control -------------------------------------------------------------
     def load(self, connection: Connection) -> None:
@@ -280,22 +282,29 @@ class StrongswanAdapter(NodeBase):
             self._call("load-cert", lambda: s.load_cert({"type": "X509", "flag": "CA", "data": c.auth.ca_pem}))
         message = conn_message(c, self.daemon_major())
         self._call("load-conn", lambda: s.load_conn(message))
+        self.connections[c.name] = c
         self.timings["load"] = time.monotonic() - t0
 
     def unload(self, name: str) -> None:
         """unload-conn (its SAs go too)."""
         self._call("unload-conn", lambda: self.session().unload_conn({"name": name}))
+        self.connections.pop(name, None)
 
     def initiate(self, name: str, timeout: float = 15.0, child: str | None = None) -> IkeSaRecord:
         """initiate the connection's Child SA (and IKE SA); the resulting IKE SA record."""
         t0 = time.monotonic()
-        msg = {"child": child or name, "ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
+        msg = {"child": child or self._child(name), "ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
         self._call("initiate", lambda: list(self.session().initiate(msg)))
         self.timings["initiate"] = time.monotonic() - t0
         for sa in self.list_sas():
             if sa.name == name and sa.established:
                 return sa
         raise LabError(f"strongSwan initiate {name}: no established IKE SA afterwards; log tail:\n{self.logs()[-1500:]}")
+
+    def _child(self, name: str) -> str:
+        """The Child SA name of a loaded connection (its own name unless child_name says otherwise)."""
+        c = self.connections.get(name)
+        return c.child if c is not None else name
 
     def terminate(self, name: str, timeout: float = 15.0) -> None:
         """terminate the connection's IKE SA (and its Child SAs)."""
@@ -306,7 +315,7 @@ class StrongswanAdapter(NodeBase):
         """rekey the IKE SA ("ike", no reauthentication) or the Child SA ("child") of the connection."""
         if what not in ("ike", "child"):
             raise ConfigError(f"rekey: what must be 'ike' or 'child', not {what!r}")
-        msg = {"ike": name} if what == "ike" else {"child": name}
+        msg = {"ike": name} if what == "ike" else {"child": self._child(name)}
         reply = self._call("rekey", lambda: self.session().rekey(msg))
         if _i(reply.get("matches"), 1) == 0:
             raise LabError(f"strongSwan rekey {what} {name}: no SA matched")

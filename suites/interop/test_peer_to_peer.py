@@ -25,6 +25,8 @@ CASES = {
     "esp-tunnel": {"protocol": "esp", "mode": "tunnel", "child_proposals": ["aes256-sha256"],
                    "ike_proposals": ["aes256-sha256-modp2048"]},
     "ah-transport": {"protocol": "ah", "mode": "transport", "child_proposals": ["sha256"]},
+    "esp-transport-v6": {"protocol": "esp", "mode": "transport", "child_proposals": ["chacha20poly1305"],
+                         "ike_proposals": ["aes256gcm16-prfsha384-ecp384"], "child_name": "p2p-v6"},
 }
 
 
@@ -80,13 +82,15 @@ def test_reference_peers_negotiate_and_carry_traffic(p2p, initiator: str, case: 
     responder = "right" if initiator == "left" else "left"
     ini, res = p2p.peers[initiator], p2p.peers[responder]
     lab = p2p.lab
-    conn = connection_from_dict({"name": "p2p", "local_addr": lab.node(initiator).address(),
-                                 "remote_addr": lab.node(responder).address(), "auth": {"psk": PSK}, **CASES[case]})
+    version = 6 if case.endswith("-v6") else 4
+    conn = connection_from_dict({"name": "p2p", "local_addr": lab.node(initiator).address(version=version),
+                                 "remote_addr": lab.node(responder).address(version=version), "auth": {"psk": PSK}, **CASES[case]})
     res.adapter.load(mirrored(conn, role="responder"))
     ini.adapter.load(conn)
     ini.adapter.initiate("p2p", timeout=20)
 
-    rc, out, err = ini.node.exec(["ping", "-n", "-c", str(PINGS), "-i", "0.2", "-W", "2", conn.remote_addr], timeout=15)
+    ping = ["ping", "-6" if version == 6 else "-4", "-n", "-c", str(PINGS), "-i", "0.2", "-W", "2", conn.remote_addr]
+    rc, out, err = ini.node.exec(ping, timeout=15)
     assert rc == 0, f"ping over the Child SA failed: {out}{err}"
 
     (i_sa,) = [s for s in ini.adapter.list_sas() if s.established]
@@ -94,6 +98,7 @@ def test_reference_peers_negotiate_and_carry_traffic(p2p, initiator: str, case: 
     (ic,), (rc_,) = i_sa.children, r_sa.children
     assert (ic.spi_in, ic.spi_out) == (rc_.spi_out, rc_.spi_in), "the two ends disagree on the Child SA's SPIs"
     assert ic.protocol == rc_.protocol == conn.protocol.upper() and ic.mode == rc_.mode == conn.mode
+    assert i_sa.local_addr == conn.local_addr and i_sa.remote_addr == conn.remote_addr
     assert i_sa.initiator is True and r_sa.initiator is not True
     for c in (ic, rc_):
         assert c.packets_out >= PINGS and c.packets_in >= PINGS, c

@@ -166,3 +166,11 @@ def test_pluto_log_with_certificate_authentication_and_pending_states() -> None:
     states = parse_showstates('#1: "p2p":500 STATE_V2_PARENT_I2 (sent IKE_AUTH request); RETRANSMIT in 1s; idle;\n'
                               '#21: pending CHILD SA for "p2p"\n')
     assert [(s.serial, s.name) for s in states] == [(1, "PARENT_I2")]
+
+
+def test_showstates_ipv6_spi_form() -> None:
+    # Libreswan writes IPv6 SAs as proto:SPI@addr; the first two fields as 4.10 printed them in suites/interop (2026-11-23)
+    (st,) = [s for s in parse_showstates(
+        '#2: "p2p":500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); newest; IKE SA #1; idle;\n'
+        '#2: "p2p" esp:c7c4bed4@2001:db8::3 esp:893a6ffb@2001:db8::4 \n') if s.spis]
+    assert st.spis == [("esp", 0xc7c4bed4, "2001:db8::3"), ("esp", 0x893a6ffb, "2001:db8::4")] and st.parent == 1
