@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.lab import labels
+
 ROOT = Path(__file__).resolve().parents[3]
 CONFTEST = """
 pytest_plugins = ["harness.plugin"]
@@ -39,7 +41,8 @@ def test_cannot_reconfigure():
 def child_pytest(tmp_path: Path, *args: str, conftest_extra: str = "") -> subprocess.CompletedProcess[str]:
     (tmp_path / "conftest.py").write_text(CONFTEST + conftest_extra)
     (tmp_path / "test_scratch.py").write_text(TESTS)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A run id of its own: the parent's pooled labs (same worker index) must not clash with the child's.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), labels.RUN_ENV: labels.new_run_id()}
     env.pop("PYTEST_XDIST_WORKER", None)
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-s", "--rootdir", str(tmp_path),
                            str(tmp_path), *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)

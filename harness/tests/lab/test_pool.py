@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import LabError, LabUnavailable
-from harness.lab import netns, peering
+from harness.lab import labels, netns, peering
 from harness.lab.fixtures import LabPool
 
 pytestmark = pytest.mark.root
@@ -37,7 +37,9 @@ def started(monkeypatch):
     return calls
 
 
-def test_pool_reuses_evicts_rebuilds_and_remembers(started):
+def test_pool_reuses_evicts_rebuilds_and_remembers(started, monkeypatch):
+    # A run id of its own: this session's own pooled labs use the same worker index and topologies.
+    monkeypatch.setenv(labels.RUN_ENV, labels.new_run_id())
     pool = LabPool("auto", None, keep=False)
     try:
         one = pool.get("direct", {"peer": "one"})
