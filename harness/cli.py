@@ -18,7 +18,7 @@ COMMANDS: dict[str, str] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(prog="ipsec-interop", description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="ipsec-interop", description="IPsec conformance and interoperability suite.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_ in COMMANDS.items():
         module = importlib.import_module(f"harness.commands.{name}")
