@@ -141,6 +141,16 @@ class NodeBase:
         """The keys of the node's kernel ESP/AH SAs (what the lab writes to keys.json beside each capture)."""
         return sa_keys(self.xfrm_state())
 
+    def read_logs(self, *paths: str) -> str:
+        """The text of those of the node's log files that exist, joined in order."""
+        parts = []
+        for path in paths:
+            try:
+                parts.append(self.node.get_file(path).decode(errors="replace"))  # type: ignore[attr-defined]
+            except LabError:
+                continue
+        return "\n".join(p for p in parts if p)
+
 
 def join_kernel(children: list[ChildSaRecord], states: list[XfrmState]) -> None:
     """Fill the Child SA records' kernel keys (and packet counters where the peer has none) from xfrm states by SPI."""

@@ -359,13 +359,7 @@ class LibreswanAdapter(NodeBase):
 
     def logs(self) -> str:
         """pluto's log file and its stderr."""
-        parts = []
-        for path in (LOG_PATH, STDERR_PATH):
-            try:
-                parts.append(self.node.get_file(path).decode(errors="replace"))  # type: ignore[attr-defined]
-            except LabError:
-                continue
-        return "\n".join(p for p in parts if p)
+        return self.read_logs(LOG_PATH, STDERR_PATH)
 
     def stop(self) -> None:
         """Stop pluto by its pid (SIGTERM)."""

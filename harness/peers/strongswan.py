@@ -246,13 +246,7 @@ class StrongswanAdapter(NodeBase):
 
     def logs(self) -> str:
         """charon's log file (its stdout/stderr appended when it wrote any)."""
-        parts = []
-        for path in (LOG_PATH, STDOUT_PATH):
-            try:
-                parts.append(self.node.get_file(path).decode(errors="replace"))  # type: ignore[attr-defined]
-            except LabError:
-                continue
-        return "\n".join(p for p in parts if p)
+        return self.read_logs(LOG_PATH, STDOUT_PATH)
 
     def stop(self) -> None:
         """Stop charon by its pid (SIGTERM) and close the vici session."""
