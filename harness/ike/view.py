@@ -205,7 +205,7 @@ def decode(data: bytes, keys: SkKeys | None, reassembler: Reassembler | None) ->
     Raises IkeParseError (with the Notify to answer) for malformed input, IntegrityError for a bad ICV.
     """
     if keys is None:
-        message, inner, encrypted = Message.decode(data), None, False
+        message, encrypted = Message.decode(data), False
         chain = message.payloads
     else:
         opened = decrypt_message(data, keys, reassembler)

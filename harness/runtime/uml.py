@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path

@@ -11,8 +11,6 @@ the pcaps and results.json into the plan's output folder (a hostfs mount) and po
 import ctypes
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
 import time

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from harness.errors import IkeParseError, IntegrityError
 from harness.ike.message import Header, Message
-from harness.ike.payloads import (PAYLOAD_CLASSES, AUTH, CERT, CERTREQ, CP, EAP, KE, SA, SK, SKF, Attribute, ConfigAttribute, D, IDi,
+from harness.ike.payloads import (PAYLOAD_CLASSES, AUTH, CERT, CERTREQ, CP, EAP, KE, SA, SK, Attribute, ConfigAttribute, D, IDi,
                                   IDr, Nonce, Notify, ParseContext, Proposal, RawSelector, Selector, Transform, TSi,
                                   TSr, UnknownPayload, V, decode_chain, encode_chain)
 from harness.ike.sk import Reassembler, SkKeys, decrypt_message, fragment, protect

@@ -7,7 +7,7 @@ import pytest
 
 from harness.crypto import TransformType as T
 from harness.errors import ConfigError, NoProposalChosen
-from harness.ike.proposals import Protocol, Proposal, Suite, Transform, check_chosen, parse_proposal, parse_proposals, select
+from harness.ike.proposals import Protocol, Suite, Transform, check_chosen, parse_proposal, parse_proposals, select
 
 
 @pytest.mark.parametrize("text,proto,want", [
