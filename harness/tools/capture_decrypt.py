@@ -9,6 +9,10 @@ test it). For ESN SAs (RFC 4303 App. A) the high 32 bits are inferred from the h
 sequence number seen so far on the SA, trying the neighbouring epochs when the ICV fails.
 Outer IP fragments (IPsec first, then fragmentation: RFC 4301 s8.1) are reassembled; the
 frame that completes a packet carries its result, the others have status "fragment".
+
+IKE messages (UDP 500, or 4500 behind the non-ESP marker) keep status "not_ipsec" (the status
+is about ESP/AH) and carry an ``ike`` result (harness.tools.ike_decrypt): their SK/SKF payloads
+are decrypted when ``ike_sas`` has the IKE SA. ``DecryptReport.ike_failed`` counts IKE failures.
 """
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ from typing import Any, Iterable
 
 from harness.errors import PacketDropped, ParseError
 from harness.esp.ip import parse_ip
+from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys
 from harness.tools.esp_adapter import Receivers, Unprotected, unprotect
-from harness.tools.ipsec_locate import Located, locate
+from harness.tools.ike_decrypt import IKE_STATUSES, IkeDecryptor, IkeResult
+from harness.tools.ipsec_locate import Located, locate, locate_ike
 from harness.tools.pcapio import CapturedPacket, ip_of
 from harness.tools.reassembly import Reassembler
 
@@ -43,6 +49,7 @@ class PacketResult:
     link: bytes = b""  # the link-layer header it arrived with
     reassembled: bool = False  # this frame completed a fragmented packet
     part_of: int | None = None  # a fragment: the index of the frame that completed its packet
+    ike: IkeResult | None = None  # an IKE message: what its SK/SKF decryption gave
 
     def to_json(self) -> dict[str, Any]:
         """This result as JSON (without packet bytes)."""
@@ -71,6 +78,7 @@ class DecryptReport:
     """Per-packet results and the counts the CLI prints."""
 
     results: list[PacketResult]
+    ike_incomplete: list[tuple[str, int, list[int]]] = field(default_factory=list)  # SKF messages missing fragments
 
     def count(self, status: str) -> int:
         """How many packets ended with this status."""
@@ -88,11 +96,23 @@ class DecryptReport:
         out["reassembled"] = sum(1 for r in self.results if r.reassembled)
         out["duplicates"] = sum(1 for r in self.results if r.replay == "duplicate")
         out["out_of_order"] = sum(1 for r in self.results if r.replay == "out_of_order")
+        ike = [r.ike for r in self.results if r.ike is not None]
+        out["ike_messages"] = len(ike)
+        out.update({f"ike_{s}": sum(1 for r in ike if r.status == s) for s in IKE_STATUSES})
+        out["ike_reassembled"] = sum(1 for r in ike if r.reassembled_from)
+        out["ike_incomplete"] = len(self.ike_incomplete)
         return out
 
+    @property
+    def ike_failed(self) -> int:
+        """IKE messages whose SK/SKF ICV, padding or inner payloads did not verify."""
+        return sum(1 for r in self.results if r.ike is not None and r.ike.status == "failed")
+
     def to_json(self) -> dict[str, Any]:
-        """counts plus the per-packet list."""
-        return {**self.counts(), "results": [r.to_json() for r in self.results]}
+        """counts plus the per-packet list and the per-IKE-message list."""
+        return {**self.counts(), "results": [r.to_json() for r in self.results],
+                "ike": [r.ike.to_json() for r in self.results if r.ike is not None],
+                "ike_incomplete_messages": [{"spis": s, "message_id": m, "missing": f} for s, m, f in self.ike_incomplete]}
 
 
 def _find_sa(sas: list[IpsecSaKeys], loc: Located) -> IpsecSaKeys | None:
@@ -110,8 +130,10 @@ def _esn_candidates(track: _SaTrack, seq_lo: int) -> list[int]:
     return [(h << 32) | seq_lo for h in out]
 
 
-def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -> DecryptReport:
-    """Open every ESP/AH packet for which sas has the SA; everything else is classified, never raised."""
+def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys],
+                    ike_sas: Iterable[IkeSaKeys] = ()) -> DecryptReport:
+    """Open every ESP/AH packet for which sas has the SA and every IKE message ike_sas has keys for; never raises."""
+    ike = IkeDecryptor(ike_sas)
     tracks: dict[tuple[str, int, str], _SaTrack] = {}
     frags = Reassembler()
     receivers: Receivers = {}
@@ -138,6 +160,13 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -
             continue
         res.reassembled = whole is not ip
         if loc is None:
+            try:
+                found = locate_ike(whole)
+            except ParseError as e:
+                res.reason = str(e)
+                continue
+            if found is not None:
+                res.ike = ike.add(res.index, found.data)
             continue
         res.protocol, res.spi, res.seq, res.udp_encap = loc.protocol, loc.spi, loc.seq, loc.udp_encap
         sa = _find_sa(sas, loc)
@@ -172,4 +201,4 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys]) -
             res.replay = "out_of_order"
         track.seen.add(res.seq)
         track.highest = max(track.highest, res.seq)
-    return DecryptReport(results)
+    return DecryptReport(results, ike.incomplete())

@@ -1,4 +1,4 @@
-"""Find the ESP or AH header inside a captured IP packet (IPv4/IPv6, raw or UDP-encapsulated on port 4500)."""
+"""Find the ESP or AH header (`locate`) or the IKE message (`locate_ike`) inside a captured IP packet (IPv4/IPv6, raw or UDP-encapsulated on port 4500)."""
 from __future__ import annotations
 
 import struct
@@ -94,4 +94,40 @@ def locate(ip: bytes) -> Located | None:
             raise ParseError("AH header", "SPI", off + 4, f"only {len(ip) - off} bytes")
         spi, seq = struct.unpack_from("!II", ip, off + 4)
         return Located("ah", v, ip, off, proto_at, udp, spi, seq, src, dst)
+    return None
+
+
+IKE_PORT = 500
+
+
+@dataclass(frozen=True)
+class IkeDatagram:
+    """An IKE message found in a captured IP packet: data is without the non-ESP marker."""
+
+    data: bytes
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    marker: bool  # arrived on port 4500 behind the non-ESP marker (RFC 3948 s2.2)
+
+
+def locate_ike(ip: bytes) -> IkeDatagram | None:
+    """The IKE message of an IP packet (UDP port 500, or 4500 with the non-ESP marker); None for anything else."""
+    from harness.esp.ip import parse_ip
+    view = parse_ip(ip, "IP packet")
+    if view.proto != IPPROTO_UDP:
+        return None
+    off = view.offset
+    if off + 8 > view.length:
+        raise ParseError("UDP header", "length", off, "truncated")
+    sport, dport = struct.unpack_from("!HH", ip, off)
+    body = ip[off + 8:view.length]
+    src, dst = _addr(view.src), _addr(view.dst)
+    if NAT_T_PORT in (sport, dport):
+        if len(body) < 8 or body[:4] != b"\x00\x00\x00\x00":
+            return None  # ESP-in-UDP or a NAT-keepalive
+        return IkeDatagram(body[4:], src, dst, sport, dport, True)
+    if IKE_PORT in (sport, dport):
+        return IkeDatagram(body, src, dst, sport, dport, False)
     return None
