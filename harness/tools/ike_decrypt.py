@@ -40,6 +40,7 @@ class IkeResult:
     initiator: bool = False  # sent by the original initiator (I flag)
     response: bool = False
     payloads: list[str] = field(default_factory=list)  # inner payloads once decrypted, else the outer ones
+    payload_types: list[int] = field(default_factory=list)  # their Payload Type numbers (RFC 7296 s3.2)
     fragment: tuple[int, int] | None = None  # (Fragment Number, Total Fragments) of an SKF datagram
     reassembled_from: list[int] = field(default_factory=list)  # frames of the fragments this one completed
     reason: str = ""
@@ -64,7 +65,7 @@ class IkeResult:
             out.update(spi_i=self.spi_i.hex(), spi_r=self.spi_r.hex())
         if self.exchange:
             out.update(exchange=self.exchange, message_id=self.message_id, response=self.response,
-                       direction=self.direction, payloads=self.payloads)
+                       direction=self.direction, payloads=self.payloads, payload_types=self.payload_types)
         if self.fragment:
             out["fragment"] = list(self.fragment)
         if self.reassembled_from:
@@ -95,6 +96,7 @@ class IkeDecryptor:
         res.initiator, res.response = h.initiator, h.response
         enc = message.payloads[-1] if message.payloads else None
         res.payloads = [describe_payloads([p]) for p in message.payloads]
+        res.payload_types = [p.payload_type for p in message.payloads]
         if not isinstance(enc, (SK, SKF)):
             res.status = "unencrypted"
             return res
@@ -120,11 +122,13 @@ class IkeDecryptor:
             frames = self._frames.setdefault(key, [])
             frames.append(index)
             if opened is None:
-                res.payloads = []  # this fragment's share is reported with the frame that completes the message
+                res.payloads, res.payload_types = [], []  # reported with the frame that completes the message
                 return res
             del self._frames[key]
             res.reassembled_from = sorted(frames)
-        res.payloads = [describe_payloads([p]) for p in (opened.inner or []) if opened is not None]
+        inner = (opened.inner if opened is not None else None) or []
+        res.payloads = [describe_payloads([p]) for p in inner]
+        res.payload_types = [p.payload_type for p in inner]
         return res
 
     def incomplete(self) -> list[tuple[str, int, list[int]]]:
