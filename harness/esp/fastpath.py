@@ -24,15 +24,23 @@ if TYPE_CHECKING:
     from harness.esp.sender import Sender
 
 M32 = 0xFFFFFFFF
-_W10 = struct.Struct("!10H")
-_W10II = struct.Struct("!10HII")
+M64 = (1 << 64) - 1
+# The IPv4 header as six fields: version/IHL/TOS, total length, identification+flags/fragment offset,
+# TTL/protocol, checksum, source+destination. The Internet checksum of 16-bit words equals the
+# one's-complement fold of their sum, and since 2**16 == 1 (mod 0xFFFF) a 32- or 64-bit field adds the
+# same residue as its 16-bit halves: checksum = -(sum of the fields but the checksum) % 0xFFFF
+# (0 when the fold is 0xFFFF, as in the word-by-word RFC 1071 loop of the general path).
+_V4 = struct.Struct("!HHIHHQ")
+_V4_ESP = struct.Struct("!HHIHHQIIQ")  # the IPv4 header, then SPI, sequence number, 8-byte IV
+_V4_ESP_NOIV = struct.Struct("!HHIHHQII")
 _II = struct.Struct("!II")
 
 
 def _aead(sa) -> tuple[Callable, Callable, bytes] | None:
-    """(encrypt, decrypt, salt) of a full-tag AEAD transform, or None."""
+    """(encrypt, decrypt, salt) of a full-tag AEAD transform with an 8-byte IV, or None."""
     e = sa.encr
-    if e is None or not e.aead or sa.esn or sa.udp_encap is not None or sa.protocol != "esp" or sa.version != 4:
+    if (e is None or not e.aead or e.iv_size != 8 or sa.esn or sa.udp_encap is not None or sa.protocol != "esp"
+            or sa.version != 4):
         return None
     key, salt = e._split(sa.encryption_key)
     if e.family == "gcm" and e.icv_size == 16:
@@ -55,43 +63,61 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
     sa = sender.sa
     spi, ivs, icvs, random = sa.spi, sa.encr.iv_size, sa.encr.icv_size, sender._random
     trailers = [DEFAULT_PADDING[p] + bytes((p, nh)) for p in range(4) for nh in range(256)]
-    if random is os.urandom and ivs == 8:
+    pack_nonce = struct.Struct(f"!{len(salt)}sQ").pack
+    if random is os.urandom:
         # IV = a random per-sender base plus the sequence number: unique under the key without a
-        # system call per packet (RFC 4106 s3.1 asks only that an IV is never repeated for a key)
-        base, pack_q = int.from_bytes(os.urandom(8), "big"), struct.Struct("!Q").pack
+        # system call per packet (RFC 4106 s3.1 asks only that an IV is never repeated for a key);
+        # the base leaves room for every 32-bit sequence number, so base + seq never wraps
+        base = int.from_bytes(os.urandom(8), "big") % ((1 << 64) - (1 << 32))
         injected = None
     else:
-        base, pack_q, injected = 0, None, random
-    unpack10, pack10, pack_ii = _W10.unpack_from, _W10.pack, _II.pack
+        base, injected = 0, random
+    unpack_v4, pack_ii = _V4.unpack_from, _II.pack
+    pack_hdr, pack_hdr_noiv = _V4_ESP.pack, _V4_ESP_NOIV.pack
     esp_overhead = 8 + ivs + 2 + icvs
+    fixed = esp_overhead  # outer total length = fixed + inner total length + pad
 
     if sa.mode == "transport":
-        def fast(inner: bytes, faults=None) -> bytes:
+        if injected is None:
+            def fast(inner: bytes, faults=None) -> bytes:
+                if faults is not None or type(inner) is not bytes or len(inner) < 20 or inner[0] != 0x45:
+                    return general(inner, faults)
+                w0, w1, idf, w4, _, addrs = unpack_v4(inner)
+                seq = sender.next_seq
+                if w1 < 20 or w1 > len(inner) or idf & 0x3FFF or seq > M32:
+                    return general(inner, faults)
+                sender.next_seq = seq + 1
+                pad = -(w1 - 18) & 3
+                total = fixed + w1 + pad
+                w4 = (w4 & 0xFF00) | IPPROTO_ESP
+                iv = base + seq
+                pkt = pack_hdr(w0, total, idf, w4, -(w0 + total + idf + w4 + addrs) % 0xFFFF, addrs, spi, seq, iv) + enc(
+                    pack_nonce(salt, iv), inner[20:w1] + trailers[pad << 8 | inner[9]], pack_ii(spi, seq))
+                sender.sent.append(pkt)
+                return pkt
+            return fast
+
+        def fast_injected(inner: bytes, faults=None) -> bytes:
             if faults is not None or type(inner) is not bytes or len(inner) < 20 or inner[0] != 0x45:
                 return general(inner, faults)
-            w0, w1, w2, w3, w4, _, w6, w7, w8, w9 = unpack10(inner)
+            w0, w1, idf, w4, _, addrs = unpack_v4(inner)
             seq = sender.next_seq
-            if w1 < 20 or w1 > len(inner) or w3 & 0x3FFF or seq > M32:
+            if w1 < 20 or w1 > len(inner) or idf & 0x3FFF or seq > M32:
                 return general(inner, faults)
             sender.next_seq = seq + 1
-            plen = w1 - 20
-            pad = -(plen + 2) & 3
-            total = 20 + esp_overhead + plen + pad
+            pad = -(w1 - 18) & 3
+            total = fixed + w1 + pad
             w4 = (w4 & 0xFF00) | IPPROTO_ESP
-            c = w0 + total + w2 + w3 + w4 + w6 + w7 + w8 + w9
-            c = (c & 0xFFFF) + (c >> 16)
-            c = (c & 0xFFFF) + (c >> 16)
-            aad = pack_ii(spi, seq)
-            iv = pack_q((base + seq) & 0xFFFFFFFFFFFFFFFF) if injected is None else injected(ivs)
-            pkt = b"".join((pack10(w0, total, w2, w3, w4, ~c & 0xFFFF, w6, w7, w8, w9), aad, iv,
-                            enc(salt + iv, inner[20:w1] + trailers[pad << 8 | inner[9]], aad)))
+            iv = injected(ivs)
+            pkt = b"".join((pack_hdr_noiv(w0, total, idf, w4, -(w0 + total + idf + w4 + addrs) % 0xFFFF, addrs, spi, seq), iv,
+                            enc(salt + iv, inner[20:w1] + trailers[pad << 8 | inner[9]], pack_ii(spi, seq))))
             sender.sent.append(pkt)
             return pkt
-        return fast
+        return fast_injected
 
     outer_sum = sender._v4_sum + IPPROTO_ESP
     src, dst = sender._src, sender._dst
-    pack_hdr = struct.Struct("!BBHHHBBH4s4s").pack
+    pack_hdr, pack_q = struct.Struct("!BBHHHBBH4s4s").pack, struct.Struct("!Q").pack
 
     def fast_tunnel(inner: bytes, faults=None) -> bytes:
         n = len(inner)
@@ -113,7 +139,7 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
         c = (c & 0xFFFF) + (c >> 16)
         c = (c & 0xFFFF) + (c >> 16)
         aad = pack_ii(spi, seq)
-        iv = pack_q((base + seq) & 0xFFFFFFFFFFFFFFFF) if injected is None else injected(ivs)
+        iv = pack_q(base + seq) if injected is None else injected(ivs)
         pkt = b"".join((pack_hdr(0x45, tos, total, ident, 0, 64, IPPROTO_ESP, ~c & 0xFFFF, src, dst), aad, iv,
                         enc(salt + iv, inner + trailers[pad << 8 | nh], aad)))
         sender.sent.append(pkt)
@@ -131,29 +157,26 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
     _, dec, salt = found
     sa = receiver.sa
     spi, ivs, icvs = sa.spi, sa.encr.iv_size, sa.encr.icv_size
-    unpack, pack10 = _W10II.unpack_from, _W10.pack
+    unpack, pack_v4 = _V4_ESP.unpack_from, _V4.pack
+    pack_nonce = struct.Struct(f"!{len(salt)}sQ").pack
     ct_at = 28 + ivs
     min_total = ct_at + icvs + 4
     tunnel = sa.mode == "tunnel"
     padding = DEFAULT_PADDING
     new = tuple.__new__
 
-    def accept(window, seq: int) -> None:  # ReplayWindow.accept for seq > top, inlined state update
-        shift = seq - window.top
-        window.bits = ((window.bits << shift) | 1) & window._mask if shift < window.size else 1
-        window.top = seq
-
     def fast(outer: bytes) -> Unprotected:
         n = len(outer)
         if n < min_total or outer[0] != 0x45 or type(outer) is not bytes:
             return general(outer)
-        w0, w1, w2, w3, w4, _, w6, w7, w8, w9, pkt_spi, seq = unpack(outer)
+        w0, w1, idf, w4, _, addrs, pkt_spi, seq, iv = unpack(outer)
         window = receiver.window  # looked up per packet: callers may replace it
-        if (w4 & 0xFF != IPPROTO_ESP or w3 & 0x3FFF or w1 > n or w1 < min_total or pkt_spi != spi
-                or seq <= window.top or (w1 - ct_at - icvs) & 3):
+        top = window.top
+        if (w4 & 0xFF != IPPROTO_ESP or idf & 0x3FFF or w1 > n or w1 < min_total or pkt_spi != spi
+                or seq <= top or (w1 - ct_at - icvs) & 3):
             return general(outer)
         try:
-            pt = dec(salt + outer[28:ct_at], outer[ct_at:w1], outer[20:28])
+            pt = dec(pack_nonce(salt, iv), outer[ct_at:w1], outer[20:28])
         except InvalidTag:
             return general(outer)
         pad = pt[-2]
@@ -164,19 +187,17 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
         if tunnel:
             if nh != IPPROTO_IPIP or cut < 20 or pt[0] >> 4 != 4 or (pt[2] << 8 | pt[3]) != cut:
                 return general(outer)
-            accept(window, seq)
-            receiver.accepted += 1
-            return new(Unprotected, (pt[:cut], nh, seq, spi, pad, 0))
-        if nh == IPPROTO_UDP and (cut < 8 or (pt[4] << 8 | pt[5]) != cut) or nh == 59:
+            inner = pt[:cut]
+        elif nh == IPPROTO_UDP and (cut < 8 or (pt[4] << 8 | pt[5]) != cut) or nh == 59:
             return general(outer)
-        shift = seq - window.top
+        else:
+            total = 20 + cut
+            w4 = (w4 & 0xFF00) | nh
+            inner = pack_v4(w0, total, idf, w4, -(w0 + total + idf + w4 + addrs) % 0xFFFF, addrs) + pt[:cut]
+        # ReplayWindow.accept for seq > top, its state update inlined
+        shift = seq - top
         window.bits = ((window.bits << shift) | 1) & window._mask if shift < window.size else 1
         window.top = seq
         receiver.accepted += 1
-        total = 20 + cut
-        w4 = (w4 & 0xFF00) | nh
-        c = w0 + total + w2 + w3 + w4 + w6 + w7 + w8 + w9
-        c = (c & 0xFFFF) + (c >> 16)
-        c = (c & 0xFFFF) + (c >> 16)
-        return new(Unprotected, (pack10(w0, total, w2, w3, w4, ~c & 0xFFFF, w6, w7, w8, w9) + pt[:cut], nh, seq, spi, pad, 0))
+        return new(Unprotected, (inner, nh, seq, spi, pad, 0))
     return fast
