@@ -1,4 +1,4 @@
-"""Run tshark over a capture with an esp_sa table (written by harness.keys) in a throw-away config dir; needs tshark."""
+"""Run tshark over a capture with Wireshark tables (esp_sa written by harness.keys, ikev2_decryption_table) in a throw-away config dir; needs tshark."""
 from __future__ import annotations
 
 import os
@@ -48,3 +48,22 @@ def problems(row: dict[str, list[str]]) -> list[str]:
     if row.get("esp.icv_bad") and "1" in row["esp.icv_bad"]:
         out.append("ESP ICV bad")
     return out
+
+
+IKE_FIELDS = ("frame.number", "isakmp.exchangetype", "isakmp.typepayload", "isakmp.frag.number", "esp.spi",
+              "_ws.malformed", "_ws.expert.severity", "_ws.expert.message")
+
+
+def tshark_ike_rows(pcap: str | Path, tables: dict[str, list[str]]) -> list[dict[str, list[str]]]:
+    """One dict field -> values per frame of pcap, dissected with the given Wireshark tables (file name -> lines)."""
+    with tempfile.TemporaryDirectory(prefix="ipsec-interop-tshark-") as cfg:
+        ws = Path(cfg) / "wireshark"
+        ws.mkdir()
+        for name, lines in tables.items():
+            (ws / name).write_text("".join(x + "\n" for x in lines))
+        (ws / "preferences").write_text("esp.enable_encryption_decode: TRUE\nesp.enable_authentication_check: TRUE\n")
+        argv = [tshark_path() or "tshark", "-n", "-r", str(pcap), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
+                "-E", "aggregator=|"] + [x for f in IKE_FIELDS for x in ("-e", f)]
+        env = dict(os.environ, XDG_CONFIG_HOME=cfg, HOME=cfg)
+        out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    return [{f: [x for x in v.split("|") if x] for f, v in zip(IKE_FIELDS, line.split("\t"))} for line in out.splitlines()]

@@ -214,3 +214,36 @@ def test_unrecognised_keys_file_named(tmp_path):
         load_keys_file(k)
     k.write_text("# only comments\n")
     assert load_keys_files([k, k]).ipsec_sas == [] and load_keys_files([k]).sections["ike_sas"] == []
+
+
+SUBSTRUCTURES = {"2", "3"}  # Proposal and Transform substructures: Wireshark lists them in isakmp.typepayload too
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("ike", TRANSFORMS)
+def test_tshark_dissects_and_decrypts_every_ike_message_like_our_decoder(tmp_path, capsys, ike):
+    from harness.tools.tshark import problems, tshark_ike_rows, tshark_path
+    if tshark_path() is None:
+        pytest.skip("tshark is not installed")
+    cap = capture(ike)
+    if not cap.tables["ikev2_decryption_table"]:
+        pytest.skip(NO_WS)
+    pcap, kfile = _files(tmp_path, cap)
+    rows = {int(r["frame.number"][0]): r for r in tshark_ike_rows(pcap, cap.tables)}
+    assert len(rows) == 22
+    assert {n: problems(r) for n, r in rows.items() if problems(r)} == {}
+    _, rep = _run(capsys, "--keys", kfile, pcap)
+    compared = 0
+    for m in rep["ike"]:
+        row = rows[m["index"]]
+        assert row["isakmp.exchangetype"] == [{"IKE_SA_INIT": "34", "IKE_AUTH": "35", "CREATE_CHILD_SA": "36",
+                                               "INFORMATIONAL": "37"}[m["exchange"]]]
+        types = [t for t in row["isakmp.typepayload"] if t not in SUBSTRUCTURES]
+        if m["status"] == "decrypted" and m.get("fragment") and not m.get("reassembled_from"):
+            assert types == ["53"]  # a fragment that does not complete its message: nothing inside to show yet
+            continue
+        if m["status"] == "decrypted":
+            types = types[1:]  # the SK (46) or SKF (53) payload itself
+        assert types == [str(t) for t in m["payload_types"]], m
+        compared += 1
+    assert compared == 14
