@@ -11,7 +11,7 @@ from harness.errors import IpsecInteropError
 COMMANDS: dict[str, str] = {
     "run": "run the interop suites against the reference peers and write the matrix report",
     "setup": "start a Docker daemon without bridge or NAT if none answers, build the peers' images, export UML trees",
-    "decrypt": "decrypt ESP and verify AH in a capture, given the SA keys (JSON keys file or Wireshark esp_sa)",
+    "decrypt": "decrypt ESP, verify AH and decrypt IKE SK/SKF payloads in a capture, given the SA keys (JSON keys file, Wireshark esp_sa or ikev2_decryption_table)",
     "clean": "remove what a killed run left: lab namespaces, recorded processes, labelled containers, UML dirs",
 }
 
