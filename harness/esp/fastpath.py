@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+from struct import error as struct_error
 from typing import TYPE_CHECKING, Callable
 
 from cryptography.exceptions import InvalidTag
@@ -80,21 +81,24 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
     if sa.mode == "transport":
         if injected is None:
             def fast(inner: bytes, faults=None) -> bytes:
-                if faults is not None or type(inner) is not bytes or len(inner) < 20 or inner[0] != 0x45:
-                    return general(inner, faults)
-                w0, w1, idf, w4, _, addrs = unpack_v4(inner)
-                seq = sender.next_seq
-                if w1 < 20 or w1 > len(inner) or idf & 0x3FFF or seq > M32:
-                    return general(inner, faults)
-                sender.next_seq = seq + 1
-                pad = -(w1 - 18) & 3
-                total = fixed + w1 + pad
-                w4 = (w4 & 0xFF00) | IPPROTO_ESP
-                iv = base + seq
-                pkt = pack_hdr(w0, total, idf, w4, -(w0 + total + idf + w4 + addrs) % 0xFFFF, addrs, spi, seq, iv) + enc(
-                    pack_nonce(salt, iv), inner[20:w1] + trailers[pad << 8 | inner[9]], pack_ii(spi, seq))
-                sender.sent.append(pkt)
-                return pkt
+                if faults is None and type(inner) is bytes:
+                    try:
+                        w0, w1, idf, w4, _, addrs = unpack_v4(inner)
+                    except struct_error:  # shorter than an IPv4 header: the general path names the problem
+                        return general(inner, faults)
+                    seq = sender.next_seq
+                    if w0 >> 8 == 0x45 and 20 <= w1 <= len(inner) and not idf & 0x3FFF and seq <= M32:
+                        sender.next_seq = seq + 1
+                        pad = -(w1 - 18) & 3
+                        total = fixed + w1 + pad
+                        iv = base + seq
+                        pt = inner[20:w1] + trailers[pad << 8 | w4 & 0xFF]
+                        w4 = w4 & 0xFF00 | IPPROTO_ESP
+                        pkt = pack_hdr(w0, total, idf, w4, -(w0 + total + idf + w4 + addrs) % 0xFFFF, addrs, spi, seq,
+                                       iv) + enc(pack_nonce(salt, iv), pt, pack_ii(spi, seq))
+                        sender.sent.append(pkt)
+                        return pkt
+                return general(inner, faults)
             return fast
 
         def fast_injected(inner: bytes, faults=None) -> bytes:
@@ -161,19 +165,22 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
     pack_nonce = struct.Struct(f"!{len(salt)}sQ").pack
     ct_at = 28 + ivs
     min_total = ct_at + icvs + 4
+    ct_icv = ct_at + icvs
     tunnel = sa.mode == "tunnel"
     padding = DEFAULT_PADDING
     new = tuple.__new__
 
     def fast(outer: bytes) -> Unprotected:
-        n = len(outer)
-        if n < min_total or outer[0] != 0x45 or type(outer) is not bytes:
+        if type(outer) is not bytes:
             return general(outer)
-        w0, w1, idf, w4, _, addrs, pkt_spi, seq, iv = unpack(outer)
+        try:
+            w0, w1, idf, w4, _, addrs, pkt_spi, seq, iv = unpack(outer)
+        except struct_error:  # too short for IPv4 + ESP headers and IV
+            return general(outer)
         window = receiver.window  # looked up per packet: callers may replace it
         top = window.top
-        if (w4 & 0xFF != IPPROTO_ESP or idf & 0x3FFF or w1 > n or w1 < min_total or pkt_spi != spi
-                or seq <= top or (w1 - ct_at - icvs) & 3):
+        if (w0 >> 8 != 0x45 or w4 & 0xFF != IPPROTO_ESP or idf & 0x3FFF or pkt_spi != spi or seq <= top
+                or not min_total <= w1 <= len(outer) or (w1 - ct_icv) & 3):
             return general(outer)
         try:
             pt = dec(pack_nonce(salt, iv), outer[ct_at:w1], outer[20:28])
