@@ -56,6 +56,10 @@ def p2p(request: pytest.FixtureRequest, lab_pool):  # type: ignore[no-untyped-de
     for name, h in env.peers.items():
         request.node.user_properties += [(f"{name}.runtime", h.runtime), (f"{name}.kernel", h.kernel),
                                          (f"{name}.peer_version", h.version)]
+    # the pair is this test's column in the interop matrix
+    left, right = env.peers["left"], env.peers["right"]
+    request.node.user_properties += [("peer", f"{pair[0]}+{pair[1]}"), ("peer_version", f"{left.version} / {right.version}"),
+                                     ("runtime", left.runtime), ("kernel", left.kernel)]
     yield env
     import time
 
