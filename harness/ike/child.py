@@ -92,7 +92,8 @@ def accept(ep, sa: IkeSa, req: Msg, resp: Msg, ni: bytes, nr: bytes, local: list
         resp.notifies.append(Notify("ESP_TFC_PADDING_NOT_SUPPORTED"))
     keys = derive_child_keys(sa.suite.prf, sa.keys.sk_d, ni, nr, suite.encr, suite.key_bits, suite.integ, g_ir)
     return ChildSa(chosen.protocol, mode, spi_in, chosen.spi, suite, keys, False, tsr.selectors, tsi.selectors,
-                   (ni, nr), sa.nat_local or sa.nat_remote)
+                   (ni, nr), sa.nat_local or sa.nat_remote,
+                   peer_tfc_padding=req.notify("ESP_TFC_PADDING_NOT_SUPPORTED") is None)
 
 
 def complete(ep, sa: IkeSa, resp: Msg, ctx: dict, ni: bytes, nr: bytes, ke_private=None) -> ChildSa:
@@ -115,7 +116,8 @@ def complete(ep, sa: IkeSa, resp: Msg, ctx: dict, ni: bytes, nr: bytes, ke_priva
     keys = derive_child_keys(sa.suite.prf, sa.keys.sk_d, ni, nr, suite.encr, suite.key_bits, suite.integ, g_ir)
     return ChildSa(chosen.protocol, mode, ctx["spi_in"], chosen.spi, suite, keys, True, tuple(resp.ts_i),
                    tuple(resp.ts_r), (ni, nr), sa.nat_local or sa.nat_remote,
-                   additional_ts_possible=resp.notify("ADDITIONAL_TS_POSSIBLE") is not None)
+                   additional_ts_possible=resp.notify("ADDITIONAL_TS_POSSIBLE") is not None,
+                   peer_tfc_padding=resp.notify("ESP_TFC_PADDING_NOT_SUPPORTED") is None)
 
 
 def install(ep, sa: IkeSa, child: ChildSa, rekeyed_spi: bytes | None = None) -> None:
@@ -123,4 +125,5 @@ def install(ep, sa: IkeSa, child: ChildSa, rekeyed_spi: bytes | None = None) -> 
     sa.children[child.spi_in] = child
     inbound, outbound = child.sa_keys(sa.local[0], sa.remote[0])
     ep.events.append(ChildSaEstablished(inbound, outbound, child.ts_local, child.ts_remote, child.udp_encap,
-                                        int.from_bytes(rekeyed_spi, "big") if rekeyed_spi else None))
+                                        int.from_bytes(rekeyed_spi, "big") if rekeyed_spi else None,
+                                        child.peer_tfc_padding))

@@ -27,6 +27,7 @@ class ChildSaEstablished:
     ts_remote: tuple[TrafficSelector, ...]
     udp_encap: bool = False
     rekeyed_spi: int | None = None  # inbound SPI of the Child SA this one rekeys
+    peer_tfc_padding: bool = True  # False: send no TFC padding on outbound (peer sent ESP_TFC_PADDING_NOT_SUPPORTED)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class ChildSa:
     udp_encap: bool = False
     rekeyed: bool = False  # replaced by a rekey, awaiting deletion
     additional_ts_possible: bool = False  # the responder said ADDITIONAL_TS_POSSIBLE (initiator side)
+    peer_tfc_padding: bool = True  # False: the peer sent ESP_TFC_PADDING_NOT_SUPPORTED (RFC 7296 s3.10.1)
 
     def sa_keys(self, local: str, remote: str) -> tuple[IpsecSaKeys, IpsecSaKeys]:
         """(inbound, outbound) SAs with addresses: the initiator->responder keys protect what the initiator sends."""

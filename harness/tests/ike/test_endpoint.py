@@ -202,6 +202,20 @@ def test_transport_mode_needs_both_sides():
     assert [c.mode for c in sa_a.children.values()] == ["tunnel"]
 
 
+@pytest.mark.rfc(7296, "3.10.1", "MUST")
+@pytest.mark.rfc(4303, "2.7", "MUST")
+@pytest.mark.parametrize("refuser", ["initiator", "responder"])
+def test_esp_tfc_padding_not_supported_is_sent_and_honoured(refuser):
+    moon, sun = cfg("moon", tfc_padding=refuser != "initiator"), cfg("sun", tfc_padding=refuser != "responder")
+    a, b, w, _ = establish(moon, sun)
+    sa_a, sa_b = mirrored(a, b)
+    (ca,), (cb,) = sa_a.children.values(), sa_b.children.values()
+    # the side that cannot take TFC padding says so; only its peer records it
+    assert (ca.peer_tfc_padding, cb.peer_tfc_padding) == ((True, False) if refuser == "initiator" else (False, True))
+    ev_a, ev_b = of(a.drain_events(), ChildSaEstablished), of(b.drain_events(), ChildSaEstablished)
+    assert [e.peer_tfc_padding for e in ev_a + ev_b] == [ca.peer_tfc_padding, cb.peer_tfc_padding]
+
+
 @pytest.mark.rfc(7296, "1.3.1", "MUST")
 @pytest.mark.parametrize("pfs", [None, 19], ids=["no-ke", "ke-ecp256"])
 def test_create_child_sa(pfs):
