@@ -167,7 +167,7 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
     min_total = ct_at + icvs + 4
     ct_icv = ct_at + icvs
     tunnel = sa.mode == "tunnel"
-    padding = DEFAULT_PADDING
+    tails = [DEFAULT_PADDING[p] + bytes((p,)) for p in range(256)]  # padding, then Pad Length
     new = tuple.__new__
 
     def fast(outer: bytes) -> Unprotected:
@@ -187,10 +187,10 @@ def receiver_fast(receiver: "Receiver", general: Callable[[bytes], "Unprotected"
         except InvalidTag:
             return general(outer)
         pad = pt[-2]
-        nh = pt[-1]
-        cut = len(pt) - 2 - pad
-        if cut < 0 or (pad and pt[cut:-2] != padding[pad]):
+        if not pt.endswith(tails[pad], 0, -1):  # the default padding and Pad Length, in range (else cut < 0)
             return general(outer)
+        nh = pt[-1]
+        cut = w1 - ct_icv - 2 - pad
         if tunnel:
             if nh != IPPROTO_IPIP or cut < 20 or pt[0] >> 4 != 4 or (pt[2] << 8 | pt[3]) != cut:
                 return general(outer)
