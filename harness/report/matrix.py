@@ -49,9 +49,9 @@ def build(records: list[dict]) -> Matrix:
         peer = r.get("peer") or NO_PEER
         rows[r.get("area", "other")][r.get("case", r["nodeid"])][peer] = r
         i = info.setdefault(peer, {})
-        for k in ("peer_version", "runtime", "kernel"):
-            if r.get(k):
-                i[k] = r[k]
+        for k in ("peer_version", "runtime", "kernel"):  # a peer may run under several runtimes in one session
+            if r.get(k) and str(r[k]) not in i.get(k, "").split(", "):
+                i[k] = ", ".join(filter(None, (i.get(k), str(r[k]))))
         for q in r.get("requirements", []):
             by_req[f"RFC {q['rfc']} s{q['section']} {q['level']}".strip()][r["verdict"]] += 1
     peers = sorted(p for p in info if p != NO_PEER) + ([NO_PEER] if NO_PEER in info else [])
@@ -124,8 +124,8 @@ def _detail_page(area: str, case: str, peer: str, rec: dict, info: dict) -> str:
     return f"""<!doctype html><meta charset=utf-8><title>{esc(case)} / {esc(peer)}</title>
 <style>body{{font-family:sans-serif;margin:1em}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style>
 <p><a href='../matrix.html'>&larr; matrix</a></p><h1>{esc(case)}</h1>
-<p>area {esc(area)} &middot; peer {esc(peer)} {esc(info.get('peer_version', ''))} &middot; runtime {esc(info.get('runtime', ''))}
-&middot; kernel {esc(info.get('kernel', ''))}</p>
+<p>area {esc(area)} &middot; peer {esc(peer)} {esc(str(rec.get('peer_version', info.get('peer_version', ''))))}
+&middot; runtime {esc(str(rec.get('runtime', info.get('runtime', ''))))} &middot; kernel {esc(str(rec.get('kernel', info.get('kernel', ''))))}</p>
 <h2 style='color:{COLOURS[rec['verdict']]}'>{esc(rec['verdict'])}</h2><p>{rec.get('duration', 0):.3f} s</p>
 <h3>Requirements</h3><ul>{reqs or '<li>none named</li>'}</ul>
 <h3>Message</h3><pre>{esc(rec.get('message') or '')}</pre><h3>Artifacts</h3><ul>{arts or '<li>none</li>'}</ul>

@@ -78,6 +78,15 @@ def test_matrix_rows_cases_columns_peers(pytester: pytest.Pytester, tmp_path) ->
     assert json.loads((tmp_path / "matrix.json").read_text())["totals"][v.FAILED] == 1
 
 
+def test_a_peer_under_two_runtimes_names_both_and_each_cell_its_own() -> None:
+    recs = [{"nodeid": "a", "case": "a", "peer": "p", "verdict": v.OK, "runtime": "uml", "kernel": "6.1"},
+            {"nodeid": "b", "case": "b", "peer": "p", "verdict": v.OK, "runtime": "docker", "kernel": "6.18"},
+            {"nodeid": "c", "case": "c", "peer": "p", "verdict": v.OK, "runtime": "uml", "kernel": "6.1"}]
+    m = matrix.build(recs)
+    assert m.peer_info["p"] == {"runtime": "uml, docker", "kernel": "6.1, 6.18"}
+    assert "runtime docker" in matrix._detail_page("x", "b", "p", recs[1], m.peer_info["p"])
+
+
 def test_worst_verdict_wins() -> None:
     assert v.worst(v.OK, v.BROKEN) == v.BROKEN
     assert v.worst(v.FAILED, v.SKIPPED) == v.FAILED
