@@ -16,45 +16,13 @@ from pathlib import Path
 
 from harness.errors import ConfigError, KeyMaterialError, UnknownTransform
 from harness.ike.export import IkeSaKeys
+from harness.keys.uat import split_uat_row
 
 _WS = json.loads(resources.files("harness.ike").joinpath("wireshark_ikev2.json").read_text())
 _ENCR_BY_WS = {v: (k.split("/")[0], int(k.split("/")[1])) for k, v in _WS["encryption"].items()}
 _INTEG_BY_WS = {v: (k or None) for k, v in _WS["integrity"].items()}
 FIELDS = ("spi_i", "spi_r", "sk_ei", "sk_er", "encryption", "sk_ai", "sk_ar", "integrity")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]*")
-
-
-def _fields(line: str, where: str) -> list[str]:
-    """Split one UAT line: quoted fields (\\xNN escapes) or bare ones, separated by commas."""
-    out, i, n = [], 0, len(line)
-    while True:
-        if i < n and line[i] == '"':
-            i += 1
-            raw = bytearray()
-            while i < n and line[i] != '"':
-                if line[i] == "\\" and line[i + 1: i + 2] == "x":
-                    try:
-                        raw.append(int(line[i + 2: i + 4], 16))
-                    except ValueError:
-                        raise ConfigError(f"{where}: field {len(out) + 1}: bad escape at column {i + 1}") from None
-                    i += 4
-                else:
-                    raw += line[i].encode()
-                    i += 1
-            if i >= n:
-                raise ConfigError(f"{where}: field {len(out) + 1}: unterminated quote")
-            out.append(raw.decode(errors="replace"))
-            i += 1
-        else:
-            end = line.find(",", i)
-            end = n if end < 0 else end
-            out.append(line[i:end].strip())
-            i = end
-        if i >= n:
-            return out
-        if line[i] != ",":
-            raise ConfigError(f"{where}: field {len(out)}: expected ',' at column {i + 1}")
-        i += 1
 
 
 def _bytes(where: str, key: str, text: str) -> bytes:
@@ -83,7 +51,7 @@ def parse_ikev2_decryption_table(text: str, source: str = "<ikev2_decryption_tab
         if not line or line.startswith("#"):
             continue
         where = f"{source}: line {lineno}"
-        values = _fields(line, where)
+        values = split_uat_row(line, where, bare=True)
         if len(values) != len(FIELDS):
             raise ConfigError(f"{where}: {len(values)} fields, expected {len(FIELDS)} ({', '.join(FIELDS)})")
         f = dict(zip(FIELDS, values))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.keys.model import IpsecSaKeys
+from harness.keys.uat import split_uat_row
 
 _NAMES = json.loads(resources.files("harness.keys").joinpath("wireshark_esp_sa.json").read_text())
 ENCRYPTION_NAMES: dict[str, str] = _NAMES["encryption"]
@@ -81,34 +82,6 @@ def dump_esp_sa(sas: list[IpsecSaKeys], path: str | Path) -> list[str]:
     return skipped
 
 
-def _split_row(line: str, where: str) -> list[str]:
-    fields, i, n = [], 0, len(line)
-    while True:
-        if i >= n or line[i] != '"':
-            raise ConfigError(f"{where}: field {len(fields) + 1}: expected '\"' at column {i + 1}")
-        i += 1
-        raw = bytearray()
-        while i < n and line[i] != '"':
-            if line[i] == "\\" and line[i + 1: i + 2] == "x" and i + 4 <= n:
-                try:
-                    raw.append(int(line[i + 2: i + 4], 16))
-                except ValueError:
-                    raise ConfigError(f"{where}: field {len(fields) + 1}: bad escape at column {i + 1}") from None
-                i += 4
-            else:
-                raw += line[i].encode()
-                i += 1
-        if i >= n:
-            raise ConfigError(f"{where}: field {len(fields) + 1}: unterminated quote")
-        fields.append(raw.decode(errors="replace"))
-        i += 1
-        if i == n:
-            return fields
-        if line[i] != ",":
-            raise ConfigError(f"{where}: field {len(fields)}: expected ',' at column {i + 1}")
-        i += 1
-
-
 _FIELDS = ("protocol", "src", "dst", "spi", "encryption_algo", "encryption_key", "authentication_algo", "authentication_key")
 
 
@@ -121,7 +94,7 @@ def parse_esp_sa(text: str, source: str = "<esp_sa>") -> list[IpsecSaKeys]:
         if not line or line.startswith("#"):
             continue
         where = f"{source}: entry {entry} (line {lineno})"
-        fields = _split_row(line, where)
+        fields = split_uat_row(line, where)
         if len(fields) != len(_FIELDS):
             raise ConfigError(f"{where}: {len(fields)} fields, expected {len(_FIELDS)} ({', '.join(_FIELDS)})")
         f = dict(zip(_FIELDS, fields))
