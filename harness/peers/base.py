@@ -120,6 +120,16 @@ class NodeBase:
 
     def __init__(self, node: object) -> None:
         self.node = node
+        self.pid: int | None = None  # the daemon's pid in the node, once started
+        self.timings: dict[str, float] = {}
+        self.connections: dict[str, Connection] = {}
+
+    def stop(self) -> None:
+        """Stop the daemon by its pid (SIGTERM) and forget the loaded connections."""
+        if self.pid is not None:
+            self.node.exec(["kill", str(self.pid)], timeout=10)  # type: ignore[attr-defined]
+            self.pid = None
+        self.connections.clear()
 
     def run(self, argv: list[str], timeout: float = 15.0, check: bool = True, input: str | None = None) -> str:
         """Run argv in the node; its stdout (LabError naming the command and its output if it fails and check)."""

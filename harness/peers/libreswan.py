@@ -317,9 +317,6 @@ class LibreswanAdapter(NodeBase):
         super().__init__(node)
         self.plutodebug = plutodebug
         self.start_timeout = start_timeout
-        self.pid: int | None = None
-        self.timings: dict[str, float] = {}
-        self.connections: dict[str, Connection] = {}
         self._version = ""
 
     def version(self) -> str:
@@ -360,13 +357,6 @@ class LibreswanAdapter(NodeBase):
     def logs(self) -> str:
         """pluto's log file and its stderr."""
         return self.read_logs(LOG_PATH, STDERR_PATH)
-
-    def stop(self) -> None:
-        """Stop pluto by its pid (SIGTERM)."""
-        if self.pid is not None:
-            self.node.exec(["kill", str(self.pid)], timeout=10)  # type: ignore[attr-defined]
-            self.pid = None
-        self.connections.clear()
 
     def load(self, connection: Connection) -> None:
         """Write ipsec.conf/ipsec.secrets for the connection, (re)add it and reread the secrets."""

@@ -185,12 +185,9 @@ class StrongswanAdapter(NodeBase):
         self.vici_socket = vici_socket
         self.connect = connect
         self.start_timeout = start_timeout
-        self.pid: int | None = None
-        self.timings: dict[str, float] = {}
         self._session: vici.Session | None = None
         self._daemon_version = ""
         self.save_keys = False
-        self.connections: dict[str, Connection] = {}
 
     # -- daemon ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -256,10 +253,7 @@ class StrongswanAdapter(NodeBase):
             except OSError:
                 pass
             self._session = None
-        if self.pid is not None:
-            self.node.exec(["kill", str(self.pid)], timeout=10)  # type: ignore[attr-defined]
-            self.pid = None
-        self.connections.clear()
+        super().stop()
 
     # -- configuration and control -------------------------------------------------------------
     def load(self, connection: Connection) -> None:
