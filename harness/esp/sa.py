@@ -13,6 +13,7 @@ from typing import Any
 from harness.crypto import Encr, Integ, encr as lookup_encr, integ as lookup_integ
 from harness.errors import ConfigError, KeyMaterialError, UnknownTransform
 from harness.keys import IpsecSaKeys
+from harness.keys.jsonfile import ipsec_sa_to_json
 
 PROTOCOLS = ("esp", "ah")
 MODES = ("transport", "tunnel")
@@ -109,13 +110,7 @@ class SecurityAssociation:
 
     def to_json(self) -> dict[str, Any]:
         """The project's keys-file object for this SA (keys as hex, SPI as "0x...")."""
-        out: dict[str, Any] = {"protocol": self.protocol, "spi": f"0x{self.spi:08x}", "src": self.src, "dst": self.dst, "mode": self.mode}
-        if self.encryption is not None:
-            out["encryption"], out["encryption_key"] = self.encryption, self.encryption_key.hex()
-        if self.integrity is not None:
-            out["integrity"], out["integrity_key"] = self.integrity, self.integrity_key.hex()
-        out["esn"] = self.esn
-        return out
+        return ipsec_sa_to_json(self.to_keys())
 
     def to_keys(self) -> IpsecSaKeys:
         """The harness.keys form of this SA."""
