@@ -53,6 +53,18 @@ def error_notify(msg: Msg) -> Notify | None:
     return next((n for n in msg.notifies if n.type in CHILD_ERRORS or n.type == "AUTHENTICATION_FAILED"), None)
 
 
+def answer_ke(ep, group, ke: tuple[int, bytes] | None) -> tuple[bytes, bytes]:
+    """Responder: (g^ir, our KE data) for the chosen group; IkeError INVALID_KE_PAYLOAD or INVALID_SYNTAX otherwise."""
+    if ke is None or ke[0] != group.id:
+        raise IkeError(f"KE payload is for group {ke[0] if ke else None}, chose {group.name}",
+                       "INVALID_KE_PAYLOAD", group.id.to_bytes(2, "big"))
+    priv = ep.ke_private(group)
+    try:
+        return priv.exchange(ke[1]), priv.public
+    except KeyExchangeError as e:
+        raise IkeError(str(e), "INVALID_SYNTAX") from None
+
+
 def accept(ep, sa: IkeSa, req: Msg, resp: Msg, ni: bytes, nr: bytes, local: list[Proposal],
            allow_ke: bool) -> ChildSa:
     """Responder: choose a proposal, run the KE, narrow TSi/TSr, fill resp; IkeError (the notify to send) on failure."""
@@ -68,15 +80,8 @@ def accept(ep, sa: IkeSa, req: Msg, resp: Msg, ni: bytes, nr: bytes, local: list
     if suite.ke is not None:
         if not allow_ke:
             raise NoProposalChosen("a KE method cannot be negotiated for the first Child SA")
-        if req.ke is None or req.ke[0] != suite.ke.id:
-            raise IkeError(f"KE payload is for group {req.ke[0] if req.ke else None}, chose {suite.ke.name}",
-                           "INVALID_KE_PAYLOAD", suite.ke.id.to_bytes(2, "big"))
-        priv = ep.ke_private(suite.ke)
-        try:
-            g_ir = priv.exchange(req.ke[1])
-        except KeyExchangeError as e:
-            raise IkeError(str(e), "INVALID_SYNTAX") from None
-        resp.ke = (suite.ke.id, priv.public)
+        g_ir, public = answer_ke(ep, suite.ke, req.ke)
+        resp.ke = (suite.ke.id, public)
     policy_local, policy_remote = default_ts(ep, sa)
     tsi = narrow(req.ts_i, policy_remote, ep.config.single_pair)
     tsr = narrow(req.ts_r, policy_local, ep.config.single_pair)

@@ -301,16 +301,9 @@ def _rekey_ike_request(ep, sa: IkeSa, msg: Msg, resp: Msg) -> None:
     if len(chosen.spi) != 8:
         raise IkeError(f"IKE rekey proposal SPI is {len(chosen.spi)} octets", "INVALID_SYNTAX")
     suite = Suite.of(chosen)
-    if msg.ke is None or msg.ke[0] != suite.ke.id:
-        raise IkeError(f"KE for group {msg.ke[0] if msg.ke else None}, chose {suite.ke.name}",
-                       "INVALID_KE_PAYLOAD", suite.ke.id.to_bytes(2, "big"))
-    priv = ep.ke_private(suite.ke)
-    try:
-        g_ir = priv.exchange(msg.ke[1])
-    except KeyExchangeError as e:
-        raise IkeError(str(e), "INVALID_SYNTAX") from None
+    g_ir, public = child.answer_ke(ep, suite.ke, msg.ke)
     spi_r = ep.rng(8)
-    resp.sa, resp.nonce, resp.ke = [replace(chosen, spi=spi_r)], _nonce(ep), (suite.ke.id, priv.public)
+    resp.sa, resp.nonce, resp.ke = [replace(chosen, spi=spi_r)], _nonce(ep), (suite.ke.id, public)
     if sa.rekey.get("ike_rekeying"):
         # simultaneous IKE SA rekey: create the SA but keep the Child SAs on the old one until ours completes
         children = sa.children
