@@ -25,7 +25,7 @@ def _pt(t, n):
     return os.urandom(n - n % t.block_size if t.block_size > 1 else n)
 
 
-@pytest.mark.parametrize("t,bits", _encr_cases())
+@pytest.mark.parametrize("t,bits", list(_encr_cases()))
 def test_encr_round_trip(t, bits):
     km, aad = _keymat(t, bits), os.urandom(12)
     for n in SIZES:
