@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -19,6 +20,7 @@ MARKERS = (
     "lab: needs the lab: root, a runtime and the peers' images",
     "smoke: the lab smoke test, one per peer",
     "tshark: needs tshark",
+    "dockerd: starts a Docker daemon of its own: needs root and dockerd (Debian package docker.io)",
 )
 
 
@@ -30,3 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") and os.geteuid() != 0:
         pytest.skip("needs root: network namespaces and raw sockets")
+    if item.get_closest_marker("dockerd"):
+        if os.geteuid() != 0:
+            pytest.skip("needs root to start a Docker daemon")
+        if not shutil.which("dockerd"):
+            pytest.skip("dockerd is not installed (Debian package docker.io)")

@@ -12,24 +12,52 @@ case "$mode" in test|interop) ;; *) echo "usage: harness/run.sh test|interop [ar
 
 log() { printf '[run.sh] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# step LABEL LOGFILE CMD...: run CMD with its output in LOGFILE, a line every 10 s while it lasts, its time at
+# the end; on failure the log's tail and the exit status.
+step() {
+  local label=$1 logfile=$2; shift 2
+  local t0=$SECONDS
+  log "$label ..."
+  "$@" >"$logfile" 2>&1 &
+  local pid=$! rc=0
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do sleep 1; kill -0 "$pid" 2>/dev/null || break; done
+    kill -0 "$pid" 2>/dev/null && log "  ... $label: $((SECONDS - t0)) s so far"
+  done
+  wait "$pid" || rc=$?
+  if [ $rc -ne 0 ]; then
+    tail -n 30 "$logfile" >&2
+    log "$label failed (exit $rc) after $((SECONDS - t0)) s; the whole log is $logfile"
+    exit 1
+  fi
+  log "$label: done in $((SECONDS - t0)) s"
+}
 
-# Debian packages: the lab's tools, the UML kernel, tshark for the dissector cross-check.
+# Debian packages: the lab's tools, the UML kernel, tshark for the dissector cross-check, docker.io to build
+# the peers' images (IPSEC_INTEROP_NO_DOCKER=1 leaves it out: the uml runtime then runs exported trees only).
 DEB_PACKAGES=(python3 python3-venv python3-pip iproute2 nftables tcpdump tshark debootstrap
-              user-mode-linux uml-utilities docker.io)
+              user-mode-linux uml-utilities)
+[ "${IPSEC_INTEROP_NO_DOCKER:-}" = 1 ] || DEB_PACKAGES+=(docker.io)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+mkdir -p "$top/.cache"
 if [ ${#missing[@]} -gt 0 ]; then
-  log "installing Debian packages: ${missing[*]}"
-  # docker.io must never start with a default bridge or NAT rules on this host.
-  if [ ! -e /etc/docker/daemon.json ]; then
-    as_root mkdir -p /etc/docker
-    echo '{"bridge": "none", "iptables": false, "ip6tables": false}' | as_root tee /etc/docker/daemon.json >/dev/null
-  fi
   echo 'wireshark-common wireshark-common/install-setuid boolean false' | as_root debconf-set-selections
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # No service may start while we install: the packaged Docker daemon would make a default bridge and NAT
+  # rules on this host. The daemon the lab uses is started by `ipsec-interop setup` with settings of its own
+  # (harness/runtime/dockerd.py); /etc/docker/daemon.json is the user's and is never written here.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod 755 "$policy" && made_policy=1
+    trap '[ -n "$made_policy" ] && as_root rm -f "$policy"' EXIT
+  fi
+  step "apt-get update" "$top/.cache/apt-update.log" as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+  step "installing Debian packages: ${missing[*]}" "$top/.cache/apt-install.log" \
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  if [ -n "$made_policy" ]; then as_root rm -f "$policy"; made_policy=; fi
 fi
 
 # Python: a venv beside the checkout, reinstalled only when pyproject.toml changes.
@@ -38,13 +66,9 @@ venv=$top/.venv
 stamp=$venv/.pyproject.sha256
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing the Python package into $venv"
-  "$py" -m venv "$venv"
-  if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q -e "$top"; } >"$venv/pip.log" 2>&1; then
-    cat "$venv/pip.log" >&2
-    log "pip install failed (log above, also in $venv/pip.log)"
-    exit 1
-  fi
+  step "making the virtualenv $venv" "$top/.cache/venv.log" "$py" -m venv "$venv"
+  step "installing the Python package into $venv" "$top/.cache/pip.log" \
+    sh -c '"$1/bin/pip" install --upgrade pip && "$1/bin/pip" install -e "$2"' sh "$venv" "$top"
   echo "$want" > "$stamp"
 fi
 export PATH=$venv/bin:$PATH

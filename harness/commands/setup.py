@@ -2,26 +2,18 @@
 
 Idempotent and quick when everything is there: a daemon that answers is used as it is; images are rebuilt
 only when their inputs change (harness/runtime/images.py); root trees are exported once per image id.
-A daemon this command starts runs as `dockerd --bridge=none --iptables=false --ip6tables=false` in the
-background, its pid in /run/ipsec-interop/dockerd.pid and /run/ipsec-interop/dockerd.json (pid and start
-time), its log in /run/ipsec-interop/dockerd.log; it is left running for later runs.
+The daemon this command starts, and its settings, are harness/runtime/dockerd.py's; it is left running for
+later runs. Without docker.io, already exported UML root trees still run (runtime uml).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import time
-from pathlib import Path
 
-from harness.errors import LabError, LabUnavailable
-from harness.lab import labels
-from harness.runtime import images
-
-STATE = labels.STATE_ROOT
-DOCKERD_ARGV = ["dockerd", "--bridge=none", "--iptables=false", "--ip6tables=false"]
-DOCKERD_WAIT = 60.0
+from harness.errors import LabUnavailable
+from harness.progress import say, step
+from harness.runtime import dockerd, images
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,81 +23,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-export", action="store_true", help="do not export the UML root trees now")
 
 
-def dockerd_record() -> dict | None:
-    """The record of the daemon this command started ({pid, start_time, argv}), if that process still runs."""
-    try:
-        rec = json.loads((STATE / "dockerd.json").read_text())
-        if labels.proc_start_time(int(rec["pid"])) == int(rec["start_time"]):
-            return rec
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
+def without_docker(why: LabUnavailable) -> int:
+    """No daemon can be had: say what the lab can still do (exported UML trees) and what to do; exit status."""
+    from harness.runtime.uml import exported_images
 
-
-def ensure_dockerd(say=print) -> str:
-    """Make sure a Docker daemon answers; start the project's own if none does. Returns a one-line description."""
-    try:
-        images.docker_client(timeout=5)
-        rec = dockerd_record()
-        return f"Docker daemon answers ({'ours, pid ' + str(rec['pid']) if rec else 'not started by this project'})"
-    except LabUnavailable:
-        pass
-    exe = shutil.which("dockerd")
-    if not exe:
-        raise LabUnavailable("dockerd is not installed (Debian package docker.io)")
-    STATE.mkdir(parents=True, exist_ok=True)
-    argv = [exe, *DOCKERD_ARGV[1:], "--pidfile", str(STATE / "dockerd.pid")]
-    log_path = STATE / "dockerd.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    start = labels.proc_start_time(proc.pid)
-    (STATE / "dockerd.json").write_text(json.dumps({"pid": proc.pid, "start_time": start, "argv": argv}))
-    say(f"started dockerd (pid {proc.pid}, log {log_path})")
-    deadline = time.monotonic() + DOCKERD_WAIT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LabError(f"dockerd exited {proc.returncode}:\n{_tail(log_path)}")
-        try:
-            images.docker_client(timeout=5)
-            return f"Docker daemon answers (ours, pid {proc.pid})"
-        except LabUnavailable:
-            time.sleep(0.3)
-    raise LabError(f"dockerd (pid {proc.pid}) did not answer within {DOCKERD_WAIT:.0f} s:\n{_tail(log_path)}")
-
-
-def _tail(path: Path, n: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return "(no log)"
+    trees = sorted({i.name for i in exported_images()})
+    if trees:
+        say(f"setup: {why}")
+        say(f"setup: using the exported UML root trees of {', '.join(trees)} (runtime uml; no rebuild possible)")
+    else:
+        say(f"setup: {why}; no UML root tree is exported either, so the lab tests will be skipped")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Daemon, images, root trees, probe; a missing tool (LabUnavailable) is reported and exits 0: lab tests then skip."""
     t0 = time.monotonic()
     try:
-        print(ensure_dockerd())
+        say(dockerd.ensure())
     except LabUnavailable as e:
-        print(f"setup: {e}: the lab tests will be skipped")
-        return 0
+        return without_docker(e)
     if args.no_build:
         return 0
     built = images.build_all(force=args.force, only=args.only or None)
     for info, now, seconds in built:
-        print(f"{info.name:16} {info.version:24} {info.release:9} {'built' if now else 'cached'} {seconds:6.1f} s  {info.image_id[7:19]}")
+        say(f"{info.name:16} {info.version:24} {info.release:9} {'built' if now else 'cached'} {seconds:6.1f} s  {info.image_id[7:19]}")
     if not args.no_export and shutil.which("linux.uml"):
         from harness.runtime import uml
 
         for info, _, _ in built:
-            t = time.monotonic()
-            path, made = uml.rootfs(info)
-            if made:
-                print(f"{info.name:16} UML root tree {path} exported in {time.monotonic() - t:.1f} s")
+            if (uml.rootfs_path(info.image_id) / uml.MARKER).exists():
+                uml.rootfs(info)  # cached: completes an older marker only
+                continue
+            with step(f"exporting the UML root tree of {info.name}"):
+                uml.rootfs(info)
         if not args.only:
             for p in uml.prune_rootfs([i.image_id for i in images.built_images()]):
-                print(f"removed the stale UML root tree {p}")
+                say(f"removed the stale UML root tree {p}")
     from harness.runtime.probe import probe
 
-    print(probe().describe())
-    print(f"setup done in {time.monotonic() - t0:.1f} s")
+    say(probe().describe())
+    say(f"setup done in {time.monotonic() - t0:.1f} s")
     return 0

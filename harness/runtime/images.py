@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import ConfigError, LabError, LabUnavailable
+from harness.progress import say as progress_say, step
 
 REPO = Path(__file__).resolve().parents[2]
 PEERS_DIR = REPO / "peers"
@@ -146,7 +147,7 @@ def docker_client(timeout: int = 600) -> Any:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except (DockerException, OSError) as e:
-        raise LabUnavailable(f"no Docker daemon answers ({e}): run `ipsec-interop setup`") from None
+        raise LabUnavailable(f"no Docker daemon answers ({e}): run `ipsec-interop setup`, which starts one") from None
     return client
 
 
@@ -176,7 +177,7 @@ def base_tag(release: str) -> str:
     return f"{LABEL}/base:{release}"
 
 
-def ensure_base(client: Any, release: str, say: Callable[[str], None] = print, mirror: str | None = None) -> str:
+def ensure_base(client: Any, release: str, say: Callable[[str], None] = progress_say, mirror: str | None = None) -> str:
     """The base image of release (made with debootstrap and imported if absent); returns its id."""
     found = _labels(client, base_tag(release))
     if found:
@@ -187,22 +188,21 @@ def ensure_base(client: Any, release: str, say: Callable[[str], None] = print, m
     work = CACHE_DIR / "debootstrap"
     work.mkdir(parents=True, exist_ok=True)
     tree = Path(tempfile.mkdtemp(prefix=f"{release}.", dir=work))
-    t0 = time.monotonic()
-    say(f"making the {release} base with debootstrap from {mirror}")
     try:
-        _run(["debootstrap", "--variant=minbase", release, str(tree), mirror], f"debootstrap {release}")
+        with step(f"making the {release} base with debootstrap from {mirror}", say):
+            _run(["debootstrap", "--variant=minbase", release, str(tree), mirror], f"debootstrap {release}")
         (tree / "etc/apt/sources.list").write_text(sources_list(mirror, release))
         for p in (tree / "var/cache/apt/archives").glob("*.deb"):
             p.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(tree), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        try:
-            _run(["docker", "import", "--change", f"LABEL {LABEL}.base={release}", "-", base_tag(release)],
-                 f"docker import {release}", input=tar.stdout.read() if tar.stdout else b"")
-        finally:
-            tar.wait()
+        with step(f"importing the {release} tree as {base_tag(release)}", say):
+            tar = subprocess.Popen(["tar", "-C", str(tree), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+            try:
+                _run(["docker", "import", "--change", f"LABEL {LABEL}.base={release}", "-", base_tag(release)],
+                     f"docker import {release}", input=tar.stdout.read() if tar.stdout else b"")
+            finally:
+                tar.wait()
     finally:
         shutil.rmtree(tree, ignore_errors=True)
-    say(f"base {base_tag(release)} made in {time.monotonic() - t0:.1f} s")
     found = _labels(client, base_tag(release))
     if not found:
         raise LabError(f"{base_tag(release)} is missing right after docker import")
@@ -218,20 +218,19 @@ def cached(client: Any, d: ImageDef, want_hash: str) -> ImageInfo | None:
 
 
 def build(client: Any, d: ImageDef, base: str | None = None, force: bool = False,
-          say: Callable[[str], None] = print) -> tuple[ImageInfo, bool]:
+          say: Callable[[str], None] = progress_say) -> tuple[ImageInfo, bool]:
     """Build d unless cached (same content hash); returns (info, built_now). base: a registry image to use instead."""
     base_ref = base or base_tag(d.release)
     base_id = ensure_base(client, d.release, say) if base is None else base
     h = content_hash(d.folder, PEERS_DIR / "common", d.release, base_id)
     if not force and (info := cached(client, d, h)):
         return info, False
-    t0 = time.monotonic()
-    say(f"building {d.tag} ({d.peer} on Debian {d.release})")
     stage = f"{d.tag}-stage"
-    _run(["docker", "build", "--network", "host", "-q", "-f", str(d.folder / "Dockerfile"),
-          "--build-arg", f"BASE={base_ref}", "--build-arg", f"RELEASE={d.release}",
-          "--label", f"{LABEL}.peer={d.peer}", "--label", f"{LABEL}.release={d.release}",
-          "-t", stage, str(PEERS_DIR)], f"docker build {d.tag}")
+    with step(f"building {d.tag} ({d.peer} on Debian {d.release})", say):
+        _run(["docker", "build", "--network", "host", "-q", "-f", str(d.folder / "Dockerfile"),
+              "--build-arg", f"BASE={base_ref}", "--build-arg", f"RELEASE={d.release}",
+              "--label", f"{LABEL}.peer={d.peer}", "--label", f"{LABEL}.release={d.release}",
+              "-t", stage, str(PEERS_DIR)], f"docker build {d.tag}")
     raw = client.containers.run(stage, entrypoint=["cat"], command=["/etc/ipsec-interop-peer.json"],
                                 network_mode="none", remove=True)
     try:
@@ -249,7 +248,7 @@ def build(client: Any, d: ImageDef, base: str | None = None, force: bool = False
     found = _labels(client, d.tag)
     if not found:
         raise LabError(f"{d.tag} is missing right after its build")
-    say(f"built {LABEL}/{name} ({version}) in {time.monotonic() - t0:.1f} s")
+    say(f"built {LABEL}/{name} ({version})")
     return ImageInfo.from_labels(*found), True
 
 
@@ -262,7 +261,7 @@ def build_lock() -> Any:
 
 
 def build_all(client: Any | None = None, force: bool = False, only: list[str] | None = None,
-              say: Callable[[str], None] = print) -> list[tuple[ImageInfo, bool, float]]:
+              say: Callable[[str], None] = progress_say) -> list[tuple[ImageInfo, bool, float]]:
     """Build every image (or those whose peer or tag is in only), one at a time; (info, built_now, seconds) each."""
     client = client or docker_client()
     out = []

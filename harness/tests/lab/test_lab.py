@@ -7,6 +7,7 @@ import os
 import select
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -147,7 +148,7 @@ def test_capture_holds_every_segments_packets_and_keys(tmp_path):
 def test_a_signal_tears_the_lab_down(tmp_path, signum, name):
     run = labels.new_run_id()
     child = subprocess.Popen(
-        ["python3", "-c", f"import time\nfrom harness.lab import Lab\nlab = Lab('nat', run='{run}').build()\n"
+        [sys.executable, "-c", f"import time\nfrom harness.lab import Lab\nlab = Lab('nat', run='{run}').build()\n"
                           "print('ready', flush=True)\ntime.sleep(60)"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:

@@ -1,4 +1,4 @@
-"""The probe's SA and verdict, the container arguments, and setup's reuse of a daemon that answers."""
+"""The probe's SA and verdict, and the container arguments."""
 from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
@@ -46,14 +46,3 @@ def test_container_has_no_network_and_carries_the_run_label() -> None:
     assert "privileged" not in kw and "SYS_MODULE" not in kw["cap_add"] and "NET_ADMIN" in kw["cap_add"]
     assert kw["environment"] == {"IPSI_RUNTIME": "docker", "E": "1"}
     assert kw["sysctls"]["net.ipv6.conf.default.disable_ipv6"] == "0"
-
-
-def test_setup_uses_a_daemon_that_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.commands import setup
-
-    started = []
-    monkeypatch.setattr(images, "docker_client", lambda timeout=600: object())
-    monkeypatch.setattr(setup.subprocess, "Popen", lambda *a, **k: started.append(a))
-    monkeypatch.setattr(setup, "dockerd_record", lambda: None)
-    assert "not started by this project" in setup.ensure_dockerd()
-    assert started == []
