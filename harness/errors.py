@@ -110,7 +110,31 @@ class SequenceNumberOverflow(IpsecInteropError):
     """An SA's sequence number would cycle (RFC 4303 s3.3.3): it must be rekeyed first."""
 
 
-class UnsupportedProposal(ConfigError):
+class PeerFault(IpsecInteropError, AssertionError):
+    """The end under test broke or refused what a case requires, or did not answer: the verdict FAILED.
+
+    An AssertionError, so pytest and Allure grade it as a failed check (not a broken harness). `requirement`
+    names what was broken (e.g. "RFC 7296 s1.2 MUST"), `notify` the error Notify received, if any.
+    """
+
+    def __init__(self, message: str, requirement: str = "", notify: str | None = None) -> None:
+        self.requirement, self.notify = requirement, notify
+        super().__init__(f"{requirement}: {message}" if requirement else message)
+
+
+class Refused(PeerFault):
+    """The end answered a request with an error Notify (`notify`) where the case needed it accepted."""
+
+
+class NoAnswer(PeerFault):
+    """The end did not answer (or did not reach the expected state) within the case's generous bound."""
+
+
+class Unimplemented(IpsecInteropError):
+    """The end lacks a feature or transform the case needs: the verdict UNIMPLEMENTED, with this reason."""
+
+
+class UnsupportedProposal(ConfigError, Unimplemented):
     """A proposal keyword an implementation cannot express or does not support; names the proposal and the keyword."""
 
     def __init__(self, implementation: str, proposal: str, keyword: str, reason: str) -> None:
@@ -118,5 +142,5 @@ class UnsupportedProposal(ConfigError):
         super().__init__(f"{implementation}: proposal {proposal!r}: keyword {keyword!r}: {reason}")
 
 
-class UnsupportedFeature(ConfigError):
+class UnsupportedFeature(ConfigError, Unimplemented):
     """A connection setting an implementation cannot express; names the implementation and the setting."""
