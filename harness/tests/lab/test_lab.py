@@ -5,6 +5,7 @@ import fcntl
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -144,21 +145,46 @@ def test_capture_holds_every_segments_packets_and_keys(tmp_path):
         assert json.loads(path.read_text()) == {"ipsec_sas": []}
 
 
+# The child stands in for a user's run in a terminal: SIGINT delivers KeyboardInterrupt there. A run started
+# in the background by a non-interactive shell inherits SIGINT ignored (POSIX: asynchronous commands ignore
+# SIGINT), and Python keeps it ignored: that, not a slow teardown, made this test wait 20 s and fail in CI-like
+# runs. SIGUSR1 dumps the child's stacks, so a hang shows where it is.
+CHILD = """import faulthandler, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+faulthandler.register(signal.SIGUSR1, all_threads=True)
+from harness.lab import Lab
+lab = Lab('nat', run=sys.argv[1]).build()
+print('ready', flush=True)
+time.sleep(60)
+"""
+
+
 @pytest.mark.parametrize("signum,name", [(15, "SIGTERM"), (2, "SIGINT")], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_tears_the_lab_down(tmp_path, signum, name):
     run = labels.new_run_id()
-    child = subprocess.Popen(
-        [sys.executable, "-c", f"import time\nfrom harness.lab import Lab\nlab = Lab('nat', run='{run}').build()\n"
-                          "print('ready', flush=True)\ntime.sleep(60)"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
+    child = subprocess.Popen([sys.executable, "-c", CHILD, run], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=os.getcwd())
     try:
-        assert child.stdout.readline().strip() == "ready"
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
         assert len(netns.names(f"ipsi-{run}-")) == 3
+        t0 = time.monotonic()
         child.send_signal(signum)
-        _, err = child.communicate(timeout=20)
-        assert "KeyboardInterrupt" in err, f"{name} unwinds like Ctrl-C"
+        try:
+            _, err = child.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            child.kill()
+            _, err = child.communicate()
+            raise AssertionError(f"the lab did not tear down within 60 s of {name}; the child's stacks:\n{err}") from None
+        assert "KeyboardInterrupt" in err, f"{name} unwinds like Ctrl-C: {err}"
+        assert time.monotonic() - t0 < 60
     finally:
         if child.poll() is None:
             child.kill()
-    assert netns.names(f"ipsi-{run}-") == []
+            child.wait()
+        left = netns.names(f"ipsi-{run}-")
+        for name_ in left:  # a failed teardown must not leak into the next test
+            netns.delete(name_)
+    assert left == []
     assert not labels.state_dir(run).exists()
