@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, IpsecInteropError
-from harness.ike.proposals import parse_proposal
+from harness.ike.proposals import Proposal, parse_proposal
 
 ID_TYPES = ("ipv4", "ipv6", "fqdn", "email", "dn", "keyid")
 MODES = ("transport", "tunnel")
@@ -94,6 +95,16 @@ class Connection:
     replay_window: int | None = None  # packets; 0 disables the check; None: default
     role: str = "responder"           # initiator (auto=start) | responder (auto=add) | trap (auto=route)
     child_name: str = ""              # default: the connection's name
+
+    @cached_property
+    def ike_offer(self) -> tuple[Proposal, ...]:
+        """The IKE proposals, parsed once (numbered 1, 2, ... in order)."""
+        return tuple(parse_proposal(p, "ike", i + 1) for i, p in enumerate(self.ike_proposals))
+
+    @cached_property
+    def child_offer(self) -> tuple[Proposal, ...]:
+        """The Child SA proposals (ESP or AH), parsed once."""
+        return tuple(parse_proposal(p, self.protocol, i + 1) for i, p in enumerate(self.child_proposals))
 
     @property
     def child(self) -> str:
@@ -186,17 +197,25 @@ def _identity(d: Any, key: str, src: str) -> Identity:
     return ident
 
 
-def _proposals(d: dict[str, Any], key: str, protocol: str, src: str) -> tuple[str, ...]:
+def _proposals(d: dict[str, Any], key: str, src: str) -> tuple[str, ...]:
     v = d[key]
     items = [v] if isinstance(v, str) else v
-    _check(isinstance(items, list) and bool(items) and all(isinstance(p, str) for p in items), src, key,
+    _check(isinstance(items, list) and bool(items) and all(isinstance(p, str) and p.strip() for p in items), src, key,
            f"must be a proposal string or a non-empty list of them, not {v!r}")
-    for i, p in enumerate(items):
-        try:
-            parse_proposal(p, protocol)
-        except IpsecInteropError as e:
-            raise ConfigError(f"{_where(src, f'{key}[{i}]')}: {e}") from None
     return tuple(p.strip().lower() for p in items)
+
+
+def _parsed(c: Connection, src: str) -> Connection:
+    """c with its proposals parsed (the one parse, kept as c's offers); ConfigError naming the key and index."""
+    for key, offer, protocol in (("ike_proposals", "ike_offer", "ike"), ("child_proposals", "child_offer", c.protocol)):
+        parsed = []
+        for i, text in enumerate(getattr(c, key)):
+            try:
+                parsed.append(parse_proposal(text, protocol, i + 1))
+            except IpsecInteropError as e:
+                raise ConfigError(f"{_where(src, f'{key}[{i}]')}: {e}") from None
+        c.__dict__[offer] = tuple(parsed)  # the cached_property's slot: never parsed again
+    return c
 
 
 def _selectors(d: dict[str, Any], key: str, src: str) -> tuple[str, ...]:
@@ -247,9 +266,9 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
     protocol = _choice(d, "protocol", PROTOCOLS, src) if "protocol" in d else "esp"
     kw["protocol"] = protocol
     if "ike_proposals" in d:
-        kw["ike_proposals"] = _proposals(d, "ike_proposals", "ike", src)
+        kw["ike_proposals"] = _proposals(d, "ike_proposals", src)
     if "child_proposals" in d:
-        kw["child_proposals"] = _proposals(d, "child_proposals", protocol, src)
+        kw["child_proposals"] = _proposals(d, "child_proposals", src)
     elif protocol == "ah":
         kw["child_proposals"] = ("sha256",)
     for k, choices in (("mode", MODES), ("encap", ENCAP), ("fragmentation", FRAGMENTATION), ("role", ROLES)):
@@ -278,7 +297,7 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
             for t in kw.get(k, ()):
                 _check(ipaddress.ip_address(addr) in ipaddress.ip_network(t), src, k,
                        f"transport mode: {t} must contain the address {addr}")
-    return Connection(**kw)
+    return _parsed(Connection(**kw), src)
 
 
 def load_connection(path: str | Path) -> Connection:
