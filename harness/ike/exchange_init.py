@@ -335,6 +335,8 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
         sa.delete_after_response = f"initiator failed authentication: {e}"
         return resp
     sa.peer_id = str(msg.id_i)
+    if c.bugs.auth_error_without_id:
+        return _bare_error(ep, sa, resp, c.bugs.auth_error_without_id)
     resp.id_r = c.local_id
     if c.credential is not None and c.send_cert:
         resp.certs.append((CERT_X509_SIGNATURE, c.credential.cert_der))
@@ -359,6 +361,14 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
         resp.notifies = [n for n in resp.notifies if n.type == "SET_WINDOW_SIZE"] + [Notify(e.notify, e.data)]
         return resp
     child.install(ep, sa, ch)
+    return resp
+
+
+def _bare_error(ep, sa: IkeSa, resp: Msg, notify: str) -> Msg:
+    """Bugs.auth_error_without_id: the IKE_AUTH response is this error notify alone (no IDr, no AUTH); the SA is dropped."""
+    ep.fail("IKE_AUTH", IkeError(f"Bugs.auth_error_without_id: {notify} without IDr and AUTH", notify), False)
+    resp.notifies.append(Notify(notify))
+    sa.delete_after_response = f"Bugs.auth_error_without_id: answered IKE_AUTH with {notify} alone"
     return resp
 
 
