@@ -35,6 +35,7 @@ class Bugs:
     no_retransmit: bool = False  # never retransmit requests
     wrong_spi_r: bool = False  # initiator: put a wrong responder SPI in IKE_AUTH
     refuse_child: str | None = None  # responder: refuse every Child SA with this error notify (e.g. FAILED_CP_REQUIRED)
+    auth_error_without_id: str | None = None  # responder: answer IKE_AUTH with only this error notify, no IDr/AUTH
 
 
 @dataclass

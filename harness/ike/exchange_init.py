@@ -10,6 +10,7 @@ from harness.ike import child, view
 from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, psk_auth, sign_auth, signed_octets, \
     verify_auth, verify_psk
 from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
+from harness.ike.constants import ERROR_NOTIFY_MAX, NOTIFY
 from harness.ike.events import IkeSaEstablished, NatDetected
 from harness.ike.keys import derive_ike_keys, skeyseed
 from harness.ike.natt import cookie_valid, make_cookie, nat_detected, nat_detection_hash
@@ -19,6 +20,8 @@ from harness.ike.view import IKE_AUTH, IKE_SA_INIT, INFORMATIONAL, Msg, Notify
 
 OUR_HASHES = (HashAlg.SHA2_256, HashAlg.SHA2_384, HashAlg.SHA2_512, HashAlg.IDENTITY)
 NATT_PORT = 4500
+# RFC 7296 s2.21.2: the only error notifies an IKE_AUTH response may carry without IDr and AUTH
+UNAUTHENTICATED_ERRORS = ("AUTHENTICATION_FAILED", "INVALID_SYNTAX", "UNSUPPORTED_CRITICAL_PAYLOAD")
 
 
 def _dg(ep, data: bytes, src: Address, dst: Address):
@@ -335,6 +338,8 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
         sa.delete_after_response = f"initiator failed authentication: {e}"
         return resp
     sa.peer_id = str(msg.id_i)
+    if c.bugs.auth_error_without_id:
+        return _bare_error(ep, sa, resp, c.bugs.auth_error_without_id)
     resp.id_r = c.local_id
     if c.credential is not None and c.send_cert:
         resp.certs.append((CERT_X509_SIGNATURE, c.credential.cert_der))
@@ -362,6 +367,14 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
     return resp
 
 
+def _bare_error(ep, sa: IkeSa, resp: Msg, notify: str) -> Msg:
+    """Bugs.auth_error_without_id: the IKE_AUTH response is this error notify alone (no IDr, no AUTH); the SA is dropped."""
+    ep.fail("IKE_AUTH", IkeError(f"Bugs.auth_error_without_id: {notify} without IDr and AUTH", notify), False)
+    resp.notifies.append(Notify(notify))
+    sa.delete_after_response = f"Bugs.auth_error_without_id: answered IKE_AUTH with {notify} alone"
+    return resp
+
+
 def _read_window(sa: IkeSa, msg: Msg) -> None:
     n = msg.notify("SET_WINDOW_SIZE")
     if n is not None and len(n.data) == 4:
@@ -376,11 +389,9 @@ def on_auth_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
         ep.fail("IKE_AUTH", AuthenticationFailed("responder rejected our authentication"), True)
         ep.remove_sa(sa, "our authentication failed at the responder")
         return []
-    other = next((n for n in msg.notifies if n.type in ("INVALID_SYNTAX", "UNSUPPORTED_CRITICAL_PAYLOAD")), None)
-    if other is not None and msg.auth is None:
-        ep.fail("IKE_AUTH", IkeError(f"responder sent {other.type}", other.type), True)
-        ep.remove_sa(sa, f"IKE_AUTH failed: {other.type}")
-        return []
+    errors = _error_notifies(msg)
+    if errors and (msg.id_r is None or msg.auth is None):
+        return _unauthenticated_error(ep, sa, msg, errors[0])
     try:
         octets = signed_octets(sa.init_response, sa.ni, sa.suite.prf, sa.keys.sk_pr, msg.id_r) if msg.id_r else b""
         _verify_peer(ep, sa, msg, msg.id_r, octets)
@@ -405,6 +416,28 @@ def on_auth_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
         ep.fail("IKE_AUTH", e, False)
         return _delete_unwanted_child(ep, sa, msg)
     child.install(ep, sa, ch)
+    return []
+
+
+def _error_notifies(msg: Msg) -> list[Notify]:
+    """The error notifies of msg (RFC 7296 s3.10.1: types below 16384), in order."""
+    return [n for n in msg.notifies if NOTIFY.value(int(n.type) if n.type.isdigit() else n.type) <= ERROR_NOTIFY_MAX]
+
+
+def _missing_auth(msg: Msg) -> str:
+    """Which of IDr and AUTH the IKE_AUTH response lacks ("IDr", "AUTH" or "IDr and AUTH")."""
+    return " and ".join(name for name, value in (("IDr", msg.id_r), ("AUTH", msg.auth)) if value is None)
+
+
+def _unauthenticated_error(ep, sa: IkeSa, msg: Msg, err: Notify) -> list:
+    """An error notify without IDr/AUTH: report it as received, answer nothing, drop the SA (RFC 7296 s2.21.2)."""
+    why = f"IKE_AUTH response with {err.type} but without {_missing_auth(msg)}"
+    if err.type in child.CHILD_ERRORS and err.type not in UNAUTHENTICATED_ERRORS:
+        why += " (RFC 7296 s1.2, s2.21.2: a Child SA error must come with IDr and AUTH, and the IKE SA stands)"
+    elif err.type not in UNAUTHENTICATED_ERRORS:
+        why += f" (RFC 7296 s2.21.2: only {', '.join(UNAUTHENTICATED_ERRORS)} may come unauthenticated)"
+    ep.fail("IKE_AUTH", IkeError(why, err.type), True)
+    ep.remove_sa(sa, f"IKE SA not authenticated: {err.type} without {_missing_auth(msg)}")
     return []
 
 
