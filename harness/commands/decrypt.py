@@ -22,8 +22,8 @@ from pathlib import Path
 
 from harness.keys import KeysFile
 from harness.keys.anyfile import load_keys_files
-from harness.tools.capture_decrypt import DecryptReport, decrypt_capture
-from harness.tools.pcapio import LINKTYPE_ETHERNET, LINKTYPE_RAW, ethernet_frame, ip_of, read_capture, write_pcap
+from harness.tools.capture_decrypt import decrypt_capture, write_decrypted
+from harness.tools.pcapio import read_capture
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,33 +44,13 @@ def load_sas(paths: list[Path] | Path) -> KeysFile:
     return load_keys_files(paths if isinstance(paths, list) else [paths])
 
 
-def _write(report: DecryptReport, packets, path: Path, linktype: str) -> int:
-    frames = []
-    for pkt, res in zip(packets, report.results):
-        if res.part_of is not None:
-            continue  # a fragment of a packet written whole at the frame that completed it
-        if res.inner is not None:
-            ip = res.inner
-        else:
-            split = ip_of(pkt)
-            if split is None:
-                continue  # not IP: nothing to put in an IP capture
-            ip = split[1]
-        if linktype == "ethernet":
-            link = res.link if pkt.linktype == LINKTYPE_ETHERNET and len(res.link) >= 14 else b""
-            frames.append((pkt.ts_ns, ethernet_frame(ip, link[6:12] or bytes(6), link[0:6] or bytes(6))))
-        else:
-            frames.append((pkt.ts_ns, ip))
-    return write_pcap(path, frames, LINKTYPE_ETHERNET if linktype == "ethernet" else LINKTYPE_RAW)
-
-
 def run(args: argparse.Namespace) -> int:
     """Decrypt, write, report; 1 when a packet failed, else 0."""
     keys = load_sas(args.keys)
     sas, ike_sas = keys.ipsec_sas, keys.sections.get("ike_sas", [])
     packets = read_capture(args.input)
     report = decrypt_capture(packets, sas, ike_sas)
-    written = _write(report, packets, args.output, args.linktype) if args.output else None
+    written = write_decrypted(report, packets, args.output, args.linktype) if args.output else None
     counts = report.counts()
     if args.json:
         out = report.to_json()
