@@ -30,7 +30,14 @@ from harness.keys import IpsecSaKeys
 from harness.tools.esp_adapter import Receivers, Unprotected, unprotect
 from harness.tools.ike_decrypt import IKE_STATUSES, IkeDecryptor, IkeResult
 from harness.tools.ipsec_locate import Located, locate, locate_ike
-from harness.tools.pcapio import LINKTYPE_ETHERNET, LINKTYPE_RAW, CapturedPacket, ethernet_frame, ip_of, write_pcap
+from harness.tools.pcapio import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    CapturedPacket,
+    ethernet_frame,
+    ip_of,
+    write_pcap,
+)
 from harness.tools.reassembly import Reassembler
 
 STATUSES = ("decrypted", "verified", "failed", "unknown_spi", "not_ipsec", "fragment")
@@ -47,6 +54,7 @@ class PacketResult:
     spi: int | None = None
     seq: int | None = None  # full sequence number when known (ESN-inferred)
     udp_encap: bool = False
+    dst: str | None = None  # destination address of an ESP/AH packet: with protocol and SPI it names the SA
     replay: str | None = None  # "duplicate" | "out_of_order" | None
     reason: str = ""
     inner: bytes | None = None  # the decrypted/verified inner IP packet
@@ -172,7 +180,7 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys],
             if found is not None:
                 res.ike = ike.add(res.index, found.data)
             continue
-        res.protocol, res.spi, res.seq, res.udp_encap = loc.protocol, loc.spi, loc.seq, loc.udp_encap
+        res.protocol, res.spi, res.seq, res.udp_encap, res.dst = loc.protocol, loc.spi, loc.seq, loc.udp_encap, loc.dst
         sa = _find_sa(sas, loc)
         if sa is None:
             res.status = "unknown_spi"
