@@ -1,4 +1,4 @@
-"""`ipsec-interop decrypt --keys KEYS [--keys KEYS...] IN.pcap [-o OUT.pcap] [--json]`: decrypt a capture's ESP, AH and IKE.
+"""`ipsec-interop decrypt --keys KEYS [--keys KEYS...] IN.pcap [-o OUT.pcap] [--strict] [--json]`: decrypt a capture's ESP, AH and IKE.
 
 KEYS is the project's JSON keys file ("ipsec_sas", "ike_sas"), a Wireshark esp_sa table or a
 Wireshark ikev2_decryption_table, told apart by content; --keys may be given more than once
@@ -13,6 +13,9 @@ gets every packet, each protected one replaced by its inner packet (raw-IP link 
 Ethernet with --linktype ethernet). Exit status 0 only when no ESP/AH/IKE packet failed to verify;
 IKE messages of IKE SAs without keys are counted (ike_unknown_spi), not failed;
 duplicates and reordering are reported, not failed (see harness.tools.capture_decrypt).
+ESP/AH packets whose SPI is in no keys file are counted (unknown_spi), not failed, unless
+--strict: then they fail too (exit status 1), as in the wire check after every case
+(harness.tools.wire_check), where an SPI neither end reported is a problem.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from harness.tools.pcapio import read_capture
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--keys, the input capture, -o, --linktype, --json."""
+    """--keys, the input capture, -o, --linktype, --strict, --json."""
     parser.add_argument("--keys", required=True, type=Path, action="append",
                         help="keys file (repeatable): JSON {\"ipsec_sas\": [...], \"ike_sas\": [...]}, a Wireshark esp_sa "
                              "or ikev2_decryption_table file")
@@ -36,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the decrypted capture here (pcap of IP packets: ESP/AH replaced by the inner packet; "
                              "IKE messages are written as captured, their decrypted payloads are only in the summary)")
     parser.add_argument("--linktype", choices=("raw", "ethernet"), default="raw", help="link type of the output (default raw IP)")
+    parser.add_argument("--strict", action="store_true",
+                        help="ESP/AH packets whose SPI is in no keys file fail too (exit status 1); without it they are only counted")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
 
 
@@ -45,7 +50,7 @@ def load_sas(paths: list[Path] | Path) -> KeysFile:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Decrypt, write, report; 1 when a packet failed, else 0."""
+    """Decrypt, write, report; 1 when a packet failed (with --strict: or had an unknown SPI), else 0."""
     keys = load_sas(args.keys)
     sas, ike_sas = keys.ipsec_sas, keys.sections.get("ike_sas", [])
     packets = read_capture(args.input)
@@ -55,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out = report.to_json()
         out.update(input=str(args.input), keys=[str(k) for k in args.keys], sas=len(sas), ike_sas=len(ike_sas))
+        if args.strict:
+            out["strict"] = True
         if written is not None:
             out.update(output=str(args.output), written=written)
         print(json.dumps(out))
     else:
         print(f"{args.input}: {counts['packets']} packets; ESP decrypted {counts['decrypted']}, verified (AH, ESP-NULL) "
-              f"{counts['verified']}, failed {counts['failed']}, unknown SPI {counts['unknown_spi']}, not IPsec {counts['not_ipsec']}"
+              f"{counts['verified']}, failed {counts['failed']}, unknown SPI {counts['unknown_spi']}"
+              + (" (failed: --strict)" if args.strict and counts["unknown_spi"] else "") + f", not IPsec {counts['not_ipsec']}"
               + (f", fragments {counts['fragment']} (reassembled into {counts['reassembled']})" if counts["fragment"] else ""))
         if counts["duplicates"] or counts["out_of_order"]:
             print(f"  replay: {counts['duplicates']} duplicate(s), {counts['out_of_order']} out of order (reported, not failed)")
@@ -78,4 +86,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"  IKE SA {spis} Message ID {mid}: fragments {missing} missing")
         if written is not None:
             print(f"  wrote {written} packets to {args.output}")
-    return 1 if (report.failed or report.ike_failed) else 0
+    strict_failed = counts["unknown_spi"] if args.strict else 0
+    return 1 if (report.failed or report.ike_failed or strict_failed) else 0

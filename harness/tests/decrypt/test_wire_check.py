@@ -1,16 +1,18 @@
-"""check_wire (the strict check after every case) on captures made with the built-in stack."""
+"""check_wire (the strict check after every case) and `ipsec-interop decrypt --strict` on captures made with the built-in stack."""
 from __future__ import annotations
 
 import functools
+import json
 import struct
 from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.errors import ConfigError, ParseError
 from harness.esp import SecurityAssociation, Sender
 from harness.esp.ip import addr_bytes, ipv4_header
-from harness.keys import IpsecSaKeys, KeysFile, parse_keys
+from harness.keys import IpsecSaKeys, KeysFile, dump_keys, parse_keys
 from harness.tools.ike_capture import LoopbackCapture, loopback_capture
 from harness.tools.pcapio import (
     LINKTYPE_ETHERNET,
@@ -184,3 +186,27 @@ def test_ike_messages_without_keys_are_counted_not_problems(tmp_path):
     rep = check_wire({"lan": _pcap(tmp_path / "ike.pcap", _ike_capture().frames)}, _ike_keys(with_ike=False))
     assert rep.ok, rep.problems
     assert (rep.counts["ike_unknown_spi"], rep.counts["ike_decrypted"]) == (12, 0)
+
+
+def test_decrypt_strict_fails_on_unknown_spi(tmp_path, capsys):
+    cap = _pcap(tmp_path / "in.pcap", _protect(AB, 2) + _protect(STRAY, 1))
+    kfile = tmp_path / "keys.json"
+    dump_keys([AB], kfile)
+    assert main(["decrypt", "--keys", str(kfile), str(cap)]) == 0
+    assert "(failed: --strict)" not in capsys.readouterr().out
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--strict"]) == 1
+    text = capsys.readouterr().out
+    assert "unknown SPI 1 (failed: --strict)" in text and "#3: unknown_spi ESP SPI 0x00005999" in text
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--strict", "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["strict"] is True and (rep["decrypted"], rep["unknown_spi"]) == (2, 1)
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--json"]) == 0
+    assert "strict" not in json.loads(capsys.readouterr().out)
+
+
+def test_decrypt_strict_passes_when_every_spi_is_known(tmp_path, capsys):
+    cap = _pcap(tmp_path / "in.pcap", _protect(AB, 2))
+    kfile = tmp_path / "keys.json"
+    dump_keys([AB], kfile)
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--strict"]) == 0
+    assert "unknown SPI 0," in capsys.readouterr().out
