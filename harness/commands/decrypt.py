@@ -1,4 +1,4 @@
-"""`ipsec-interop decrypt --keys KEYS [--keys KEYS...] IN.pcap [-o OUT.pcap] [--json]`: decrypt a capture's ESP, AH and IKE.
+"""`ipsec-interop decrypt --keys KEYS [--keys KEYS...] IN.pcap [-o OUT.pcap] [--strict] [--json]`: decrypt a capture's ESP, AH and IKE.
 
 KEYS is the project's JSON keys file ("ipsec_sas", "ike_sas"), a Wireshark esp_sa table or a
 Wireshark ikev2_decryption_table, told apart by content; --keys may be given more than once
@@ -13,6 +13,9 @@ gets every packet, each protected one replaced by its inner packet (raw-IP link 
 Ethernet with --linktype ethernet). Exit status 0 only when no ESP/AH/IKE packet failed to verify;
 IKE messages of IKE SAs without keys are counted (ike_unknown_spi), not failed;
 duplicates and reordering are reported, not failed (see harness.tools.capture_decrypt).
+ESP/AH packets whose SPI is in no keys file are counted (unknown_spi), not failed, unless
+--strict: then they fail too (exit status 1), as in the wire check after every case
+(harness.tools.wire_check), where an SPI neither end reported is a problem.
 """
 from __future__ import annotations
 
@@ -22,12 +25,12 @@ from pathlib import Path
 
 from harness.keys import KeysFile
 from harness.keys.anyfile import load_keys_files
-from harness.tools.capture_decrypt import DecryptReport, decrypt_capture
-from harness.tools.pcapio import LINKTYPE_ETHERNET, LINKTYPE_RAW, ethernet_frame, ip_of, read_capture, write_pcap
+from harness.tools.capture_decrypt import decrypt_capture, write_decrypted
+from harness.tools.pcapio import read_capture
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--keys, the input capture, -o, --linktype, --json."""
+    """--keys, the input capture, -o, --linktype, --strict, --json."""
     parser.add_argument("--keys", required=True, type=Path, action="append",
                         help="keys file (repeatable): JSON {\"ipsec_sas\": [...], \"ike_sas\": [...]}, a Wireshark esp_sa "
                              "or ikev2_decryption_table file")
@@ -36,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the decrypted capture here (pcap of IP packets: ESP/AH replaced by the inner packet; "
                              "IKE messages are written as captured, their decrypted payloads are only in the summary)")
     parser.add_argument("--linktype", choices=("raw", "ethernet"), default="raw", help="link type of the output (default raw IP)")
+    parser.add_argument("--strict", action="store_true",
+                        help="ESP/AH packets whose SPI is in no keys file fail too (exit status 1); without it they are only counted")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the summary")
 
 
@@ -44,43 +49,26 @@ def load_sas(paths: list[Path] | Path) -> KeysFile:
     return load_keys_files(paths if isinstance(paths, list) else [paths])
 
 
-def _write(report: DecryptReport, packets, path: Path, linktype: str) -> int:
-    frames = []
-    for pkt, res in zip(packets, report.results):
-        if res.part_of is not None:
-            continue  # a fragment of a packet written whole at the frame that completed it
-        if res.inner is not None:
-            ip = res.inner
-        else:
-            split = ip_of(pkt)
-            if split is None:
-                continue  # not IP: nothing to put in an IP capture
-            ip = split[1]
-        if linktype == "ethernet":
-            link = res.link if pkt.linktype == LINKTYPE_ETHERNET and len(res.link) >= 14 else b""
-            frames.append((pkt.ts_ns, ethernet_frame(ip, link[6:12] or bytes(6), link[0:6] or bytes(6))))
-        else:
-            frames.append((pkt.ts_ns, ip))
-    return write_pcap(path, frames, LINKTYPE_ETHERNET if linktype == "ethernet" else LINKTYPE_RAW)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Decrypt, write, report; 1 when a packet failed, else 0."""
+    """Decrypt, write, report; 1 when a packet failed (with --strict: or had an unknown SPI), else 0."""
     keys = load_sas(args.keys)
     sas, ike_sas = keys.ipsec_sas, keys.sections.get("ike_sas", [])
     packets = read_capture(args.input)
     report = decrypt_capture(packets, sas, ike_sas)
-    written = _write(report, packets, args.output, args.linktype) if args.output else None
+    written = write_decrypted(report, packets, args.output, args.linktype) if args.output else None
     counts = report.counts()
     if args.json:
         out = report.to_json()
         out.update(input=str(args.input), keys=[str(k) for k in args.keys], sas=len(sas), ike_sas=len(ike_sas))
+        if args.strict:
+            out["strict"] = True
         if written is not None:
             out.update(output=str(args.output), written=written)
         print(json.dumps(out))
     else:
         print(f"{args.input}: {counts['packets']} packets; ESP decrypted {counts['decrypted']}, verified (AH, ESP-NULL) "
-              f"{counts['verified']}, failed {counts['failed']}, unknown SPI {counts['unknown_spi']}, not IPsec {counts['not_ipsec']}"
+              f"{counts['verified']}, failed {counts['failed']}, unknown SPI {counts['unknown_spi']}"
+              + (" (failed: --strict)" if args.strict and counts["unknown_spi"] else "") + f", not IPsec {counts['not_ipsec']}"
               + (f", fragments {counts['fragment']} (reassembled into {counts['reassembled']})" if counts["fragment"] else ""))
         if counts["duplicates"] or counts["out_of_order"]:
             print(f"  replay: {counts['duplicates']} duplicate(s), {counts['out_of_order']} out of order (reported, not failed)")
@@ -98,4 +86,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"  IKE SA {spis} Message ID {mid}: fragments {missing} missing")
         if written is not None:
             print(f"  wrote {written} packets to {args.output}")
-    return 1 if (report.failed or report.ike_failed) else 0
+    strict_failed = counts["unknown_spi"] if args.strict else 0
+    return 1 if (report.failed or report.ike_failed or strict_failed) else 0

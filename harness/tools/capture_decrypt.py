@@ -1,9 +1,11 @@
 """Decrypt (ESP) and verify (AH, ESP with ENCR_NULL) every IPsec packet of a capture for which keys are known.
 
-``decrypt_capture(packets, sas) -> DecryptReport``. The SA state is capture-oriented: each
-packet is opened on its own, so a retransmitted, duplicated or reordered packet is still
-decrypted; the report flags it (``replay``: "duplicate" or "out_of_order") instead of failing
-it, because a capture is evidence, not a receiver. The built-in receive path's anti-replay
+``decrypt_capture(packets, sas) -> DecryptReport``; ``write_decrypted(report, packets, path)``
+writes the capture again with every opened packet replaced by its inner packet (the CLI's -o
+and the wire check's decrypted captures). The SA state is capture-oriented: each packet is
+opened on its own, so a retransmitted, duplicated or reordered packet is still decrypted; the
+report flags it (``replay``: "duplicate" or "out_of_order") instead of failing it, because a
+capture is evidence, not a receiver. The built-in receive path's anti-replay
 window is therefore not applied here (RFC 4303 s3.4.3 is a receiver's duty; the replay suites
 test it). For ESN SAs (RFC 4303 App. A) the high 32 bits are inferred from the highest
 sequence number seen so far on the SA, trying the neighbouring epochs when the ICV fails.
@@ -16,8 +18,10 @@ are decrypted when ``ike_sas`` has the IKE SA. ``DecryptReport.ike_failed`` coun
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any
 
 from harness.errors import PacketDropped, ParseError
 from harness.esp.ip import parse_ip
@@ -26,7 +30,14 @@ from harness.keys import IpsecSaKeys
 from harness.tools.esp_adapter import Receivers, Unprotected, unprotect
 from harness.tools.ike_decrypt import IKE_STATUSES, IkeDecryptor, IkeResult
 from harness.tools.ipsec_locate import Located, locate, locate_ike
-from harness.tools.pcapio import CapturedPacket, ip_of
+from harness.tools.pcapio import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_RAW,
+    CapturedPacket,
+    ethernet_frame,
+    ip_of,
+    write_pcap,
+)
 from harness.tools.reassembly import Reassembler
 
 STATUSES = ("decrypted", "verified", "failed", "unknown_spi", "not_ipsec", "fragment")
@@ -43,6 +54,7 @@ class PacketResult:
     spi: int | None = None
     seq: int | None = None  # full sequence number when known (ESN-inferred)
     udp_encap: bool = False
+    dst: str | None = None  # destination address of an ESP/AH packet: with protocol and SPI it names the SA
     replay: str | None = None  # "duplicate" | "out_of_order" | None
     reason: str = ""
     inner: bytes | None = None  # the decrypted/verified inner IP packet
@@ -168,7 +180,7 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys],
             if found is not None:
                 res.ike = ike.add(res.index, found.data)
             continue
-        res.protocol, res.spi, res.seq, res.udp_encap = loc.protocol, loc.spi, loc.seq, loc.udp_encap
+        res.protocol, res.spi, res.seq, res.udp_encap, res.dst = loc.protocol, loc.spi, loc.seq, loc.udp_encap, loc.dst
         sa = _find_sa(sas, loc)
         if sa is None:
             res.status = "unknown_spi"
@@ -202,3 +214,24 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys],
         track.seen.add(res.seq)
         track.highest = max(track.highest, res.seq)
     return DecryptReport(results, ike.incomplete())
+
+
+def write_decrypted(report: DecryptReport, packets: Sequence[CapturedPacket], path: str | Path, linktype: str = "raw") -> int:
+    """Write packets as a pcap of IP packets ("raw") or Ethernet frames, opened ones replaced by their inner packet; returns how many."""
+    frames = []
+    for pkt, res in zip(packets, report.results):
+        if res.part_of is not None:
+            continue  # a fragment of a packet written whole at the frame that completed it
+        if res.inner is not None:
+            ip = res.inner
+        else:
+            split = ip_of(pkt)
+            if split is None:
+                continue  # not IP: nothing to put in an IP capture
+            ip = split[1]
+        if linktype == "ethernet":
+            link = res.link if pkt.linktype == LINKTYPE_ETHERNET and len(res.link) >= 14 else b""
+            frames.append((pkt.ts_ns, ethernet_frame(ip, link[6:12] or bytes(6), link[0:6] or bytes(6))))
+        else:
+            frames.append((pkt.ts_ns, ip))
+    return write_pcap(path, frames, LINKTYPE_ETHERNET if linktype == "ethernet" else LINKTYPE_RAW)

@@ -1,0 +1,212 @@
+"""check_wire (the strict check after every case) and `ipsec-interop decrypt --strict` on captures made with the built-in stack."""
+from __future__ import annotations
+
+import functools
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ConfigError, ParseError
+from harness.esp import SecurityAssociation, Sender
+from harness.esp.ip import addr_bytes, ipv4_header
+from harness.keys import IpsecSaKeys, KeysFile, dump_keys, parse_keys
+from harness.tools.ike_capture import LoopbackCapture, loopback_capture
+from harness.tools.pcapio import (
+    LINKTYPE_ETHERNET,
+    ethernet_frame,
+    read_capture,
+    write_pcap,
+)
+from harness.tools.wire_check import SaCounter, check_wire
+
+A, B = "198.18.5.1", "198.18.5.2"
+SPI_AB, SPI_BA, SPI_STRAY = 0x5001, 0x5002, 0x5999
+N = 4  # packets each way
+
+
+def _sa(spi: int, src: str, dst: str) -> IpsecSaKeys:
+    return IpsecSaKeys("esp", spi, src, dst, "transport", "ENCR_AES_GCM_16", bytes(range(spi % 7, spi % 7 + 20)))
+
+
+AB, BA, STRAY = _sa(SPI_AB, A, B), _sa(SPI_BA, B, A), _sa(SPI_STRAY, A, B)
+KEYS = KeysFile(ipsec_sas=[AB, BA])
+
+
+def _inner(src: str, dst: str, n: int) -> bytes:
+    body = struct.pack("!HHHH", 40000 + n, 7, 8 + 8, 0) + f"wire {n:03d}".encode()
+    return ipv4_header(addr_bytes(src), addr_bytes(dst), 17, len(body)) + body
+
+
+def _protect(keys: IpsecSaKeys, count: int = N) -> list[bytes]:
+    """count ESP packets on the SA, sequence numbers 1..count."""
+    tx = Sender(SecurityAssociation.from_keys(keys))
+    return [tx.protect(_inner(keys.src, keys.dst, n)) for n in range(count)]
+
+
+def _exchange() -> list[bytes]:
+    """N packets each way, interleaved: frames 1, 3, 5, 7 on SPI_AB, 2, 4, 6, 8 on SPI_BA."""
+    return [p for pair in zip(_protect(AB), _protect(BA)) for p in pair]
+
+
+def _pcap(path: Path, frames: list[bytes]) -> Path:
+    write_pcap(path, [(n * 1000, f) for n, f in enumerate(frames)])
+    return path
+
+
+def _flip(frame: bytes, at: int) -> bytes:
+    return frame[:at] + bytes([frame[at] ^ 0x01]) + frame[at + 1:]
+
+
+def test_clean_capture_passes(tmp_path):
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", _exchange())}, KEYS)
+    assert rep.ok and rep.problems == []
+    assert (rep.counts["packets"], rep.counts["decrypted"], rep.counts["failed"], rep.counts["unknown_spi"]) == (8, 8, 0, 0)
+    assert rep.per_sa == {("esp", SPI_AB, B): N, ("esp", SPI_BA, A): N}
+
+
+def test_flipped_ciphertext_byte_is_reported_with_frame_and_spi(tmp_path):
+    frames = _exchange()
+    frames[4] = _flip(frames[4], 20 + 8 + 8 + 1)  # IPv4 header, ESP header, GCM IV, then the ciphertext
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KEYS)
+    assert not rep.ok and len(rep.problems) == 1
+    (problem,) = rep.problems
+    assert problem.startswith("lan (lan.pcap) frame 5: ESP SPI 0x00005001 to 198.18.5.2 seq 3: does not decrypt/verify")
+    assert "bad_icv" in problem and "\n" not in problem
+    assert rep.counts["failed"] == 1 and rep.per_sa[("esp", SPI_AB, B)] == N  # a failed packet still crossed the wire
+
+
+def test_spi_in_no_keys_entry_is_a_problem(tmp_path):
+    frames = _exchange() + _protect(STRAY, 1)
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KEYS)
+    assert rep.problems == [("lan (lan.pcap) frame 9: ESP SPI 0x00005999 to 198.18.5.2 seq 1: "
+                             "unknown SPI (in no keys entry: neither end reported this SA)")]
+    assert rep.counts["unknown_spi"] == 1
+
+
+def test_repeated_sequence_number_is_a_problem(tmp_path):
+    frames = _exchange()
+    frames.append(frames[2])  # SPI_AB seq 2 again, byte for byte
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KEYS)
+    assert rep.problems == ["lan (lan.pcap) frame 9: ESP SPI 0x00005001 to 198.18.5.2 seq 2: sequence number repeated on the SA"]
+    assert rep.counts["duplicates"] == 1
+
+
+@pytest.mark.parametrize("direction,packets,ok", [("out", 4, True), ("out", 5, False), ("out", 3, False),
+                                                  ("in", 4, True), ("in", 3, True), ("in", 5, False)])
+def test_counters_against_the_wire(tmp_path, direction, packets, ok):
+    counter = SaCounter("esp", SPI_AB, B, packets, direction, end="strongswan")
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", _exchange())}, KEYS, [counter])
+    assert rep.ok is ok
+    if not ok:
+        (problem,) = rep.problems
+        assert problem.startswith(f"strongswan: {direction} counter of ESP SPI 0x00005001 to 198.18.5.2: {packets} packets")
+        assert "the wire has 4 (lan: 4)" in problem
+
+
+def test_packet_seen_on_two_segments_counts_once(tmp_path):
+    frames = _exchange()
+    pcaps = {"left": _pcap(tmp_path / "left.pcap", frames), "right": _pcap(tmp_path / "right.pcap", frames[:-2])}
+    counters = [SaCounter("esp", SPI_AB, B, N, "out", "a"), SaCounter("esp", SPI_BA, A, N, "out", "b"),
+                SaCounter("esp", SPI_BA, A, N, "in", "a")]
+    rep = check_wire(pcaps, KEYS, counters)
+    assert rep.ok, rep.problems
+    assert rep.per_sa == {("esp", SPI_AB, B): N, ("esp", SPI_BA, A): N}
+    assert rep.counts["decrypted"] == 2 * N + 2 * N - 2  # summed over the files
+
+
+def test_counter_of_an_sa_absent_from_the_wire(tmp_path):
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", _protect(AB))}, KEYS,
+                     [SaCounter("esp", SPI_BA, A, 2, "out", "b"), SaCounter("esp", SPI_BA, A, 0, "in", "a")])
+    assert rep.problems == [("b: out counter of ESP SPI 0x00005002 to 198.18.5.1: 2 packets sent, the wire has 0 (in no capture); "
+                             "it must equal the wire's count")]
+
+
+def test_bad_counter_is_a_config_error():
+    with pytest.raises(ConfigError, match="direction 'both'"):
+        SaCounter("esp", SPI_AB, B, 1, "both")
+    with pytest.raises(ConfigError, match="dst 'b' is not an IP address"):
+        SaCounter("esp", SPI_AB, "b", 1, "out")
+
+
+def test_decrypted_captures_are_written_for_segments_with_ipsec(tmp_path):
+    mac_a, mac_b = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+    lan = tmp_path / "lan.pcap"
+    write_pcap(lan, [(n, ethernet_frame(f, mac_a, mac_b)) for n, f in enumerate(_exchange())], LINKTYPE_ETHERNET)
+    plain = _pcap(tmp_path / "plain.pcap", [_inner(A, B, 0)])
+    out = tmp_path / "decrypted"
+    rep = check_wire({"lan": lan, "plain": plain}, KEYS, decrypted_dir=out)
+    assert rep.ok and rep.decrypted == {"lan": out / "lan.decrypted.pcap"}
+    assert sorted(p.name for p in out.iterdir()) == ["lan.decrypted.pcap"]
+    written = read_capture(out / "lan.decrypted.pcap")
+    expected = [_inner(s, d, n) for n in range(N) for s, d in ((A, B), (B, A))]
+    assert [p.linktype for p in written] == [LINKTYPE_ETHERNET] * 2 * N
+    assert [p.data for p in written] == [ethernet_frame(ip, mac_a, mac_b) for ip in expected]
+
+
+def test_unreadable_captures_raise_typed_errors(tmp_path):
+    with pytest.raises(ConfigError, match="segment lan: .*missing.pcap: cannot read capture"):
+        check_wire({"lan": tmp_path / "missing.pcap"}, KEYS)
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture")
+    with pytest.raises(ParseError, match="magic"):
+        check_wire({"lan": junk}, KEYS)
+
+
+@functools.cache
+def _ike_capture() -> LoopbackCapture:
+    return loopback_capture()
+
+
+def _ike_keys(with_ike: bool = True) -> KeysFile:
+    keys = parse_keys(_ike_capture().keys, "loopback")
+    if not with_ike:
+        keys.sections["ike_sas"] = []
+    return keys
+
+
+def test_ike_and_esp_of_the_loopback_capture_pass(tmp_path):
+    rep = check_wire({"lan": _pcap(tmp_path / "ike.pcap", _ike_capture().frames)}, _ike_keys())
+    assert rep.ok, rep.problems
+    assert (rep.counts["ike_messages"], rep.counts["ike_decrypted"], rep.counts["decrypted"]) == (16, 12, 6)
+
+
+def test_ike_message_failing_its_icv_is_a_problem(tmp_path):
+    frames = list(_ike_capture().frames)
+    frames[2] = _flip(frames[2], len(frames[2]) - 1)  # frame 3, IKE_AUTH request: the last byte of the SK payload's ICV
+    rep = check_wire({"lan": _pcap(tmp_path / "ike.pcap", frames)}, _ike_keys())
+    (problem,) = rep.problems
+    assert problem.startswith("lan (ike.pcap) frame 3: IKE SA 0x") and "IKE_AUTH request 1" in problem
+    assert "SK/SKF does not verify" in problem and rep.counts["ike_failed"] == 1
+
+
+def test_ike_messages_without_keys_are_counted_not_problems(tmp_path):
+    rep = check_wire({"lan": _pcap(tmp_path / "ike.pcap", _ike_capture().frames)}, _ike_keys(with_ike=False))
+    assert rep.ok, rep.problems
+    assert (rep.counts["ike_unknown_spi"], rep.counts["ike_decrypted"]) == (12, 0)
+
+
+def test_decrypt_strict_fails_on_unknown_spi(tmp_path, capsys):
+    cap = _pcap(tmp_path / "in.pcap", _protect(AB, 2) + _protect(STRAY, 1))
+    kfile = tmp_path / "keys.json"
+    dump_keys([AB], kfile)
+    assert main(["decrypt", "--keys", str(kfile), str(cap)]) == 0
+    assert "(failed: --strict)" not in capsys.readouterr().out
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--strict"]) == 1
+    text = capsys.readouterr().out
+    assert "unknown SPI 1 (failed: --strict)" in text and "#3: unknown_spi ESP SPI 0x00005999" in text
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--strict", "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["strict"] is True and (rep["decrypted"], rep["unknown_spi"]) == (2, 1)
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--json"]) == 0
+    assert "strict" not in json.loads(capsys.readouterr().out)
+
+
+def test_decrypt_strict_passes_when_every_spi_is_known(tmp_path, capsys):
+    cap = _pcap(tmp_path / "in.pcap", _protect(AB, 2))
+    kfile = tmp_path / "keys.json"
+    dump_keys([AB], kfile)
+    assert main(["decrypt", "--keys", str(kfile), str(cap), "--strict"]) == 0
+    assert "unknown SPI 0," in capsys.readouterr().out
