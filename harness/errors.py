@@ -130,6 +130,10 @@ class NoAnswer(PeerFault):
     """The end did not answer (or did not reach the expected state) within the case's generous bound."""
 
 
+class NotEstablished(PeerFault):
+    """An end's negotiation ended without the SA the case needed (its log tail says what it did)."""
+
+
 class Unimplemented(IpsecInteropError):
     """The end lacks a feature or transform the case needs: the verdict UNIMPLEMENTED, with this reason."""
 

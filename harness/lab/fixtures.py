@@ -127,6 +127,17 @@ class LabEnv:
     lab: Lab
     peers: dict[str, peering.PeerHandle] = field(default_factory=dict)
     build_seconds: float = 0.0
+    builtin: Any = None  # the built-in end on this lab's tester, made on first use
+
+    def builtin_end(self) -> Any:
+        """The built-in stack as an end (harness.peers.builtin.BuiltinEnd) on this lab's tester."""
+        if self.builtin is None:
+            from harness.peers.builtin import BuiltinEnd
+
+            assert self.lab.tester is not None
+            self.builtin = BuiltinEnd(self.lab.tester)
+            self.builtin.start()
+        return self.builtin
 
     def report_properties(self) -> list[tuple[str, str]]:
         """user_properties naming each peer's runtime, kernel and version ("peer" plain, other nodes prefixed)."""
@@ -141,6 +152,9 @@ class LabEnv:
     def close(self) -> None:
         """Stop the peers (each by its runtime, by pid/container id), then tear the lab down."""
         errors: list[LabError] = []
+        if self.builtin is not None:
+            self.builtin.stop()
+            self.builtin = None
         for h in self.peers.values():
             try:
                 h.stop()
@@ -364,17 +378,20 @@ def _peer_diagnostics(env: LabEnv, directory: Path) -> list[Path]:
 
 def _attach(item: pytest.Item, files: dict[str, Path], directory: Path, extra: list[Path]) -> None:
     """Attach pcaps, keys, peer logs and SA state to the Allure report when allure-pytest is active."""
+    attach_files(item, [*files.values(), directory / "keys.json", *extra])
+
+
+def attach_files(item: pytest.Item, paths: list[Path]) -> None:
+    """Attach evidence files to the Allure report (pcap, JSON or text by suffix) when allure-pytest is active."""
     if not item.config.pluginmanager.hasplugin("allure_pytest"):
         return
     import allure
 
-    for seg, path in files.items():
-        if path.stat().st_size > 24:
-            allure.attach.file(str(path), name=f"capture {seg}", attachment_type=allure.attachment_type.PCAP)
-    if (directory / "keys.json").exists():
-        allure.attach.file(str(directory / "keys.json"), name="keys.json", attachment_type=allure.attachment_type.JSON)
-    for path in extra:
-        allure.attach.file(str(path), name=path.name, attachment_type=allure.attachment_type.TEXT)
+    kinds = {".pcap": allure.attachment_type.PCAP, ".json": allure.attachment_type.JSON}
+    for path in paths:
+        if not path.exists() or (path.suffix == ".pcap" and path.stat().st_size <= 24):
+            continue
+        allure.attach.file(str(path), name=path.name, attachment_type=kinds.get(path.suffix, allure.attachment_type.TEXT))
 
 
 @pytest.hookimpl(hookwrapper=True)

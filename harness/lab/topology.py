@@ -51,6 +51,7 @@ class Topology:
     description: str
     segments: tuple[str, ...]
     nodes: dict[str, NodeDef] = field(hash=False)
+    peer_pair: str = ""  # the topology peer-to-peer cases use in this one's place (e.g. direct -> p2p)
 
     def of_kind(self, kind: str) -> list[NodeDef]:
         """The nodes of one kind, in file order."""
@@ -115,7 +116,10 @@ def parse_topology(name: str, data: Any, source: str = str(TOPOLOGIES_FILE)) -> 
         raise ConfigError(f"{where}: key 'description': missing")
     if len([n for n in nodes.values() if n.kind == "tester"]) != 1:
         raise ConfigError(f"{where}: exactly one node of kind 'tester' is needed")
-    return Topology(name, data["description"], segs, nodes)
+    pair = data.get("peer_pair", "")
+    if not isinstance(pair, str):
+        raise ConfigError(f"{where}: key 'peer_pair': must be a topology name")
+    return Topology(name, data["description"], segs, nodes, pair)
 
 
 @cache

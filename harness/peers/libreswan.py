@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from harness.errors import ConfigError, LabError, ParseError, UnsupportedFeature
+from harness.errors import ConfigError, LabError, NotEstablished, ParseError, UnsupportedFeature
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, join_kernel
 from harness.peers.connection import Connection, Identity
 from harness.peers.libreswan_proposals import translate
@@ -413,7 +413,7 @@ class LibreswanAdapter(NodeBase):
                     self.timings["initiate"] = time.monotonic() - t0
                     return sa
             if time.monotonic() > deadline:
-                raise LabError(f"libreswan initiate {name}: no established IKE SA with a Child SA after {timeout} s; "
+                raise NotEstablished(f"libreswan initiate {name}: no established IKE SA with a Child SA after {timeout} s; "
                                f"log tail:\n{self.logs()[-1500:]}")
             time.sleep(0.2)
 

@@ -16,7 +16,7 @@ from typing import Any
 import vici
 import vici.exception
 
-from harness.errors import ConfigError, LabError
+from harness.errors import ConfigError, LabError, NotEstablished
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, join_kernel
 from harness.peers.connection import Connection, Identity
 from harness.peers.templates import render
@@ -287,7 +287,7 @@ class StrongswanAdapter(NodeBase):
         for sa in self.list_sas():
             if sa.name == name and sa.established:
                 return sa
-        raise LabError(f"strongSwan initiate {name}: no established IKE SA afterwards; log tail:\n{self.logs()[-1500:]}")
+        raise NotEstablished(f"strongSwan initiate {name}: no established IKE SA afterwards; log tail:\n{self.logs()[-1500:]}")
 
     def _child(self, name: str) -> str:
         """The Child SA name of a loaded connection (its own name unless child_name says otherwise)."""

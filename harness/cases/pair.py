@@ -1,0 +1,391 @@
+"""The Pair a case gets: two ends on a pooled lab, one Connection, and everything around the case.
+
+A case declares a Connection (`pair.connection(...)`, the initiator's view; the responder loads its mirror)
+and calls a few verbs: `establish`, `expect`, `traffic`, `rekey`, `terminate`, `wait`. Each verb that finds
+the ends disagreeing with the case raises a PeerFault (FAILED) naming the case's requirement; a fault of
+the lab raises LabError (BROKEN). After the case, `finish` unloads both ends, stops the capture, writes
+the evidence (capture per segment, keys.json, esp_sa, ikev2_decryption_table, each end's log, SA and
+policy state) and runs the strict wire check (harness.tools.wire_check): every ESP/AH packet decrypts or
+verifies, every SPI was reported by an end, no sequence number repeats, and the kernels' counters agree
+with the wire. The keys written hold every SA that existed during the case: the built-in end's ledger and
+the peers' kernel SAs, snapshotted after every verb.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.cases.ends import BUILTIN, PairSpec
+from harness.cases.table import CaseRow
+from harness.errors import ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused
+from harness.ike.export import IkeSaKeys
+from harness.keys import IpsecSaKeys, KeysFile
+from harness.peers.base import ChildSaRecord, IkeSaRecord
+from harness.peers.connection import Connection, connection_from_dict, mirrored
+
+T = TypeVar("T")
+CASE = "case"
+PSK = "ipsec-interop case PSK 0123456789abcdef"
+WAIT = 20.0  # generous bound for every wait: conditions, never sleeps
+
+
+@dataclass(eq=False)
+class End:
+    """One end of a pair: its name, lab node, adapter (peer protocol) and runtime node (None for builtin)."""
+
+    name: str
+    node: str
+    adapter: Any
+    runtime_node: Any = None
+
+    @property
+    def builtin(self) -> bool:
+        """True for the built-in stack."""
+        return self.name == BUILTIN
+
+
+@dataclass
+class Evidence:
+    """What a case leaves behind: keys seen (by SA), kernel counters, expected traffic, files written."""
+
+    ipsec: dict[tuple[str, int, str], IpsecSaKeys] = field(default_factory=dict)
+    ike: dict[bytes, IkeSaKeys] = field(default_factory=dict)
+    expected: dict[tuple[str, int, str], int] = field(default_factory=dict)  # SA -> packets at least on the wire
+    files: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Pair:
+    """Two ends of a case on one lab (see module doc)."""
+
+    def __init__(self, spec: PairSpec, lab: Any, ends: dict[str, End], capture: Any, directory: Path,
+                 requirement: str = "") -> None:
+        self.spec, self.lab, self.capture, self.directory = spec, lab, capture, directory
+        self.initiator, self.responder = ends[spec.initiator], ends[spec.responder]
+        self.requirement = requirement
+        self.conn: Connection | None = None
+        self.evidence = Evidence()
+        self.loaded: list[End] = []
+
+    # -- declarations ---------------------------------------------------------------------------------
+    @property
+    def ends(self) -> tuple[End, End]:
+        """(initiator, responder)."""
+        return self.initiator, self.responder
+
+    @property
+    def builtin(self) -> Any:
+        """The built-in end's BuiltinEnd (for its knobs: bugs, faults, config_overrides); LabError if neither end is it."""
+        for e in self.ends:
+            if e.builtin:
+                return e.adapter
+        raise LabError(f"pair {self.spec.id}: neither end is the built-in stack")
+
+    def address(self, end: End, version: int = 4) -> str:
+        """An end's address on the lab's first data segment."""
+        if end.builtin:
+            return str(self.lab.tester.address(version=version))
+        return self.lab.node(end.node).address(version=version)
+
+    def connection(self, version: int = 4, **fields: Any) -> Connection:
+        """The case's Connection as the initiator sees it: the two ends' addresses, a PSK, and fields."""
+        d = {"name": CASE, "local_addr": self.address(self.initiator, version),
+             "remote_addr": self.address(self.responder, version), "auth": {"psk": PSK}, **fields}
+        return connection_from_dict(d, f"case connection ({self.spec.id})")
+
+    def from_row(self, row: CaseRow, version: int = 4) -> Connection:
+        """The Connection of a case table row."""
+        return self.connection(version, **row.connection)
+
+    # -- verbs ----------------------------------------------------------------------------------------
+    def load(self, conn: Connection, responder: Connection | None = None) -> None:
+        """Load conn at the initiator and its mirror (or `responder`) at the responder, waiting for nothing."""
+        self.conn = conn
+        for end, c in ((self.responder, responder or mirrored(conn, role="responder")),
+                       (self.initiator, dataclasses.replace(conn, role="responder"))):
+            t0 = time.perf_counter()
+            end.adapter.load(c)
+            self.loaded.append(end)
+            self._time("load", t0)
+
+    def establish(self, conn: Connection, responder: Connection | None = None, timeout: float = WAIT) -> IkeSaRecord:
+        """Load both ends and negotiate; both must report the same Child SA (SPIs crossed). FAILED otherwise."""
+        self.load(conn, responder)
+        try:
+            rec = self.initiator.adapter.initiate(conn.name, timeout=timeout)
+        except NotEstablished as e:
+            raise self._refusal(e) from None
+        except (Refused, NoAnswer) as e:
+            e.args = (self._with_requirement(str(e)),)
+            raise
+        finally:
+            self.snapshot()
+        self.wait(lambda: self._agreed_child(), "both ends report the same Child SA")
+        return rec
+
+    def expect(self, row: CaseRow, conn: Connection | None = None) -> None:
+        """Run a table row: established, or refused with its notify and no IKE SA left on either end."""
+        conn = conn or self.from_row(row)
+        if row.expect.outcome == "established":
+            self.establish(conn)
+            return
+        try:
+            self.establish(conn)
+        except Refused as e:
+            if e.notify != row.expect.detail:
+                raise PeerFault(f"refused with {e.notify}, the case requires {row.expect.detail}", str(row.requirement),
+                                e.notify) from None
+        except PeerFault as e:
+            raise PeerFault(f"no {row.expect.detail} seen: {e}", str(row.requirement)) from None
+        else:
+            raise PeerFault(f"established, the case requires a refusal with {row.expect.detail}", str(row.requirement))
+        self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), "no IKE SA left on either end after the refusal")
+
+    def traffic(self, count: int = 3) -> None:
+        """Echo requests each way through the Child SA; both ends' counters and (after the case) the wire must show them."""
+        for src, dst in ((self.initiator, self.responder), (self.responder, self.initiator)):
+            before = self._child(dst)
+            got = self._ping(src, dst, count)
+            after = self._child(dst)
+            if src.builtin:
+                if got < count:
+                    raise PeerFault(f"{dst.name} answered {got} of {count} echo requests through the Child SA "
+                                    f"(its inbound SA counted {after.packets_in - before.packets_in})", self.requirement)
+            elif after.packets_in - before.packets_in < count:
+                raise PeerFault(f"{dst.name}'s inbound SA 0x{after.spi_in:08x} counted "
+                                f"{after.packets_in - before.packets_in} of {count} echo requests from {src.name}",
+                                self.requirement)
+        for end in self.ends:
+            c = self._child(end)
+            proto = c.protocol.lower()
+            dst = self.address(self.responder if end is self.initiator else self.initiator, self._version())
+            key = (proto, c.spi_out, dst)
+            self.evidence.expected[key] = self.evidence.expected.get(key, 0) + 2 * count
+            if c.packets_out < 2 * count or c.packets_in < 2 * count:
+                raise PeerFault(f"{end.name}: Child SA counters in {c.packets_in}, out {c.packets_out}, expected "
+                                f"at least {2 * count} each way", self.requirement)
+        self.snapshot()
+
+    def rekey(self, what: str = "child", by: str = "initiator") -> None:
+        """Rekey the Child SA or the IKE SA from one end; both ends must move to new, agreeing SPIs."""
+        end = self.initiator if by == "initiator" else self.responder
+        before = {e.name: self._state(e) for e in self.ends}
+        self.snapshot()
+        end.adapter.rekey(self._conn().name, what)
+
+        def moved() -> bool:
+            now = {e.name: self._state(e) for e in self.ends}
+            if None in now.values():
+                return False
+            index = 1 if what == "child" else 0
+            return all(now[n][index] != before[n][index] for n in now) and self._agreed_child()  # type: ignore[index]
+
+        self.wait(moved, f"{what} SA rekey by {end.name}: new SPIs on both ends")
+        self.snapshot()
+
+    def terminate(self, by: str = "initiator") -> None:
+        """Delete the IKE SA from one end; the other end must drop its SAs."""
+        end = self.initiator if by == "initiator" else self.responder
+        self.snapshot()
+        end.adapter.terminate(self._conn().name)
+        self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), f"both ends drop the IKE SA {end.name} deleted")
+
+    def wait(self, cond: Callable[[], T], what: str, timeout: float = WAIT, interval: float = 0.1) -> T:
+        """Poll cond until it is true; NoAnswer naming what, with both ends' log tails, after timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = cond()
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                logs = "".join(f"\n--- {e.name} log tail ---\n{self._log(e)[-2000:]}" for e in self.ends)
+                raise NoAnswer(f"{what}: not within {timeout:.0f} s{logs}", self.requirement)
+            time.sleep(interval)
+
+    # -- reading the ends -----------------------------------------------------------------------------
+    def ike_sas(self, end: End) -> list[IkeSaRecord]:
+        """The end's established IKE SAs of the case's connection."""
+        return [s for s in end.adapter.list_sas() if s.established and (self.conn is None or s.name == self.conn.name)]
+
+    def snapshot(self) -> None:
+        """Keep the keys of every SA the ends hold now (so SAs deleted later still open in the capture)."""
+        for end in self.ends:
+            keys = end.adapter.keys() if end.builtin else KeysFile(end.adapter.sa_keys(), {})
+            for k in keys.ipsec_sas:
+                self.evidence.ipsec.setdefault((k.protocol, k.spi, k.dst), k)
+            for k in keys.sections.get("ike_sas", []):
+                self.evidence.ike.setdefault(k.spi_i + k.spi_r, k)
+
+    def _conn(self) -> Connection:
+        if self.conn is None:
+            raise LabError("pair: no connection loaded yet (call establish first)")
+        return self.conn
+
+    def _version(self) -> int:
+        return 6 if ":" in self._conn().local_addr else 4
+
+    def _child(self, end: End) -> ChildSaRecord:
+        sas = self.ike_sas(end)
+        children = [c for s in sas for c in s.children if "REKEYED" not in c.state and "DELETED" not in c.state]
+        if not children:
+            raise PeerFault(f"{end.name} holds no Child SA of the case", self.requirement)
+        return max(children, key=lambda c: (c.packets_out, c.spi_in)) if len(children) > 1 else children[0]
+
+    def _state(self, end: End) -> tuple[tuple[Any, ...], tuple[int, int]] | None:
+        sas = self.ike_sas(end)
+        if len(sas) != 1 or not sas[0].children:
+            return None
+        live = [c for c in sas[0].children if "REKEYED" not in c.state and "DELETED" not in c.state]
+        if len(live) != 1:
+            return None
+        return (sas[0].spi_i, sas[0].spi_r, sas[0].serial), (live[0].spi_in, live[0].spi_out)
+
+    def _agreed_child(self) -> bool:
+        a, b = self._state(self.initiator), self._state(self.responder)
+        return a is not None and b is not None and a[1] == (b[1][1], b[1][0])
+
+    def _ping(self, src: End, dst: End, count: int) -> int:
+        addr = self.address(dst, self._version())
+        if src.builtin:
+            return int(src.adapter.ping(addr, count))
+        argv = ["ping", f"-{self._version()}", "-n", "-c", str(count), "-i", "0.2", "-W", "2", addr]
+        src.runtime_node.exec(argv, timeout=5 + count)  # its exit status is not the verdict: counters are
+        return count
+
+    def _log(self, end: End) -> str:
+        try:
+            return str(end.adapter.logs())
+        except LabError as e:
+            return f"(could not read: {e})"
+
+    def _time(self, what: str, t0: float) -> None:
+        self.evidence.timings[what] = self.evidence.timings.get(what, 0.0) + time.perf_counter() - t0
+
+    def _with_requirement(self, message: str) -> str:
+        return f"{self.requirement}: {message}" if self.requirement else message
+
+    def _refusal(self, e: NotEstablished) -> PeerFault:
+        """A peer initiator that did not establish: the built-in responder's own refusal names the notify."""
+        for end in self.ends:
+            if end.builtin and end is self.responder:
+                failed = [x for x in end.adapter.events if type(x).__name__ == "ExchangeFailed"]
+                if failed:
+                    f = failed[-1]
+                    side = "received from" if f.received else "sent to"
+                    return Refused(f"{f.exchange}: the built-in responder {side} {self.initiator.name} {f.notify}: "
+                                   f"{f.message}", self.requirement, f.notify)
+        return NotEstablished(str(e), self.requirement)
+
+    # -- after the case -------------------------------------------------------------------------------
+    def finish(self, failed: bool, all_evidence: bool = False) -> list[Path]:
+        """Unload, stop the capture, write the evidence, run the wire check; the files. PeerFault if the wire fails."""
+        t0 = time.perf_counter()
+        counters = []
+        try:
+            self.snapshot()
+            counters = self._counters()
+        except LabError:
+            if not failed:
+                raise
+        diagnostics = self._diagnostics() if failed or all_evidence else []
+        self._time("snapshot", t0)
+        t0 = time.perf_counter()
+        for end in dict.fromkeys(reversed(self.loaded)):
+            try:
+                end.adapter.unload(self._conn().name)
+            except LabError:
+                if not failed:
+                    raise
+        self._time("unload", t0)
+        t0 = time.perf_counter()
+        self.capture.stop()
+        keys = KeysFile(list(self.evidence.ipsec.values()), {"ike_sas": list(self.evidence.ike.values())})
+        files = [*self.capture.files.values(), *self._write_keys(keys), *diagnostics]
+        self._time("capture", t0)
+        t0 = time.perf_counter()
+        from harness.tools.wire_check import check_wire
+
+        report = check_wire(dict(self.capture.files), keys, counters, self.directory)
+        files += list(report.decrypted.values())
+        wire = self.directory / "wire.json"
+        wire.write_text(json.dumps({"problems": report.problems, "counts": report.counts,
+                                    "per_sa": {f"{p} 0x{s:08x} {d}": n for (p, s, d), n in report.per_sa.items()}},
+                                   indent=1) + "\n")
+        files.append(wire)
+        self._time("wire_check", t0)
+        self.evidence.files = files
+        problems = list(report.problems)
+        for sa, n in self.evidence.expected.items():
+            if report.per_sa.get(sa, 0) < n:
+                problems.append(f"{sa[0].upper()} SPI 0x{sa[1]:08x} to {sa[2]}: {report.per_sa.get(sa, 0)} packets on "
+                                f"the wire, the case's traffic needs at least {n}")
+        if problems and not failed:
+            shown = "\n".join(problems[:20])
+            raise PeerFault(f"wire check: {len(problems)} problem(s) in {self.directory}:\n{shown}",
+                            self.requirement or "RFC 4303 s3.4.4 MUST")
+        return files
+
+    def _counters(self) -> list[Any]:
+        """Every end's per-SA packet counters (kernel xfrm state; the built-in end's own sender and receiver)."""
+        from harness.tools.wire_check import SaCounter
+
+        out = []
+        for end in self.ends:
+            if end.builtin:
+                for data in end.adapter.children.values():
+                    tx, rx = data.sender.sa, data.receiver.sa
+                    out.append(SaCounter(tx.protocol, tx.spi, tx.dst, data.sender.next_seq - 1, "out", end.name))
+                    out.append(SaCounter(rx.protocol, rx.spi, rx.dst, data.receiver.accepted, "in", end.name))
+                continue
+            mine = {self.address(end, 4), self.address(end, 6)}
+            for st in end.adapter.xfrm_state():
+                if st.proto in ("esp", "ah") and st.current_packets is not None:
+                    out.append(SaCounter(st.proto, st.spi, st.dst, st.current_packets,
+                                         "out" if st.src in mine else "in", end.name))
+        return out
+
+    def _write_keys(self, keys: KeysFile) -> list[Path]:
+        from harness.keys import dump_esp_sa, dump_keys
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / "keys.json"
+        dump_keys(keys, path)
+        out = [path]
+        if keys.ipsec_sas:
+            dump_esp_sa(keys.ipsec_sas, self.directory / "esp_sa")
+            out.append(self.directory / "esp_sa")
+        ike_lines = []
+        for k in keys.sections.get("ike_sas", []):
+            try:
+                ike_lines.append(k.wireshark_line())
+            except ConfigError:  # a transform Wireshark's table cannot name: keys.json still has it
+                continue
+        if ike_lines:
+            (self.directory / "ikev2_decryption_table").write_text("\n".join(ike_lines) + "\n")
+            out.append(self.directory / "ikev2_decryption_table")
+        return out
+
+    def _diagnostics(self) -> list[Path]:
+        """Each end's log and SA/policy state beside the capture."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        out = []
+        for end in self.ends:
+            log = self.directory / f"{end.name}.log"
+            log.write_text(self._log(end))
+            out.append(log)
+            state = self.directory / f"{end.name}.sas.txt"
+            try:
+                lines = [repr(s) for s in end.adapter.list_sas()]
+                if end.runtime_node is not None:
+                    lines += [end.runtime_node.exec(argv, timeout=10).stdout for argv in
+                              (["ip", "-s", "xfrm", "state"], ["ip", "-s", "xfrm", "policy"])]
+                state.write_text("\n".join(lines) + "\n")
+            except LabError as e:
+                state.write_text(f"could not read: {e}\n")
+            out.append(state)
+        return out

@@ -1,0 +1,119 @@
+"""Case tables: JSON files of rows, each a stable id, its RFC requirement, connection fields and an expectation.
+
+A table file is {"_source": "...", "cases": [ROW, ...]}; a ROW is
+{"id": "esp-gcm128-transport", "rfc": [4303, "2.3", "MUST"], "connection": {...Connection fields...},
+ "expect": "established" | "refused:NO_PROPOSAL_CHOSEN" | "n/a:why", "ends": ["builtin>peer", ...] (optional)}.
+`load_table` parses a file once into CaseRow records (ConfigError naming the file, the row and the key);
+`table_params` turns them into pytest params with the row's id and rfc marker.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import ConfigError
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
+LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
+KINDS = ("builtin>peer", "peer>builtin", "peer>peer")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """An RFC requirement a case checks: number, section, level (MUST, SHOULD, ...)."""
+
+    rfc: int
+    section: str
+    level: str
+
+    def __str__(self) -> str:
+        return f"RFC {self.rfc} s{self.section} {self.level}"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a case expects: "established", "refused" with a notify, or "n/a" with the reason."""
+
+    outcome: str
+    detail: str = ""
+
+    @classmethod
+    def parse(cls, text: Any, where: str) -> "Expect":
+        """From "established", "refused:NOTIFY" or "n/a:reason"; ConfigError naming where."""
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}: expect: must be a string, not {text!r}")
+        outcome, _, detail = text.partition(":")
+        if outcome not in ("established", "refused", "n/a") or (outcome != "established" and not detail):
+            raise ConfigError(f"{where}: expect: {text!r} is not 'established', 'refused:NOTIFY' or 'n/a:reason'")
+        return cls(outcome, detail)
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One row of a case table."""
+
+    id: str
+    requirement: Requirement
+    connection: dict[str, Any]
+    expect: Expect
+    ends: tuple[str, ...] | None
+    source: str
+
+
+def _row(entry: Any, where: str) -> CaseRow:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be an object")
+    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    ident = entry.get("id")
+    if not isinstance(ident, str) or not ID_RE.match(ident):
+        raise ConfigError(f"{where}: id: must match {ID_RE.pattern}, not {ident!r}")
+    rfc = entry.get("rfc")
+    if not (isinstance(rfc, list) and len(rfc) == 3 and isinstance(rfc[0], int) and isinstance(rfc[1], str)
+            and rfc[2] in LEVELS):
+        raise ConfigError(f"{where} ({ident}): rfc: must be [number, \"section\", level in {LEVELS}], not {rfc!r}")
+    conn = entry.get("connection", {})
+    if not isinstance(conn, dict):
+        raise ConfigError(f"{where} ({ident}): connection: must be an object")
+    ends = entry.get("ends")
+    if ends is not None and not (isinstance(ends, list) and ends and all(e in KINDS for e in ends)):
+        raise ConfigError(f"{where} ({ident}): ends: must be a list of {', '.join(KINDS)}")
+    return CaseRow(ident, Requirement(*rfc), conn, Expect.parse(entry.get("expect", "established"), f"{where} ({ident})"),
+                   tuple(ends) if ends else None, where)
+
+
+def load_table(path: str | Path) -> list[CaseRow]:
+    """The rows of a case table file; ConfigError naming the file, row and key for anything wrong."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: not JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+        raise ConfigError(f"{p}: expected {{\"_source\": ..., \"cases\": [...]}}")
+    rows = [_row(e, f"{p}: cases[{i}]") for i, e in enumerate(data["cases"])]
+    seen: set[str] = set()
+    for r in rows:
+        if r.id in seen:
+            raise ConfigError(f"{r.source}: id {r.id!r} appears twice")
+        seen.add(r.id)
+    return rows
+
+
+def table_params(path: str | Path) -> list[Any]:
+    """pytest params of a table's rows: id = the row's id, marks = its rfc requirement (and its ends)."""
+    out = []
+    for r in load_table(path):
+        marks = [pytest.mark.rfc(r.requirement.rfc, r.requirement.section, r.requirement.level)]
+        if r.ends:
+            marks.append(pytest.mark.ends(*r.ends))
+        out.append(pytest.param(r, id=r.id, marks=marks))
+    return out

@@ -1,0 +1,448 @@
+"""The built-in IKEv2/ESP/AH stack as an end like any other: the peer protocol over the tester's sockets.
+
+`BuiltinEnd` implements harness.peers.base.PeerAdapter with harness.ike.endpoint.IkeEndpoint and the
+ESP/AH code of harness.esp, so a case can put it on either side of an exchange. One thread owns the
+endpoint and the tester's IKE and raw ESP/AH sockets (every public call is handed to it), answers ICMP
+echo requests that arrive through a Child SA, and keeps a ledger of every SA's keys from the moment they
+exist (half-made and deleted ones included), which the case writes beside its capture.
+
+Its knobs for negative cases: `bugs` (harness.ike.config.Bugs), `faults` (harness.esp.Faults for the next
+protected packets), `config_overrides` (any IkeConfig field, e.g. window_size, require_cookie), and the
+timing of requests (`send_request` returns at once; `initiate(wait=False)`).
+
+The configuration comes from the case's Connection only (`ike_config`): one description of a connection.
+"""
+from __future__ import annotations
+
+import queue
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused
+from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
+from harness.ike.certs import Credential, cert_identities
+from harness.ike.auth import Identity as IkeIdentity
+from harness.ike.config import Bugs, IkeConfig
+from harness.ike.endpoint import IkeEndpoint
+from harness.ike.events import ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, IkeSaEstablished, PeerDead
+from harness.ike.export import IkeSaKeys
+from harness.ike.sa import IkeSa
+from harness.ike.ts import TrafficSelector
+from harness.keys import IpsecSaKeys, KeysFile
+from harness.lab.driver import SocketDriver
+from harness.lab.ping import echo_packet, ipv4_packet, parse_echo
+from harness.peers.base import ChildSaRecord, IkeSaRecord
+from harness.peers.connection import Connection, Identity
+
+NAME = "builtin"
+VERSION = "ipsec-interop built-in IKEv2/ESP/AH stack"
+IPPROTO = {"esp": 50, "ah": 51}
+T = TypeVar("T")
+
+
+def ike_identity(ident: Identity | None, address: str) -> IkeIdentity:
+    """The IKE identity of a Connection end (its address when none is given)."""
+    if ident is None:
+        return IkeIdentity.of(address)
+    if ident.type == "keyid":
+        return IkeIdentity(11, bytes.fromhex(ident.value))  # ID_KEY_ID
+    return IkeIdentity.of(ident.value)
+
+
+def _credential(c: Connection) -> tuple[Credential, Any]:
+    try:
+        cert = x509.load_pem_x509_certificate((c.auth.cert_pem or "").encode())
+        key = serialization.load_pem_private_key((c.auth.key_pem or "").encode(), password=None)
+        ca = x509.load_pem_x509_certificate((c.auth.ca_pem or "").encode())
+    except ValueError as e:
+        raise ConfigError(f"connection {c.name}: auth: not a PEM certificate/key: {e}") from None
+    return Credential(key, cert, tuple(cert_identities(cert))), ca
+
+
+def ike_config(c: Connection, bugs: Bugs | None = None, **overrides: Any) -> IkeConfig:
+    """The built-in endpoint's configuration for Connection c (c's parsed proposals, no second description)."""
+    kw: dict[str, Any] = dict(
+        local_id=ike_identity(c.local_id, c.local_addr),
+        remote_id=ike_identity(c.remote_id, c.remote_addr) if c.remote_id else None,
+        ike_proposals=list(c.ike_offer), child_proposals=list(c.child_offer), mode=c.mode,
+        local_ts=[TrafficSelector.of(t) for t in c.local_selectors()],
+        remote_ts=[TrafficSelector.of(t) for t in c.remote_selectors()],
+        fragmentation=c.fragmentation != "no", bugs=bugs or Bugs())
+    if c.auth.method == "psk":
+        kw["psk"] = (c.auth.psk or "").encode()
+    else:
+        kw["credential"], kw["trust_anchor"] = _credential(c)
+    known = {f.name for f in fields(IkeConfig)}
+    for k in overrides:
+        if k not in known:
+            raise ConfigError(f"builtin end: config override {k!r} is not an IkeConfig field")
+    kw.update(overrides)
+    return IkeConfig(**kw)
+
+
+@dataclass
+class ChildData:
+    """A Child SA's data plane at the built-in end: its sender, its receiver, and what came through."""
+
+    sender: Sender
+    receiver: Receiver
+    echo_replies: list[tuple[int, int]] = field(default_factory=list)  # (identifier, sequence) received
+    echo_requests: int = 0  # echo requests received (and answered) through this SA
+
+
+class BuiltinEnd:
+    """The built-in stack at the tester, driven through the peer protocol (see module doc)."""
+
+    implementation = NAME
+
+    def __init__(self, tester: Any, version: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tester, self.ip_version, self.clock = tester, version, clock
+        self.address = tester.address(version=version)
+        self.bugs = Bugs()
+        self.faults: Faults | None = None
+        self.config_overrides: dict[str, Any] = {}
+        self.connection: Connection | None = None
+        self.endpoint: IkeEndpoint | None = None
+        self.driver: SocketDriver | None = None
+        self.events: list[Any] = []
+        self.log: list[str] = []
+        self.ike_keys: dict[bytes, IkeSaKeys] = {}      # ledger: every IKE SA's keys, by SPIi|SPIr
+        self.ipsec_keys: dict[tuple[str, int, str], IpsecSaKeys] = {}  # ledger: every ESP/AH SA's keys
+        self.children: dict[int, ChildData] = {}        # live Child SAs by inbound SPI
+        self.sad = SaDatabase()
+        self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = clock()
+
+    # -- the loop that owns the endpoint and the sockets ----------------------------------------------
+    def start(self) -> None:
+        """Start the loop thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="builtin-end", daemon=True)
+            self._thread.start()
+
+    def _call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """Run fn in the loop thread and return its result (or raise what it raised)."""
+        self.start()
+        done: queue.Queue[tuple[bool, Any]] = queue.Queue(1)
+        self._calls.put((fn, done))
+        self._wake_w.send(b"x")
+        try:
+            ok, value = done.get(timeout=timeout)
+        except queue.Empty:
+            raise LabError(f"builtin end: its loop did not answer within {timeout} s") from None
+        if not ok:
+            raise value
+        return value
+
+    def _loop(self) -> None:
+        raw = [self.tester.raw[(self.ip_version, p)] for p in IPPROTO.values()]
+        while not self._stop.is_set():
+            driver = self.driver
+            ike = list(driver.sockets.values()) if driver else []
+            due = self.endpoint.next_timer() if self.endpoint else None
+            wait = 0.2 if due is None else max(0.0, min(0.2, due - self.clock()))
+            ready, _, _ = select.select([self._wake_r, *ike, *raw], [], [], wait)
+            for s in ready:
+                if s is self._wake_r:
+                    self._wake_r.recv(4096)
+                elif s in raw:
+                    self._on_ipsec(s.recv(65535))
+                elif driver:
+                    port = next(p for p, x in driver.sockets.items() if x is s)
+                    driver._receive(s, port)  # the driver's own handling: non-ESP marker, keepalives
+            if driver and self.endpoint and (due := self.endpoint.next_timer()) is not None and self.clock() >= due:
+                driver.send(self.endpoint.tick())
+            if driver:
+                for data, _src in driver.esp_in:
+                    self._on_ipsec(data, udp=True)
+                driver.esp_in.clear()
+            self._harvest()
+            while not self._calls.empty():
+                fn, done = self._calls.get_nowait()
+                try:
+                    done.put((True, fn()))
+                except BaseException as e:  # noqa: BLE001 - handed to the calling thread, raised there
+                    done.put((False, e))
+                self._harvest()
+
+    def _harvest(self) -> None:
+        """Take the endpoint's new events and snapshot every SA's keys into the ledger."""
+        if not self.endpoint:
+            return
+        new = self.endpoint.drain_events()
+        if self.driver:
+            new = self.driver.events + new
+            self.driver.events = []
+        for e in new:
+            self._on_event(e)
+        for sa in self.endpoint.sas.values():
+            if sa.keys is not None and sa.suite is not None:
+                self.ike_keys.setdefault(sa.spi_i + sa.spi_r, sa.ike_keys)
+
+    def _on_event(self, e: Any) -> None:
+        self.events.append(e)
+        self.log.append(f"{self.clock() - self._t0:8.3f} {type(e).__name__}: {_describe(e)}")
+        if isinstance(e, ChildSaEstablished):
+            for k in (e.inbound, e.outbound):
+                self.ipsec_keys[(k.protocol, k.spi, k.dst)] = k
+            encap = None
+            if e.udp_encap and self.endpoint:
+                sa = self._sa_of_child(e.inbound.spi)
+                encap = (4500, sa.remote[1]) if sa else (4500, 4500)
+            inbound = SecurityAssociation.from_keys(e.inbound, udp_encap=(encap[1], encap[0]) if encap else None)
+            outbound = SecurityAssociation.from_keys(e.outbound, udp_encap=encap)
+            window = self.connection.replay_window if self.connection and self.connection.replay_window is not None else 64
+            self.children[e.inbound.spi] = ChildData(Sender(outbound), self.sad.add(inbound, window=window))
+        elif isinstance(e, ChildSaDeleted):
+            data = self.children.pop(e.spi_in, None)
+            if data:
+                self.sad.remove(data.receiver.sa)
+
+    def _sa_of_child(self, spi_in: int) -> IkeSa | None:
+        for sa in self.endpoint.sas.values() if self.endpoint else ():
+            if spi_in.to_bytes(4, "big") in sa.children:
+                return sa
+        return None
+
+    def _on_ipsec(self, outer: bytes, udp: bool = False) -> None:
+        """An ESP/AH packet for us: unprotect it; answer an echo request through the same Child SA."""
+        if udp:
+            outer = _udp_wrap(outer, self)
+            if outer is None:
+                return
+        try:
+            opened = self.sad.unprotect(outer)
+        except PacketDropped as e:
+            self.log.append(f"{self.clock() - self._t0:8.3f} dropped: {e}")
+            return
+        data = self.children.get(opened.spi)
+        echo = parse_echo(opened.inner) if opened.inner else None
+        if data is None or echo is None:
+            return
+        src, dst, kind, ident, seq, payload = echo
+        if kind == 0:
+            data.echo_replies.append((ident, seq))
+        elif kind == 8:
+            data.echo_requests += 1
+            self._send_ipsec(data, echo_packet(dst, src, ident, seq, payload, reply=True))
+
+    def _send_ipsec(self, data: ChildData, inner: bytes) -> None:
+        outer = data.sender.protect(inner, self.faults)
+        sa = data.sender.sa
+        if sa.udp_encap:
+            ihl = (outer[0] & 0x0F) * 4
+            self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
+            return
+        sock = self.tester.raw[(self.ip_version, IPPROTO[sa.protocol])]
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        sock.sendto(outer, (sa.dst, 0))
+
+    # -- the peer protocol --------------------------------------------------------------------------------
+    def load(self, connection: Connection) -> None:
+        """Take connection as the built-in end's one configuration (replacing any other), ready to answer."""
+        if connection.local_addr != self.address and connection.local_addr != self.tester.address(version=6):
+            raise ConfigError(f"builtin end: connection {connection.name}: local_addr {connection.local_addr} "
+                              f"is not the tester's address ({self.address})")
+        version = 6 if ":" in connection.local_addr else 4
+        config = ike_config(connection, self.bugs, **self.config_overrides)
+
+        def install() -> None:
+            self.ip_version = version
+            self.address = connection.local_addr
+            self.connection = connection
+            self.endpoint = IkeEndpoint(config, (connection.local_addr, 500), clock=self.clock)
+            self.driver = SocketDriver(self.endpoint, self.tester.ike_sockets(version), clock=self.clock)
+
+        self._call(install)
+
+    def unload(self, name: str) -> None:
+        """Delete every IKE SA of the loaded connection (best effort, 5 s) and forget it."""
+        if not self.connection or self.connection.name != name:
+            return
+        for sa in self._call(lambda: list(self.endpoint.established()) if self.endpoint else []):
+            self._call(lambda sa=sa: self.driver.send(self.endpoint.delete_ike(sa)))
+        deadline = time.monotonic() + 5
+        while self._call(lambda: bool(self.endpoint and self.endpoint.established())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        def forget() -> None:
+            self.connection = self.endpoint = self.driver = None
+            for data in self.children.values():
+                self.sad.remove(data.receiver.sa)
+            self.children.clear()
+
+        self._call(forget)
+
+    def _need(self) -> tuple[IkeEndpoint, SocketDriver, Connection]:
+        if not (self.endpoint and self.driver and self.connection):
+            raise LabError("builtin end: no connection loaded")
+        return self.endpoint, self.driver, self.connection
+
+    def initiate(self, name: str, timeout: float = 20.0, wait: bool = True) -> IkeSaRecord:
+        """IKE_SA_INIT + IKE_AUTH to the remote end; Refused (its notify) or NoAnswer if no Child SA results."""
+        ep, driver, c = self._need()
+        mark = len(self.events)
+        self._call(lambda: driver.send(ep.initiate((c.remote_addr, 500))))
+        if not wait:
+            return IkeSaRecord(name, "CONNECTING", c.local_addr, c.remote_addr, initiator=True)
+        self.wait_event(lambda e: isinstance(e, ChildSaEstablished), mark, timeout, "IKE_AUTH with a Child SA")
+        return next(s for s in self.list_sas() if s.established)
+
+    def wait_event(self, want: Callable[[Any], bool], since: int, timeout: float, what: str) -> Any:
+        """The first event from index `since` on that `want` accepts; Refused on an error notify, NoAnswer on time-out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.events[since:]:
+                if want(e):
+                    return e
+                if isinstance(e, ExchangeFailed):
+                    raise Refused(f"{e.exchange}: {'received' if e.received else 'sent'} {e.notify}: {e.message}",
+                                  notify=e.notify)
+                if isinstance(e, PeerDead):
+                    raise NoAnswer(f"{e.exchange} (Message ID {e.message_id}) retransmitted without a response")
+            if time.monotonic() > deadline:
+                raise NoAnswer(f"{what}: not done within {timeout} s; built-in end's log:\n{self.logs()[-3000:]}")
+            time.sleep(0.02)
+
+    def terminate(self, name: str, timeout: float = 15.0) -> None:
+        """Delete the IKE SA (INFORMATIONAL Delete) and wait for its response."""
+        ep, driver, _ = self._need()
+        mark = len(self.events)
+        for sa in self._call(lambda: list(ep.established())):
+            self._call(lambda sa=sa: driver.send(ep.delete_ike(sa)))
+            self.wait_event(lambda e: isinstance(e, IkeSaDeleted), mark, timeout, "IKE SA delete")
+
+    def rekey(self, name: str, what: str = "child", pfs_group: int | None = None, timeout: float = 20.0) -> None:
+        """Rekey the newest Child SA ("child") or the IKE SA ("ike") and wait until the old one is deleted."""
+        if what not in ("child", "ike"):
+            raise ConfigError(f"rekey: what must be 'ike' or 'child', not {what!r}")
+        ep, driver, _ = self._need()
+        sa = self._call(lambda: ep.established()[0] if ep.established() else None)
+        if sa is None:
+            raise LabError("builtin end: rekey: no established IKE SA")
+        mark = len(self.events)
+        if what == "child":
+            spi = next(s for s, ch in sa.children.items() if not ch.rekeyed)
+            self._call(lambda: driver.send(ep.rekey_child(sa, spi, pfs_group)))
+            self.wait_event(lambda e: isinstance(e, ChildSaDeleted), mark, timeout, "Child SA rekey")
+        else:
+            self._call(lambda: driver.send(ep.rekey_ike(sa)))
+            self.wait_event(lambda e: isinstance(e, IkeSaDeleted), mark, timeout, "IKE SA rekey")
+
+    def list_sas(self) -> list[IkeSaRecord]:
+        """The built-in end's established IKE SAs and their Child SAs, with our own packet counters."""
+        def read() -> list[IkeSaRecord]:
+            out = []
+            for sa in (self.endpoint.established() if self.endpoint else []):
+                rec = IkeSaRecord(self.connection.name if self.connection else "", "ESTABLISHED", sa.local[0], sa.remote[0],
+                                  int.from_bytes(sa.spi_i, "big"), int.from_bytes(sa.spi_r, "big"),
+                                  sa.original_initiator, str(self.connection.local_id or sa.local[0]) if self.connection else "",
+                                  sa.peer_id, sa.suite.encr.name if sa.suite and sa.suite.encr else None)
+                for spi_in, ch in sa.children.items():
+                    data = self.children.get(int.from_bytes(spi_in, "big"))
+                    rec.children.append(ChildSaRecord(
+                        rec.name, ch.protocol.name, ch.mode, int.from_bytes(spi_in, "big"), int.from_bytes(ch.spi_out, "big"),
+                        "REKEYED" if ch.rekeyed else "INSTALLED", encap=ch.udp_encap,
+                        packets_in=data.receiver.accepted if data else 0,
+                        packets_out=(data.sender.next_seq - 1) if data else 0))
+                out.append(rec)
+            return out
+
+        return self._call(read)
+
+    def keys(self) -> KeysFile:
+        """Every SA this end has had keys for, live, half-made or deleted (what a capture needs to open)."""
+        def read() -> KeysFile:
+            self._harvest()
+            return KeysFile(list(self.ipsec_keys.values()), {"ike_sas": list(self.ike_keys.values())})
+
+        return self._call(read)
+
+    def sa_keys(self) -> list[IpsecSaKeys]:
+        """The ESP/AH SAs' keys (the ledger's ipsec part)."""
+        return self.keys().ipsec_sas
+
+    def xfrm_state(self) -> list[Any]:
+        """No kernel SAs: the built-in end keeps its SAs in harness.esp."""
+        return []
+
+    def xfrm_policy(self) -> list[Any]:
+        """No kernel policies at the built-in end."""
+        return []
+
+    def logs(self) -> str:
+        """The built-in end's event log (IKE events, ESP drops), one line each."""
+        return "\n".join(self.log) + "\n"
+
+    def version(self) -> str:
+        """What the report names this end."""
+        return VERSION
+
+    def stop(self) -> None:
+        """Stop the loop thread; the tester's sockets stay open (they belong to the lab)."""
+        self._stop.set()
+        self._wake_w.send(b"x")
+        if self._thread:
+            self._thread.join(5)
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- traffic -------------------------------------------------------------------------------------------
+    def ping(self, dst: str, count: int = 3, timeout: float = 5.0, ident: int = 0x1515) -> int:
+        """Send count echo requests through the newest Child SA; the number of replies that came back through it."""
+        def send() -> ChildData:
+            data = self._newest_child()
+            for seq in range(1, count + 1):
+                self._send_ipsec(data, echo_packet(self.address, dst, ident, seq))
+            return data
+
+        data = self._call(send)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self._call(lambda: len({s for i, s in data.echo_replies if i == ident}))
+            if got >= count:
+                return got
+            time.sleep(0.02)
+        return self._call(lambda: len({s for i, s in data.echo_replies if i == ident}))
+
+    def _newest_child(self) -> ChildData:
+        if not self.children:
+            raise LabError("builtin end: no Child SA to send through")
+        return self.children[next(reversed(self.children))]
+
+
+def _udp_wrap(esp: bytes, end: BuiltinEnd) -> bytes | None:
+    """ESP received on UDP 4500 as the SA database parses it: an outer IP+UDP header around it."""
+    for data in end.children.values():
+        sa = data.receiver.sa
+        if sa.udp_encap and int.from_bytes(esp[:4], "big") == sa.spi:
+            return _ip_udp(sa.src, sa.dst, sa.udp_encap, esp)
+    return None
+
+
+def _ip_udp(src: str, dst: str, ports: tuple[int, int], payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", ports[0], ports[1], 8 + len(payload), 0) + payload
+    return ipv4_packet(src, dst, 17, udp)
+
+
+def _describe(e: Any) -> str:
+    if isinstance(e, ChildSaEstablished):
+        return f"{e.inbound.protocol} in 0x{e.inbound.spi:08x} out 0x{e.outbound.spi:08x} {e.inbound.mode}"
+    if isinstance(e, ChildSaDeleted):
+        return f"{e.protocol} in 0x{e.spi_in:08x} out 0x{e.spi_out:08x}"
+    if isinstance(e, (IkeSaEstablished, IkeSaDeleted)):
+        return ", ".join(f"{k}={v.hex() if isinstance(v, bytes) else v}" for k, v in vars(e).items() if k != "keys")
+    return ", ".join(f"{k}={v}" for k, v in vars(e).items())
+
