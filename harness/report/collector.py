@@ -76,10 +76,8 @@ def item_peers(item: pytest.Item) -> list[str]:
     ends = dict(item.user_properties).get("ends")
     if ends:
         return [ends] if isinstance(ends, str) else [str(e) for e in ends]
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if isinstance(params.get("peer"), str):
-        return [params["peer"]]
-    return _pair_ends(params["pair"]) if params.get("pair") is not None else []
+    named = _id_peer(item)
+    return named.split("+") if named else []
 
 
 def differences_dir(config: pytest.Config) -> Path:
