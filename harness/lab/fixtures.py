@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from harness.errors import CannotReconfigure, LabError
+from harness.errors import LabError
 from harness.lab import labels, peering
 from harness.lab.capture import Capture
 from harness.lab.lab import Lab
@@ -398,10 +398,6 @@ def attach_files(item: pytest.Item, paths: list[Path]) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     rep = outcome.get_result()
-    if call.excinfo is not None and call.excinfo.errisinstance(CannotReconfigure):
-        # an external device cannot be reconfigured: that is a skip naming the profile, not a failure
-        path, line = item.location[0], (item.location[1] or 0) + 1
-        rep.outcome, rep.longrepr = "skipped", (path, line, f"Skipped: {call.excinfo.value}")
     if rep.when == "call":
         item.ipsi_rep_call = rep  # type: ignore[attr-defined]
 

@@ -12,8 +12,18 @@ from harness.errors import ConfigError
 from harness.report import verdict as v
 
 NO_PEER = "built-in"  # tests that ran against no peer: the stack's own checks
-COLOURS = {v.OK: "#2e7d32", v.FAILED: "#c62828", v.BROKEN: "#ef6c00", v.XPASS: "#ad1457",
-           v.UNIMPLEMENTED: "#6a1b9a", v.XFAIL: "#5d4037", v.SKIPPED: "#757575"}
+COLOURS = {v.OK: "#2e7d32", v.FAILED: "#c62828", v.BROKEN: "#ef6c00", v.XPASS: "#ad1457", v.NON_STRICT: "#9e9d24",
+           v.UNIMPLEMENTED: "#6a1b9a", v.DOCUMENTED: "#1565c0", v.XFAIL: "#5d4037", v.SKIPPED: "#757575"}
+LEGEND = {
+    v.FAILED: "the peer violated the checked requirement, refused what the case needs, or did not answer",
+    v.BROKEN: "the harness or lab failed, not the peer",
+    v.XPASS: "expected to fail, but passed: the expectation (or documented difference) is stale",
+    v.NON_STRICT: "passed, but a SHOULD was not met",
+    v.UNIMPLEMENTED: "the peer lacks the feature",
+    v.DOCUMENTED: "failed as a documented difference of this peer says it does",
+    v.XFAIL: "failed as expected",
+    v.SKIPPED: "not run, with its reason",
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,7 @@ class Matrix:
     rows: dict[str, dict[str, dict[str, dict]]]  # area -> case -> peer -> record
     totals: dict[str, int]
     by_requirement: dict[str, dict[str, int]]
+    differences: list[dict]  # documented differences that covered a test: id, case, peer, verdict, reason, ...
 
 
 def load_results(path: Path) -> list[dict]:
@@ -45,8 +56,11 @@ def build(records: list[dict]) -> Matrix:
     rows: dict[str, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     info: dict[str, dict] = {}
     by_req: dict[str, Counter] = defaultdict(Counter)
+    diffs = []
     for r in records:
         peer = r.get("peer") or NO_PEER
+        if r.get("difference"):
+            diffs.append({**r["difference"], "case": r.get("case", r["nodeid"]), "peer": peer, "verdict": r["verdict"]})
         rows[r.get("area", "other")][r.get("case", r["nodeid"])][peer] = r
         i = info.setdefault(peer, {})
         for k in ("peer_version", "runtime", "kernel"):  # a peer may run under several runtimes in one session
@@ -57,7 +71,12 @@ def build(records: list[dict]) -> Matrix:
     peers = sorted(p for p in info if p != NO_PEER) + ([NO_PEER] if NO_PEER in info else [])
     totals = Counter(r["verdict"] for r in records)
     return Matrix(peers, info, {a: dict(c) for a, c in sorted(rows.items())}, dict(totals),
-                  {k: dict(c) for k, c in sorted(by_req.items())})
+                  {k: dict(c) for k, c in sorted(by_req.items())},
+                  sorted(diffs, key=lambda d: (d["id"], d["peer"], d["case"])))
+
+
+def _css_class(verdict: str) -> str:
+    return "v-" + verdict.lower()
 
 
 def _slug(*parts: str) -> str:
@@ -68,7 +87,7 @@ def _cell(rec: dict | None, link: str) -> str:
     if rec is None:
         return "<td class=none>&ndash;</td>"
     verdict = rec["verdict"]
-    return (f"<td style='background:{COLOURS[verdict]}'><a href='{link}' title='{html.escape(rec.get('message', '')[:300])}'>"
+    return (f"<td class={_css_class(verdict)}><a href='{link}' title='{html.escape(rec.get('message', '')[:300])}'>"
             f"{verdict}</a></td>")
 
 
@@ -97,19 +116,27 @@ def write(matrix: Matrix, out: Path) -> Path:
     totals = ", ".join(f"{k}: {n}" for k, n in sorted(matrix.totals.items(), key=lambda kv: v.ORDER.index(kv[0])))
     reqs = "".join(f"<tr><td>{esc(k)}</td><td>{esc(', '.join(f'{a}: {n}' for a, n in c.items()))}</td></tr>"
                    for k, c in matrix.by_requirement.items())
+    diffs = "".join(
+        f"<tr><td>{esc(d['id'])}</td><td class=case>{esc(d['case'])}</td><td>{esc(d['peer'])}</td>"
+        f"<td class={_css_class(d['verdict'])}>{esc(d['verdict'])}</td><td>{esc(d['reason'])}</td>"
+        f"<td>{esc(d['requirement'])}</td><td>{esc(d['evidence'])}</td></tr>" for d in matrix.differences)
+    colours = "".join(f"td.{_css_class(k)}{{background:{c}}}" for k, c in COLOURS.items())
+    legend = " ".join(f"<span class=legend><b class={_css_class(k)}>{esc(k)}</b> {esc(t)}.</span>" for k, t in LEGEND.items())
     page = f"""<!doctype html><meta charset=utf-8><title>ipsec-interop matrix</title>
 <style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-td a{{color:#fff;text-decoration:none;font-weight:bold}}th.area{{text-align:left;background:#eee}}td.case{{font-family:monospace}}td.none{{color:#999;text-align:center}}</style>
+td a{{color:#fff;text-decoration:none;font-weight:bold}}th.area{{text-align:left;background:#eee}}td.case{{font-family:monospace}}td.none{{color:#999;text-align:center}}
+{colours}{colours.replace("td.", "b.")}b[class^=v-]{{color:#fff;padding:0 3px}}.legend{{display:inline-block;margin-right:1em}}</style>
 <h1>Interop matrix</h1><p>{esc(totals)}</p>
 <table><tr><th>case</th>{head}</tr>{''.join(body)}</table>
+<p><small>{legend}</small></p>
+<h2>Documented differences</h2><table><tr><th>id</th><th>case</th><th>peer</th><th>verdict</th><th>reason</th>
+<th>requirement</th><th>evidence</th></tr>{diffs or "<tr><td colspan=7>none covered a test in this run</td></tr>"}</table>
 <h2>By requirement</h2><table><tr><th>requirement</th><th>verdicts</th></tr>{reqs}</table>
-<p><small>FAILED: the peer violated the checked requirement. BROKEN: the harness or lab failed, not the peer.
-UNIMPLEMENTED: the peer lacks the feature. SKIPPED: not run, with its reason.</small></p>
 """
     (out / "matrix.html").write_text(page)
     (out / "matrix.json").write_text(json.dumps(
         {"peers": matrix.peers, "peer_info": matrix.peer_info, "totals": matrix.totals,
-         "by_requirement": matrix.by_requirement,
+         "by_requirement": matrix.by_requirement, "differences": matrix.differences,
          "rows": {a: {c: {p: r["verdict"] for p, r in cells.items()} for c, cells in cs.items()}
                   for a, cs in matrix.rows.items()}}, indent=1))
     (out / "matrix.md").write_text(to_markdown(matrix))
@@ -121,13 +148,20 @@ def _detail_page(area: str, case: str, peer: str, rec: dict, info: dict) -> str:
     arts = "".join(f"<li><a href='../{esc(a)}'>{esc(a)}</a></li>" for a in rec.get("artifacts", []))
     reqs = "".join(f"<li>RFC {esc(str(q['rfc']))} section {esc(q['section'])} {esc(str(q['level']))}</li>"
                    for q in rec.get("requirements", []))
+    broke = "".join(f"<p>{label}: <b>{esc(str(rec[k]))}</b></p>" for k, label in (
+        ("requirement", "requirement broken"), ("notify", "error Notify received")) if rec.get(k))
+    shoulds = "".join(f"<li>{esc(n)}</li>" for n in rec.get("non_strict", []))
+    d = rec.get("difference")
+    documented = (f"<h3>Documented difference {esc(d['id'])}</h3><p>{esc(d['reason'])} ({esc(d['requirement'])})</p>"
+                  f"<pre>{esc(d['evidence'])}</pre>") if d else ""
     return f"""<!doctype html><meta charset=utf-8><title>{esc(case)} / {esc(peer)}</title>
 <style>body{{font-family:sans-serif;margin:1em}}pre{{background:#f5f5f5;padding:1em;overflow:auto}}</style>
 <p><a href='../matrix.html'>&larr; matrix</a></p><h1>{esc(case)}</h1>
 <p>area {esc(area)} &middot; peer {esc(peer)} {esc(str(rec.get('peer_version', info.get('peer_version', ''))))}
 &middot; runtime {esc(str(rec.get('runtime', info.get('runtime', ''))))} &middot; kernel {esc(str(rec.get('kernel', info.get('kernel', ''))))}</p>
 <h2 style='color:{COLOURS[rec['verdict']]}'>{esc(rec['verdict'])}</h2><p>{rec.get('duration', 0):.3f} s</p>
-<h3>Requirements</h3><ul>{reqs or '<li>none named</li>'}</ul>
+{broke}<h3>Requirements</h3><ul>{reqs or '<li>none named</li>'}</ul>
+{f"<h3>SHOULDs not met</h3><ul>{shoulds}</ul>" if shoulds else ""}{documented}
 <h3>Message</h3><pre>{esc(rec.get('message') or '')}</pre><h3>Artifacts</h3><ul>{arts or '<li>none</li>'}</ul>
 <p><code>{esc(rec['nodeid'])}</code></p>"""
 
@@ -138,4 +172,7 @@ def to_markdown(matrix: Matrix) -> str:
     for area, cases in matrix.rows.items():
         for case, cells in sorted(cases.items()):
             lines.append(f"| {area}: {case} | " + " | ".join(cells[p]["verdict"] if p in cells else "-" for p in matrix.peers) + " |")
+    if matrix.differences:
+        lines += ["", *(f"- documented difference {d['id']} ({d['peer']}, {d['case']}): {d['verdict']}: {d['reason']}"
+                        for d in matrix.differences)]
     return "\n".join(lines) + "\n"

@@ -100,3 +100,23 @@ def test_bad_results_file_is_a_config_error(tmp_path) -> None:
         matrix.load_results(bad)
     with pytest.raises(ConfigError, match="no results file"):
         matrix.load_results(tmp_path / "missing.json")
+
+
+def test_matrix_shows_non_strict_and_documented_and_lists_the_differences(tmp_path) -> None:
+    diff = {"id": "ss-1", "reason": "no IDr/AUTH", "evidence": "charon log line", "requirement": "RFC 7296 s1.2 MUST"}
+    recs = [{"nodeid": "a[p]", "case": "a", "peer": "p", "verdict": v.NON_STRICT, "message": "RFC 7296 s2.23 SHOULD: x",
+             "non_strict": ["RFC 7296 s2.23 SHOULD: x"]},
+            {"nodeid": "b[p]", "case": "b", "peer": "p", "verdict": v.DOCUMENTED, "difference": diff},
+            {"nodeid": "c[p]", "case": "c", "peer": "p", "verdict": v.FAILED, "requirement": "RFC 7296 s1.3 MUST",
+             "notify": "NO_PROPOSAL_CHOSEN"}]
+    m = matrix.build(recs)
+    assert m.differences == [{**diff, "case": "b", "peer": "p", "verdict": v.DOCUMENTED}]
+    text = matrix.write(m, tmp_path).read_text()
+    assert "class=v-non-strict" in text and "class=v-documented" in text
+    assert "td.v-documented{background:" in text and "passed, but a SHOULD was not met" in text
+    assert "<td>ss-1</td>" in text and "charon log line" in text
+    assert json.loads((tmp_path / "matrix.json").read_text())["differences"][0]["id"] == "ss-1"
+    assert "documented difference ss-1 (p, b): DOCUMENTED" in (tmp_path / "matrix.md").read_text()
+    assert "SHOULDs not met" in matrix._detail_page("x", "a", "p", recs[0], {})
+    assert "Documented difference ss-1" in matrix._detail_page("x", "b", "p", recs[1], {})
+    assert "NO_PROPOSAL_CHOSEN" in matrix._detail_page("x", "c", "p", recs[2], {})
