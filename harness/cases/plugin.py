@@ -41,7 +41,7 @@ def _kinds(marker: Any) -> tuple[str, ...]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "pair" not in metafunc.fixturenames:
+    if "pair" not in metafunc.fixturenames or fixtures.explicitly_parametrized(metafunc, "pair"):
         return
     peers, unusable = fixtures.selected_peers(metafunc.config)
     if metafunc.config.getoption("--runtime", "auto") == "external":

@@ -93,7 +93,8 @@ def selected_peers(config: pytest.Config) -> tuple[list[str], dict[str, str]]:
     return requested, unusable
 
 
-def _explicitly_parametrized(metafunc: pytest.Metafunc, name: str) -> bool:
+def explicitly_parametrized(metafunc: pytest.Metafunc, name: str) -> bool:
+    """True if the test parametrizes `name` itself (then no fixture-side parametrization)."""
     for m in metafunc.definition.iter_markers("parametrize"):
         names = m.args[0] if m.args else m.kwargs.get("argnames", "")
         names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
@@ -103,7 +104,7 @@ def _explicitly_parametrized(metafunc: pytest.Metafunc, name: str) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "peer" not in metafunc.fixturenames or _explicitly_parametrized(metafunc, "peer"):
+    if "peer" not in metafunc.fixturenames or explicitly_parametrized(metafunc, "peer"):
         return
     peers, unusable = selected_peers(metafunc.config)
     if not peers:

@@ -44,8 +44,12 @@ def requirements(item: pytest.Item) -> list[dict]:
 
 
 def case_name(item: pytest.Item, peer: str | None) -> str:
-    """The test's id with the peer's part of the parameter id removed (one row of the matrix)."""
+    """The test's id with the peer's part of the parameter id removed (one row of the matrix); a pair case's
+    pair id (initiator>responder) becomes its role (builtin>peer, strongswan>libreswan, ...)."""
     name = item.nodeid.split("::", 1)[-1]
+    pair = getattr(getattr(item, "callspec", None), "params", {}).get("pair")
+    if hasattr(pair, "role") and hasattr(pair, "id"):
+        return name.replace(pair.id, pair.role)
     if peer and "[" in name:
         base, params = name.split("[", 1)
         params = params[:-1].replace(peer, "", 1).replace("--", "-").strip("-")
@@ -54,7 +58,9 @@ def case_name(item: pytest.Item, peer: str | None) -> str:
 
 
 def _pair_ends(pair: object) -> list[str]:
-    """The end names of a "pair" parameter: its `id` attribute or its str form, "a+b"."""
+    """The peer names of a "pair" parameter: its `peers` (a harness.cases PairSpec), else its str form "a+b"."""
+    if hasattr(pair, "peers"):
+        return list(pair.peers)
     return [e for e in str(getattr(pair, "id", None) or pair).split("+") if e]
 
 
@@ -69,10 +75,7 @@ def _id_peer(item: pytest.Item) -> str | None:
 
 
 def item_peers(item: pytest.Item) -> list[str]:
-    """The ends a test runs against: marker ends(...), else user property "ends", else the "peer" or "pair" param."""
-    marker = item.get_closest_marker("ends")
-    if marker is not None:
-        return [str(a) for a in marker.args]
+    """The peers a test runs against: user property "ends", else the "peer" or "pair" param."""
     ends = dict(item.user_properties).get("ends")
     if ends:
         return [ends] if isinstance(ends, str) else [str(e) for e in ends]
@@ -266,7 +269,6 @@ def write_allure_metadata(alluredir: Path, records) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "ends(*names): the ends (peer names) a test runs against, for documented differences")
     path = config.getoption("--results-json", None)
     if path and not hasattr(config, "workerinput"):  # the xdist controller (or a plain run) records
         config.pluginmanager.register(Recorder(Path(path)), "ipsi-recorder")

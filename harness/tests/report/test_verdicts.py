@@ -230,10 +230,6 @@ def test_ike_auth_unrelated(peer):
 def test_rekey(pair):
     assert False, "INVALID_KE_PAYLOAD expected"
 
-@pytest.mark.ends("libreswan-5.2")
-def test_marked_ends():
-    assert False
-
 @pytest.mark.parametrize("peer", ["strongswan-6.0", "strongswan-6.1"])
 def test_versioned(peer, peer_version):
     assert False, "old behaviour"
@@ -249,8 +245,6 @@ STRONGSWAN = [
 LIBRESWAN = [
     {"id": "ls-rekey", "case": "test_rekey", "peers": ["libreswan-5.*"], "verdict_expected": "FAILED",
      "reason": "NO_PROPOSAL_CHOSEN for another KE group", "evidence": "strongswan#3024", "requirement": "RFC 7296 s1.3 MUST"},
-    {"id": "ls-marked", "case": "test_marked_ends", "peers": ["libreswan-5.2"], "verdict_expected": "FAILED",
-     "reason": "r", "evidence": "e", "requirement": "RFC 7296 s1 MUST"},
 ]
 
 
@@ -271,7 +265,6 @@ def documented(pytester: pytest.Pytester) -> dict[str, dict]:
     ("test_ike_auth_unrelated[strongswan-6.0]", v.BROKEN),
     ("test_rekey[builtin+libreswan-5.2]", v.DOCUMENTED),
     ("test_rekey[builtin+libreswan-4.10]", v.FAILED),
-    ("test_marked_ends", v.DOCUMENTED),
     ("test_versioned[strongswan-6.0]", v.DOCUMENTED),
     ("test_versioned[strongswan-6.1]", v.FAILED),
 ])
