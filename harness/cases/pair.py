@@ -169,13 +169,11 @@ class Pair:
             if c.packets_out < 2 * count or c.packets_in < 2 * count:
                 raise PeerFault(f"{end.name}: Child SA counters in {c.packets_in}, out {c.packets_out}, expected "
                                 f"at least {2 * count} each way", self.requirement)
-        self.snapshot()
 
     def rekey(self, what: str = "child", by: str = "initiator") -> None:
         """Rekey the Child SA or the IKE SA from one end; both ends must move to new, agreeing SPIs."""
         end = self.initiator if by == "initiator" else self.responder
         before = {e.name: self._state(e) for e in self.ends}
-        self.snapshot()
         end.adapter.rekey(self._conn().name, what)
 
         def moved() -> bool:
@@ -191,7 +189,6 @@ class Pair:
     def terminate(self, by: str = "initiator") -> None:
         """Delete the IKE SA from one end; the other end must drop its SAs."""
         end = self.initiator if by == "initiator" else self.responder
-        self.snapshot()
         end.adapter.terminate(self._conn().name)
         self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), f"both ends drop the IKE SA {end.name} deleted")
 
@@ -212,14 +209,25 @@ class Pair:
         """The end's established IKE SAs of the case's connection."""
         return [s for s in end.adapter.list_sas() if s.established and (self.conn is None or s.name == self.conn.name)]
 
-    def snapshot(self) -> None:
-        """Keep the keys of every SA the ends hold now (so SAs deleted later still open in the capture)."""
+    def snapshot(self) -> list[Any]:
+        """Keep the keys of every SA the ends hold now (so SAs deleted later still open in the capture); the
+        ends' per-SA packet counters read on the way (one kernel read per peer end)."""
+        from harness.peers.base import sa_keys
+
+        counters: list[Any] = []
         for end in self.ends:
-            keys = end.adapter.keys() if end.builtin else KeysFile(end.adapter.sa_keys(), {})
+            if end.builtin:
+                keys = end.adapter.keys()
+                counters += self._builtin_counters(end)
+            else:
+                states = end.adapter.xfrm_state()
+                keys = KeysFile(sa_keys(states), {})
+                counters += self._kernel_counters(end, states)
             for k in keys.ipsec_sas:
                 self.evidence.ipsec.setdefault((k.protocol, k.spi, k.dst), k)
             for k in keys.sections.get("ike_sas", []):
                 self.evidence.ike.setdefault(k.spi_i + k.spi_r, k)
+        return counters
 
     def _conn(self) -> Connection:
         if self.conn is None:
@@ -285,10 +293,9 @@ class Pair:
     def finish(self, failed: bool, all_evidence: bool = False) -> list[Path]:
         """Unload, stop the capture, write the evidence, run the wire check; the files. PeerFault if the wire fails."""
         t0 = time.perf_counter()
-        counters = []
+        counters: list[Any] = []
         try:
-            self.snapshot()
-            counters = self._counters()
+            counters = self.snapshot()
         except LabError:
             if not failed:
                 raise
@@ -330,24 +337,24 @@ class Pair:
                             self.requirement or "RFC 4303 s3.4.4 MUST")
         return files
 
-    def _counters(self) -> list[Any]:
-        """Every end's per-SA packet counters (kernel xfrm state; the built-in end's own sender and receiver)."""
+    def _builtin_counters(self, end: End) -> list[Any]:
+        """The built-in end's per-SA counters: packets its senders sent, packets its receivers accepted."""
         from harness.tools.wire_check import SaCounter
 
         out = []
-        for end in self.ends:
-            if end.builtin:
-                for data in end.adapter.children.values():
-                    tx, rx = data.sender.sa, data.receiver.sa
-                    out.append(SaCounter(tx.protocol, tx.spi, tx.dst, data.sender.next_seq - 1, "out", end.name))
-                    out.append(SaCounter(rx.protocol, rx.spi, rx.dst, data.receiver.accepted, "in", end.name))
-                continue
-            mine = {self.address(end, 4), self.address(end, 6)}
-            for st in end.adapter.xfrm_state():
-                if st.proto in ("esp", "ah") and st.current_packets is not None:
-                    out.append(SaCounter(st.proto, st.spi, st.dst, st.current_packets,
-                                         "out" if st.src in mine else "in", end.name))
+        for data in list(end.adapter.children.values()):
+            tx, rx = data.sender.sa, data.receiver.sa
+            out.append(SaCounter(tx.protocol, tx.spi, tx.dst, data.sender.next_seq - 1, "out", end.name))
+            out.append(SaCounter(rx.protocol, rx.spi, rx.dst, data.receiver.accepted, "in", end.name))
         return out
+
+    def _kernel_counters(self, end: End, states: list[Any]) -> list[Any]:
+        """A peer end's per-SA counters from its kernel's xfrm states."""
+        from harness.tools.wire_check import SaCounter
+
+        mine = {self.address(end, 4), self.address(end, 6)}
+        return [SaCounter(st.proto, st.spi, st.dst, st.current_packets, "out" if st.src in mine else "in", end.name)
+                for st in states if st.proto in ("esp", "ah") and st.current_packets is not None]
 
     def _write_keys(self, keys: KeysFile) -> list[Path]:
         from harness.keys import dump_esp_sa, dump_keys
