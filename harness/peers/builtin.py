@@ -300,6 +300,11 @@ class BuiltinEnd:
         self.wait_event(lambda e: isinstance(e, ChildSaEstablished), mark, timeout, "IKE_AUTH with a Child SA")
         return next(s for s in self.list_sas() if s.established)
 
+    def request(self, make: Callable[[IkeEndpoint], list[Any]]) -> None:
+        """Send what make(endpoint) returns (a request of the caller's choosing, e.g. create_child), at once."""
+        ep, driver, _ = self._need()
+        self._call(lambda: driver.send(make(ep)))
+
     def wait_event(self, want: Callable[[Any], bool], since: int, timeout: float, what: str) -> Any:
         """The first event from index `since` on that `want` accepts; Refused on an error notify, NoAnswer on time-out."""
         deadline = time.monotonic() + timeout
