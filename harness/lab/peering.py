@@ -15,6 +15,7 @@ from typing import Any
 from harness.errors import ConfigError, LabUnavailable
 from harness.lab import labels
 from harness.lab.lab import Lab
+from harness.lab.topology import MANAGEMENT
 
 Unavailable = LabUnavailable
 
@@ -87,7 +88,7 @@ def make_adapter(role: str, node: Any, lab: Lab, node_name: str) -> Any:
     """The adapter for a started node by implementation; strongSwan's vici is reached over the management segment."""
     mod = adapter_module(role)
     if role == "strongswan":
-        address, port = lab.node(node_name).address("mgmt"), mod.VICI_PORT
+        address, port = lab.node(node_name).address(MANAGEMENT), mod.VICI_PORT
         return mod.StrongswanAdapter(node, f"tcp://{address}:{port}", lambda: lab.connect_tcp(address, port))
     return mod.LibreswanAdapter(node)
 
