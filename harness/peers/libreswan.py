@@ -80,7 +80,10 @@ def _lifetimes(c: Connection) -> list[str]:
     return out
 
 
-# the curves Libreswan 4.10 and 5.2 sign and verify with (ECDSA with SHA-2, RFC 7427; authby=ecdsa in both)
+# the curves Libreswan 4.10 and 5.2 sign and verify with (ECDSA with SHA-2, RFC 7427; authby=ecdsa in both).
+# Measured under UML, both versions: the default authby=rsasig,ecdsa signs with RSA even when this end's key is
+# ECDSA ("NSS: RSA DSS sign function failed"), so the policy must follow the key; being symmetric, it also
+# refuses a remote end signing with the other kind of key ("peer authentication requires policy ECDSA").
 _ECDSA_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
