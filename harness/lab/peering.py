@@ -15,6 +15,7 @@ from typing import Any
 from harness.errors import ConfigError, LabUnavailable
 from harness.lab import labels
 from harness.lab.lab import Lab
+from harness.lab.topology import MANAGEMENT
 
 Unavailable = LabUnavailable
 
@@ -87,7 +88,7 @@ def make_adapter(role: str, node: Any, lab: Lab, node_name: str) -> Any:
     """The adapter for a started node by implementation; strongSwan's vici is reached over the management segment."""
     mod = adapter_module(role)
     if role == "strongswan":
-        address, port = lab.node(node_name).address("mgmt"), mod.VICI_PORT
+        address, port = lab.node(node_name).address(MANAGEMENT), mod.VICI_PORT
         return mod.StrongswanAdapter(node, f"tcp://{address}:{port}", lambda: lab.connect_tcp(address, port))
     return mod.LibreswanAdapter(node)
 
@@ -111,9 +112,11 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
                            labels={labels.DOCKER_LABEL: lab.run}, run=lab.run, worker=lab.worker)
     started = rt.start(spec, lab.name, lab.link_specs(node))
     if started.runtime == "external":
-        # a device cabled by its owner: nothing to attach or configure; tests that need to reconfigure it
-        # raise CannotReconfigure, which the plugin reports as a skip naming the profile
-        return PeerHandle(started.name, started, started, "external", started.kernel, started.version)
+        # a device cabled by its owner: nothing to attach or configure; its adapter raises CannotReconfigure
+        # for whatever needs the device reconfigured or read, which the plugin reports as a skip naming the profile
+        from harness.peers.external import ExternalAdapter
+
+        return PeerHandle(started.name, started, ExternalAdapter(started.profile), "external", started.kernel, started.version)
     try:
         lab.attach(node)
         lab.configure_guest(node, lambda argv: tuple(started.exec(argv, timeout=10)))

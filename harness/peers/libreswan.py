@@ -6,6 +6,8 @@ written, `ipsec addconn --config /etc/ipsec.conf NAME` and `ipsec whack --reread
 exits 0 on failure, so state is always read back (`--showstates`, `--trafficstatus`, `--status`) and
 joined with `ip -s xfrm state` by SPI for packet counters and keys. Libreswan 4.x and 5.x differ in a
 few words (rekey of a Child SA: --rekey-ipsec vs --rekey-child; dpdaction= gone in 5; auto=route vs ondemand).
+Certificate authentication: authby= follows this end's key (rsasig for RSA, ecdsa for ECDSA P-256/384/521, the
+same words in 4.x and 5.x); authby= is symmetric, so the remote end is expected to sign with the same kind of key.
 """
 from __future__ import annotations
 
@@ -78,6 +80,30 @@ def _lifetimes(c: Connection) -> list[str]:
     return out
 
 
+# the curves Libreswan 4.10 and 5.2 sign and verify with (ECDSA with SHA-2, RFC 7427; authby=ecdsa in both).
+# Measured under UML, both versions: the default authby=rsasig,ecdsa signs with RSA even when this end's key is
+# ECDSA ("NSS: RSA DSS sign function failed"), so the policy must follow the key; being symmetric, it also
+# refuses a remote end signing with the other kind of key ("peer authentication requires policy ECDSA").
+_ECDSA_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def signature_policy(c: Connection) -> str:
+    """Libreswan's authby= for this end's certificate: rsasig for an RSA key, ecdsa for ECDSA P-256/384/521."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    try:
+        key = x509.load_pem_x509_certificate((c.auth.cert_pem or "").encode()).public_key()
+    except ValueError as e:
+        raise ConfigError(f"connection {c.name}: auth.cert_pem: {e}") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsasig"
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _ECDSA_CURVES:
+        return "ecdsa"
+    what = f"ECDSA on {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+    raise UnsupportedFeature(f"libreswan: certificate authentication with a {what} key (RSA or ECDSA P-256/384/521 only)")
+
+
 def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nickname: str = "ipsi-local") -> str:
     """The node's ipsec.conf for one connection (Libreswan `major` 4 or 5)."""
     ike = translate(c.ike_proposals, "ike")
@@ -103,7 +129,7 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
         "remote_addr": c.remote_addr,
         "local_id": "%fromcert" if c.auth.method == "pubkey" and c.local_id is None else lsw_identity(c.local_id, c.local_addr),
         "remote_id": "%fromcert" if c.auth.method == "pubkey" and c.remote_id is None else lsw_identity(c.remote_id, c.remote_addr),
-        "authby": "secret" if c.auth.method == "psk" else "rsasig", "ike": ike.value, "protocol": c.protocol,
+        "authby": "secret" if c.auth.method == "psk" else signature_policy(c), "ike": ike.value, "protocol": c.protocol,
         "child_proposals": child.value, "pfs": "yes" if child.pfs else "no", "esn": child.esn, "mode": c.mode,
         "rekey": "yes" if c.rekey else "no", "encapsulation": "yes" if c.encap == "force" else "auto",
         "fragmentation": c.fragmentation, "auto": auto, "options": "".join(f"\t{o}\n" for o in options).rstrip("\n")})

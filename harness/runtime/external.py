@@ -20,6 +20,7 @@ A profile is TOML:
 
 Relative paths are relative to the profile file. The device cannot be reconfigured: exec, spawn and file
 access raise CannotReconfigure, which the plugin turns into a skip naming the profile.
+The lab drives it through harness.peers.external.ExternalAdapter (the peer protocol, refusing the same way).
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, LabError
-from harness.peers import PeerAdapter, adapter_for, connection_from_dict, mirrored
+from harness.lab.peering import Unavailable, make_adapter
+from harness.peers import PeerAdapter, connection_from_dict, mirrored
 from harness.peers.libreswan import LibreswanAdapter
 from harness.peers.strongswan import StrongswanAdapter
 from harness.runtime.base import ExecResult
@@ -109,13 +110,29 @@ def test_libreswan_initiate_reads_state_not_exit_codes() -> None:
         a.initiate("p2p", timeout=0.3)
 
 
-def test_adapter_for_picks_by_family() -> None:
-    node = ScriptedNode({})
-    assert isinstance(adapter_for("libreswan-5.2", node), LibreswanAdapter)
-    with pytest.raises(LabError, match="management segment"):
-        adapter_for("strongswan-5.9", node)
-    with pytest.raises(LabError, match="no peer adapter"):
-        adapter_for("racoon-0.8", node)
+class FakeLab:
+    """What make_adapter asks of a lab: a node's management address and a TCP connection inside the lab."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def node(self, name: str) -> "FakeLab":
+        self.asked.append(("node", name))
+        return self
+
+    def address(self, segment: str) -> str:
+        self.asked.append(("address", segment))
+        return "198.19.0.10"
+
+
+def test_make_adapter_picks_by_implementation() -> None:
+    node, lab = ScriptedNode({}), FakeLab()
+    assert isinstance(make_adapter("libreswan", node, lab, "peer"), LibreswanAdapter)  # type: ignore[arg-type]
+    ss = make_adapter("strongswan", node, lab, "peer")  # type: ignore[arg-type]
+    assert isinstance(ss, StrongswanAdapter) and ss.vici_socket == "tcp://198.19.0.10:4502"
+    assert lab.asked == [("node", "peer"), ("address", "mgmt")]
+    with pytest.raises(Unavailable, match="no adapter for peer implementation 'racoon'"):
+        make_adapter("racoon", node, lab, "peer")  # type: ignore[arg-type]
 
 
 def test_strongswan_start_writes_conf_and_reports_a_dead_vici() -> None:

@@ -11,10 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization as ser
 
 from harness.errors import ConfigError, UnsupportedFeature, UnsupportedProposal
 from harness.peers.connection import Dpd, connection_from_dict
-from harness.peers.libreswan import ipsec_conf, ipsec_secrets
+from harness.ike.certs import TestPki
+from harness.peers.libreswan import ipsec_conf, ipsec_secrets, signature_policy
 from harness.peers.strongswan import conn_message, shared_message, strongswan_conf, swanctl_conf
 from harness.peers.templates import render
 
@@ -140,19 +142,61 @@ def test_version_differences() -> None:
         ipsec_conf(c, 5)
 
 
-def test_psk_and_certificates() -> None:
+@pytest.fixture(scope="module")
+def pki() -> TestPki:
+    return TestPki()
+
+
+def _pubkey(pki: TestPki, kind: str) -> dict:
+    """BASE with certificate authentication by a fresh `kind` key ("rsa2048", "p256", "ed25519", ...) from the test CA."""
+    cred = pki.issue(f"CN=left-{kind}", ["198.18.0.3"], kind)
+    pem = cred.key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()).decode()  # type: ignore[attr-defined]
+    return {**BASE, "auth": {"method": "pubkey", "cert_pem": cred.cert.public_bytes(ser.Encoding.PEM).decode(), "key_pem": pem,
+                             "ca_pem": pki.ca_cert.public_bytes(ser.Encoding.PEM).decode()}}
+
+
+def test_psk_and_certificates(pki: TestPki) -> None:
     assert shared_message(BASIC) == {"id": "ipsi-p2p", "type": "IKE", "data": "ipsec-interop-psk-0123456789",
                                      "owners": ["198.18.0.3", "198.18.0.4"]}
     assert ipsec_secrets(BASIC).splitlines()[-1] == '198.18.0.3 198.18.0.4 : PSK "ipsec-interop-psk-0123456789"'
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    c = connection_from_dict({**BASE, "auth": {"method": "pubkey", "cert_pem": pem, "key_pem": "-----BEGIN PRIVATE KEY-----\nx\n",
-                                                "ca_pem": pem}})
+    c = connection_from_dict(_pubkey(pki, "rsa2048"))
     m = _ss(c)
-    assert m["local"] == {"auth": "pubkey", "id": "198.18.0.3", "certs": [pem]} and m["remote"]["cacerts"] == [pem]
+    assert m["local"] == {"auth": "pubkey", "id": "198.18.0.3", "certs": [c.auth.cert_pem]} and m["remote"]["cacerts"] == [c.auth.ca_pem]
     assert shared_message(c) is None
     conf = ipsec_conf(c, 4)
     assert "authby=rsasig" in conf and "leftcert=ipsi-local" in conf and "rightca=%same" in conf
     assert "PEM object" in swanctl_conf(conn_message(c, 5))
+
+
+# Measured under UML (built-in stack both ways, Libreswan 4.10 and 5.2): authby=ecdsa for P-256 and P-384 certificates,
+# authby=rsasig for RSA-2048; with authby=rsasig an ECDSA certificate fails ("peer authentication requires policy ECDSA")
+@pytest.mark.parametrize("major", [4, 5])
+@pytest.mark.parametrize("kind,authby", [("rsa2048", "rsasig"), ("rsa3072", "rsasig"), ("p256", "ecdsa"), ("p384", "ecdsa"),
+                                         ("p521", "ecdsa")])
+def test_certificate_key_picks_the_signature_policy(pki: TestPki, kind: str, authby: str, major: int) -> None:
+    assert signature_policy(connection_from_dict(_pubkey(pki, kind))) == authby
+    lines = {line.strip() for line in ipsec_conf(connection_from_dict(_pubkey(pki, kind)), major).splitlines()}
+    assert f"authby={authby}" in lines and "leftcert=ipsi-local" in lines
+
+
+@pytest.mark.parametrize("major", [4, 5])
+@pytest.mark.parametrize("kind", ["rsa2048", "p256"])
+def test_certificate_golden(pki: TestPki, kind: str, major: int) -> None:
+    c = connection_from_dict(_pubkey(pki, kind))
+    for name, text in ((f"cert-{kind}.libreswan{major}.ipsec.conf", ipsec_conf(c, major)),
+                       ("cert.libreswan.ipsec.secrets", ipsec_secrets(c))):
+        path = GOLDEN / name
+        if os.environ.get("IPSI_UPDATE_GOLDEN"):
+            path.write_text(text)
+        assert text == path.read_text()
+
+
+def test_certificate_keys_libreswan_cannot_use(pki: TestPki) -> None:
+    with pytest.raises(UnsupportedFeature, match="Ed25519PublicKey key"):
+        signature_policy(connection_from_dict(_pubkey(pki, "ed25519")))
+    bad = {**BASE, "auth": {**_pubkey(pki, "p256")["auth"], "cert_pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}}
+    with pytest.raises(ConfigError, match="connection p2p: auth.cert_pem"):
+        ipsec_conf(connection_from_dict(bad), 5)
 
 
 UNSUPPORTED_LSW = [

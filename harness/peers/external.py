@@ -1,0 +1,76 @@
+"""The adapter of an external device (--runtime external): the peer protocol for a box the harness does not control.
+
+The device is configured and operated by its owner; all the harness knows is its profile
+(harness.runtime.external). So every method that would configure, command or read the device
+raises CannotReconfigure naming the profile file and what was needed, which the lab's plugin
+turns into a skip; version() is what the profile declares, logs() says that none can be read.
+It lives beside the other adapters (the peer protocol's home) and reads only the parsed Profile.
+"""
+from __future__ import annotations
+
+from harness.errors import CannotReconfigure
+from harness.peers.base import IkeSaRecord
+from harness.peers.connection import Connection
+from harness.peers.xfrm import XfrmPolicy, XfrmState
+from harness.runtime.external import Profile
+
+OWNER = "the device is configured by its owner"
+
+
+class ExternalAdapter:
+    """PeerAdapter of a device described by a profile: reports what the profile says and refuses the rest."""
+
+    implementation = "external"
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+
+    def _refuse(self, what: str, why: str = OWNER) -> CannotReconfigure:
+        """The error for something the harness cannot do to the device: names the profile file, what and why."""
+        return CannotReconfigure(f"profile {self.profile.path}: cannot {what} ({why})")
+
+    def start(self) -> None:
+        """Nothing to start: the device runs on its own."""
+
+    def load(self, connection: Connection) -> None:
+        """Refused: a connection cannot be loaded into an external device."""
+        raise self._refuse(f"load connection {connection.name!r} into an external device")
+
+    def unload(self, name: str) -> None:
+        """Refused: a connection cannot be removed from an external device."""
+        raise self._refuse(f"unload connection {name!r} from an external device")
+
+    def initiate(self, name: str, timeout: float = 15.0) -> IkeSaRecord:
+        """Refused: the harness cannot make an external device initiate."""
+        raise self._refuse(f"make an external device initiate {name!r}", "the harness cannot command it")
+
+    def terminate(self, name: str, timeout: float = 15.0) -> None:
+        """Refused: the harness cannot make an external device delete its SAs."""
+        raise self._refuse(f"make an external device terminate {name!r}", "the harness cannot command it")
+
+    def rekey(self, name: str, what: str = "child") -> None:
+        """Refused: the harness cannot make an external device rekey."""
+        raise self._refuse(f"make an external device rekey the {what} SA of {name!r}", "the harness cannot command it")
+
+    def list_sas(self) -> list[IkeSaRecord]:
+        """Refused: the harness cannot read an external device's SAs."""
+        raise self._refuse("list the SAs of an external device", "the harness cannot read its state")
+
+    def xfrm_state(self) -> list[XfrmState]:
+        """Refused: the harness cannot read an external device's kernel SAs."""
+        raise self._refuse("read the kernel SAs of an external device", "the harness cannot read its state")
+
+    def xfrm_policy(self) -> list[XfrmPolicy]:
+        """Refused: the harness cannot read an external device's kernel policies."""
+        raise self._refuse("read the kernel policies of an external device", "the harness cannot read its state")
+
+    def logs(self) -> str:
+        """No log can be read from the device: a line that says so and names the profile."""
+        return f"no log: {self.profile.name} is an external device (profile {self.profile.path}); ask its owner for its logs\n"
+
+    def version(self) -> str:
+        """The name and version the profile declares, e.g. 'vendor-gw 7.2.1'."""
+        return f"{self.profile.name} {self.profile.version}"
+
+    def stop(self) -> None:
+        """Nothing to stop: the harness did not start the device."""
