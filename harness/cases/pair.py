@@ -192,7 +192,7 @@ class Pair:
         end.adapter.terminate(self._conn().name)
         self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), f"both ends drop the IKE SA {end.name} deleted")
 
-    def wait(self, cond: Callable[[], T], what: str, timeout: float = WAIT, interval: float = 0.1) -> T:
+    def wait(self, cond: Callable[[], T], what: str, timeout: float = WAIT, interval: float = 0.2) -> T:
         """Poll cond until it is true; NoAnswer naming what, with both ends' log tails, after timeout."""
         deadline = time.monotonic() + timeout
         while True:
@@ -302,12 +302,11 @@ class Pair:
         diagnostics = self._diagnostics() if failed or all_evidence else []
         self._time("snapshot", t0)
         t0 = time.perf_counter()
-        for end in dict.fromkeys(reversed(self.loaded)):
-            try:
-                end.adapter.unload(self._conn().name)
-            except LabError:
-                if not failed:
-                    raise
+        try:
+            self._unload()
+        except LabError:
+            if not failed:
+                raise
         self._time("unload", t0)
         t0 = time.perf_counter()
         self.capture.stop()
@@ -336,6 +335,34 @@ class Pair:
             raise PeerFault(f"wire check: {len(problems)} problem(s) in {self.directory}:\n{shown}",
                             self.requirement or "RFC 4303 s3.4.4 MUST")
         return files
+
+    def _unload(self) -> None:
+        """Delete what the case left (terminate where an IKE SA stands, then unload) and wait until the peers
+        hold no SA: the next case on these pooled peers starts clean. LabError (BROKEN) naming what stayed."""
+        name = self._conn().name if self.conn else CASE
+        for end in dict.fromkeys(reversed(self.loaded)):
+            if not end.builtin and self.ike_sas(end):
+                try:
+                    end.adapter.terminate(name)
+                except (LabError, PeerFault):
+                    pass  # unload below removes it all the same
+            end.adapter.unload(name)
+        peers = [e for e in self.ends if not e.builtin]
+
+        def clean() -> bool:
+            return not any(e.adapter.xfrm_state() or self.ike_sas(e) for e in peers)
+
+        deadline = time.monotonic() + 10
+        while not clean():
+            if time.monotonic() > deadline:
+                left = {e.name: [f"{s.proto} 0x{s.spi:08x}" for s in e.adapter.xfrm_state()] for e in peers}
+                raise LabError(f"pair {self.spec.id}: SAs left after unload: {left}")
+            for e in peers:
+                try:
+                    e.adapter.unload(name)
+                except LabError:
+                    pass  # already gone from its configuration: waiting for the kernel is what is left
+            time.sleep(0.2)
 
     def _builtin_counters(self, end: End) -> list[Any]:
         """The built-in end's per-SA counters: packets its senders sent, packets its receivers accepted."""

@@ -8,6 +8,7 @@ same tree swanctl.conf describes; `swanctl_conf()` prints it as swanctl.conf for
 """
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +24,8 @@ from harness.peers.templates import render
 
 CHARON = "/usr/lib/ipsec/charon"
 CONF_PATH = "/etc/strongswan.conf"
+# the lines vici logs for every request (list-sas polling floods the log with them): left out of logs()
+VICI_CHATTER = re.compile(r"\[CFG\] vici client \d+ (requests|registered for|unregistered for|connected|disconnected)")
 LOG_PATH = "/var/log/charon.log"
 STDOUT_PATH = "/var/log/charon.stdout"
 KEYS_DIR = "/var/lib/ipsec-interop/keys"
@@ -242,8 +245,9 @@ class StrongswanAdapter(NodeBase):
         return int(v.split(".")[0]) if v[:1].isdigit() else 5
 
     def logs(self) -> str:
-        """charon's log file (its stdout/stderr appended when it wrote any)."""
-        return self.read_logs(LOG_PATH, STDOUT_PATH)
+        """charon's log file (its stdout/stderr appended when it wrote any), without vici's per-request lines."""
+        return "".join(line for line in self.read_logs(LOG_PATH, STDOUT_PATH).splitlines(keepends=True)
+                       if not VICI_CHATTER.search(line))
 
     def stop(self) -> None:
         """Stop charon by its pid (SIGTERM) and close the vici session."""
@@ -282,7 +286,12 @@ class StrongswanAdapter(NodeBase):
         """initiate the connection's Child SA (and IKE SA); the resulting IKE SA record."""
         t0 = time.monotonic()
         msg = {"child": child or self._child(name), "ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
-        self._call("initiate", lambda: list(self.session().initiate(msg)))
+        try:
+            self._call("initiate", lambda: list(self.session().initiate(msg)))
+        except LabError as e:
+            if "vici connection failed" in str(e):
+                raise
+            raise NotEstablished(str(e)) from None  # charon answered: the negotiation failed
         self.timings["initiate"] = time.monotonic() - t0
         for sa in self.list_sas():
             if sa.name == name and sa.established:

@@ -40,18 +40,19 @@ def _pem(obj) -> str:
     return obj.public_bytes(ser.Encoding.PEM).decode()
 
 
-@pytest.fixture(scope="module", params=["p256", "rsa2048"])
-def pki(request):
-    """One CA per key kind for the module (pluto caches NSS certificates under one CA name)."""
+@pytest.fixture(scope="module")
+def ca():
+    """One RSA CA for the module, issuing both key kinds: a second CA in one pluto session is left untrusted by
+    the Libreswan adapter's NSS import (SEC_ERROR_UNTRUSTED_ISSUER, measured), a gap of ours noted in the README."""
     from harness.ike.certs import TestPki
 
-    return request.param, TestPki(ca_kind=request.param, name=f"CN=ipsec-interop {request.param} CA,O=ipsec-interop")
+    return TestPki(ca_kind="rsa2048", name="CN=ipsec-interop cases CA,O=ipsec-interop")
 
 
 @pytest.mark.rfc(7296, "2.15", "MUST")
 @pytest.mark.rfc(7427, "3", "MUST")
-def test_certificate_authentication(pair, pki):
-    kind, ca = pki
+@pytest.mark.parametrize("kind", ["p256", "rsa2048"])
+def test_certificate_authentication(pair, ca, kind):
     addr = {e.name: pair.address(e) for e in pair.ends}
     cred = {n: ca.issue(f"CN=end-{kind}-{i},O=ipsec-interop", [a], kind) for i, (n, a) in enumerate(addr.items())}
 
