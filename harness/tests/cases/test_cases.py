@@ -1,0 +1,98 @@
+"""The case layer without a lab: pairs of ends, case tables, and the built-in end's configuration from a Connection."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cases.ends import PairSpec, pair_specs
+from harness.cases.table import Expect, load_table, table_params
+from harness.errors import ConfigError
+from harness.ike.auth import Identity as IkeIdentity
+from harness.ike.proposals import parse_proposals
+from harness.ike.ts import TrafficSelector
+from harness.peers.builtin import ike_config
+from harness.peers.connection import connection_from_dict
+
+PEERS = ["strongswan-5.9", "strongswan-6.0", "libreswan-4.10", "libreswan-5.2"]
+SUITES = Path(__file__).resolve().parents[3] / "suites"
+
+
+def test_every_pair_of_ends_both_ways() -> None:
+    specs = pair_specs(PEERS, ("builtin>peer", "peer>builtin", "peer>peer"), "direct")
+    ids = [s.id for s in specs]
+    assert len(ids) == len(set(ids)) == 4 * 2 + 4 * 2
+    assert "builtin>strongswan-5.9" in ids and "libreswan-5.2>builtin" in ids
+    assert "strongswan-6.0>libreswan-4.10" in ids and "libreswan-4.10>strongswan-6.0" in ids
+    assert not any(s.initiator.startswith("strongswan") and s.responder.startswith("strongswan") for s in specs)
+
+
+def test_a_pair_names_its_column_role_lab_and_nodes() -> None:
+    s = PairSpec("libreswan-4.10", "strongswan-6.0", "peer>peer", "direct")
+    assert (s.column, s.role, s.lab_topology) == ("strongswan-6.0+libreswan-4.10", "libreswan>strongswan", "p2p")
+    assert s.nodes() == {"strongswan-6.0": "left", "libreswan-4.10": "right"}
+    b = PairSpec("builtin", "libreswan-5.2", "builtin>peer", "tunnel")
+    assert (b.column, b.role, b.lab_topology, b.nodes()) == ("libreswan-5.2", "builtin>peer", "tunnel",
+                                                             {"builtin": "tester", "libreswan-5.2": "peer"})
+    assert PairSpec("strongswan-5.9", "libreswan-5.2", "peer>peer", "tunnel").lab_topology == "p2p-tunnel"
+    with pytest.raises(ConfigError, match="no peer_pair"):
+        PairSpec("strongswan-5.9", "libreswan-5.2", "peer>peer", "nat").lab_topology
+
+
+def test_unknown_kind_is_named() -> None:
+    with pytest.raises(ConfigError, match="'peer>peers' is not one of"):
+        pair_specs(PEERS, ("peer>peers",), "direct")
+
+
+def _table(tmp_path: Path, cases: object) -> Path:
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({"_source": "test", "cases": cases}))
+    return p
+
+
+def test_a_table_row_becomes_a_param_with_its_id_and_requirement(tmp_path: Path) -> None:
+    p = _table(tmp_path, [{"id": "esp-gcm", "rfc": [4303, "2.3", "MUST"], "connection": {"mode": "tunnel"},
+                           "expect": "refused:NO_PROPOSAL_CHOSEN", "ends": ["builtin>peer"]}])
+    (row,) = load_table(p)
+    assert (row.id, str(row.requirement), row.expect) == ("esp-gcm", "RFC 4303 s2.3 MUST", Expect("refused", "NO_PROPOSAL_CHOSEN"))
+    (param,) = table_params(p)
+    assert param.id == "esp-gcm"
+    assert [(m.name, m.args) for m in param.marks] == [("rfc", (4303, "2.3", "MUST")), ("ends", ("builtin>peer",))]
+
+
+@pytest.mark.parametrize("cases,what", [
+    ([{"id": "Bad Id", "rfc": [4303, "2.3", "MUST"]}], r"cases\[0\]: id: must match"),
+    ([{"id": "a", "rfc": [4303, "2.3", "OUGHT"]}], r"cases\[0\] \(a\): rfc: must be"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "expect": "refused"}], r"expect: 'refused' is not"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "ends": ["x"]}], r"ends: must be a list of"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "colour": 1}], r"unknown key 'colour'"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"]}, {"id": "a", "rfc": [4303, "2.3", "MUST"]}], r"id 'a' appears twice"),
+])
+def test_a_bad_table_names_file_row_and_key(tmp_path: Path, cases: object, what: str) -> None:
+    with pytest.raises(ConfigError, match=what):
+        load_table(_table(tmp_path, cases))
+
+
+def test_the_projects_tables_load() -> None:
+    tables = [t for t in sorted(SUITES.glob("*/*.json")) if isinstance(d := json.loads(t.read_text()), dict) and "cases" in d]
+    assert tables, "no case table found under suites/"
+    for t in tables:
+        for row in load_table(t):
+            connection_from_dict({"name": "x", "local_addr": "198.18.0.2", "remote_addr": "198.18.0.3",
+                                  "auth": {"psk": "p" * 20}, **row.connection}, str(t))
+
+
+def test_the_builtin_configuration_is_the_connection_parsed_once() -> None:
+    c = connection_from_dict({"name": "x", "local_addr": "198.18.0.2", "remote_addr": "198.18.0.3",
+                              "auth": {"psk": "0123456789abcdef0123"}, "local_id": "gw.example",
+                              "ike_proposals": ["aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"],
+                              "child_proposals": ["aes128gcm16"], "mode": "tunnel", "remote_ts": ["198.18.5.0/24"]})
+    cfg = ike_config(c, window_size=4)
+    assert cfg.ike_proposals == list(c.ike_offer) == parse_proposals("aes256-sha256-modp2048,aes128gcm16-prfsha256-ecp256", "ike")
+    assert cfg.ike_proposals[0] is c.ike_offer[0], "the Connection's parsed proposals, not a second parse"
+    assert cfg.local_id == IkeIdentity.of("gw.example") and cfg.remote_id is None
+    assert cfg.psk == b"0123456789abcdef0123" and cfg.mode == "tunnel" and cfg.window_size == 4
+    assert cfg.remote_ts == [TrafficSelector.of("198.18.5.0/24")] and cfg.local_ts == [TrafficSelector.of("198.18.0.2/32")]
+    with pytest.raises(ConfigError, match="'windowsize' is not an IkeConfig field"):
+        ike_config(c, windowsize=4)
