@@ -302,8 +302,9 @@ class Pair:
         diagnostics = self._diagnostics() if failed or all_evidence else []
         self._time("snapshot", t0)
         t0 = time.perf_counter()
+        held = any(c.end != BUILTIN for c in counters) or failed
         try:
-            self._unload()
+            self._unload(held)
         except LabError:
             if not failed:
                 raise
@@ -336,32 +337,27 @@ class Pair:
                             self.requirement or "RFC 4303 s3.4.4 MUST")
         return files
 
-    def _unload(self) -> None:
-        """Delete what the case left (terminate where an IKE SA stands, then unload) and wait until the peers
-        hold no SA: the next case on these pooled peers starts clean. LabError (BROKEN) naming what stayed."""
+    def _unload(self, held: bool = True) -> None:
+        """Unload both ends and make sure the peers hold no SA of the case (the next case on these pooled peers
+        starts clean): where one stays (held: the last snapshot saw kernel SAs), terminate it and wait.
+        LabError (BROKEN) naming what stayed."""
         name = self._conn().name if self.conn else CASE
         for end in dict.fromkeys(reversed(self.loaded)):
-            if not end.builtin and self.ike_sas(end):
-                try:
-                    end.adapter.terminate(name)
-                except (LabError, PeerFault):
-                    pass  # unload below removes it all the same
             end.adapter.unload(name)
         peers = [e for e in self.ends if not e.builtin]
-
-        def clean() -> bool:
-            return not any(e.adapter.xfrm_state() or self.ike_sas(e) for e in peers)
-
+        if not held:
+            return
         deadline = time.monotonic() + 10
-        while not clean():
+        while left := {e.name: e.adapter.xfrm_state() for e in peers if e.adapter.xfrm_state()}:
             if time.monotonic() > deadline:
-                left = {e.name: [f"{s.proto} 0x{s.spi:08x}" for s in e.adapter.xfrm_state()] for e in peers}
-                raise LabError(f"pair {self.spec.id}: SAs left after unload: {left}")
+                shown = {n: [f"{s.proto} 0x{s.spi:08x}" for s in states] for n, states in left.items()}
+                raise LabError(f"pair {self.spec.id}: SAs left after unload: {shown}")
             for e in peers:
-                try:
-                    e.adapter.unload(name)
-                except LabError:
-                    pass  # already gone from its configuration: waiting for the kernel is what is left
+                if e.name in left:
+                    try:
+                        e.adapter.terminate(name)
+                    except (LabError, PeerFault):
+                        pass  # nothing by that name any more: the kernel's states are what is left to wait for
             time.sleep(0.2)
 
     def _builtin_counters(self, end: End) -> list[Any]:

@@ -12,7 +12,7 @@ import pytest
 from harness.errors import ConfigError, LabError, NotEstablished
 from harness.lab.peering import Unavailable, make_adapter
 from harness.peers import PeerAdapter, connection_from_dict, mirrored
-from harness.peers.libreswan import LibreswanAdapter
+from harness.peers.libreswan import ADDCONN, WHACK, LibreswanAdapter
 from harness.peers.strongswan import StrongswanAdapter
 from harness.runtime.base import ExecResult
 
@@ -33,6 +33,8 @@ class ScriptedNode:
     def exec(self, argv: Sequence[str], timeout: float = 30, input: str | None = None) -> ExecResult:
         argv = tuple(argv)
         self.calls.append(argv)
+        if argv[:2] == ("sh", "-c") and argv[2].startswith("cat > ") and input is not None:
+            self.files[argv[2].split()[2]] = input.encode()  # what `cat > PATH` of the script writes
         if argv in self.failing:
             return ExecResult(1, "", "")
         for prefix, out in self.answers.items():
@@ -57,9 +59,9 @@ def _lsw_node(scenario: str, side: str, version: str) -> ScriptedNode:
     p = REC / scenario / f"{side}-libreswan-{version}"
     return ScriptedNode({
         ("ipsec", "--version"): f"Libreswan {version}\n",
-        ("ipsec", "whack", "--showstates"): Path(f"{p}-showstates.txt").read_text(),
-        ("ipsec", "whack", "--trafficstatus"): Path(f"{p}-trafficstatus.txt").read_text(),
-        ("ipsec", "whack", "--status"): Path(f"{p}-status.txt").read_text(),
+        (WHACK, "--showstates"): Path(f"{p}-showstates.txt").read_text(),
+        (WHACK, "--trafficstatus"): Path(f"{p}-trafficstatus.txt").read_text(),
+        (WHACK, "--status"): Path(f"{p}-status.txt").read_text(),
         ("ip", "-s", "xfrm", "state"): Path(f"{p}-ip-s-xfrm-state.txt").read_text(),
         ("ip", "-s", "xfrm", "policy"): Path(f"{p}-ip-s-xfrm-policy.txt").read_text(),
     }, {"/var/log/pluto.log": Path(f"{p}.log").read_bytes()})
@@ -74,16 +76,21 @@ def test_libreswan_start_load_and_list() -> None:
     assert isinstance(a, PeerAdapter) and a.version() == "Libreswan 4.10" and a.major() == 4
     a.load(CONN)
     assert node.spawned == [(("ipsec", "pluto", "--config", "/etc/ipsec.conf", "--nofork", "--stderrlog"), "/var/log/pluto.stderr")]
-    order = [c for c in node.calls if c[:2] in (("ipsec", "initnss"), ("ipsec", "whack"), ("ipsec", "addconn"))]
-    assert order[0][:2] == ("ipsec", "initnss") and ("ipsec", "whack", "--listen") in order
-    assert order.index(("ipsec", "addconn", "--config", "/etc/ipsec.conf", "p2p")) < order.index(("ipsec", "whack", "--rereadsecrets"))
+    order = [c for c in node.calls if c[:2] == ("ipsec", "initnss") or c[0] in (WHACK, ADDCONN)]
+    assert order[0][:2] == ("ipsec", "initnss") and (WHACK, "--listen") in order
+    load = ("sh", "-c", f"cat > /etc/ipsec.conf && {ADDCONN} --config /etc/ipsec.conf p2p && {WHACK} --rereadsecrets")
+    assert load in node.calls, "addconn, then the changed secrets reread, in one round trip"
+    calls = len(node.calls)
+    a.load(CONN)  # same secrets: no reread; the loaded connection is replaced
+    assert node.calls[calls:][-1] == ("sh", "-c", f"cat > /etc/ipsec.conf && {{ {WHACK} --delete --name p2p || true; }} && "
+                                                  f"{ADDCONN} --config /etc/ipsec.conf p2p")
     assert b"conn p2p" in node.files["/etc/ipsec.conf"] and b"PSK" in node.files["/etc/ipsec.secrets"]
     (sa,) = a.list_sas()
     (c,) = sa.children
     assert sa.initiator is False and sa.remote_addr == "198.18.0.3" and c.mode == "tunnel" and c.packets_in == 3
     assert c.keys["encr_in"] and len(a.sa_keys()) == 2
     a.rekey("p2p", "child")
-    assert node.calls[-1] == ("ipsec", "whack", "--rekey-ipsec", "--name", "p2p")
+    assert node.calls[-1] == (WHACK, "--rekey-ipsec", "--name", "p2p")
     a.stop()
     assert node.calls[-1] == ("kill", "4242")
 
@@ -94,16 +101,16 @@ def test_libreswan_5_words() -> None:
     a.load(CONN)
     assert b"keyexchange=ikev2" in node.files["/etc/ipsec.conf"]
     a.rekey("p2p", "child")
-    assert node.calls[-1] == ("ipsec", "whack", "--rekey-child", "--name", "p2p")
+    assert node.calls[-1] == (WHACK, "--rekey-child", "--name", "p2p")
     a.rekey("p2p", "ike")
-    assert node.calls[-1] == ("ipsec", "whack", "--rekey-ike", "--name", "p2p")
+    assert node.calls[-1] == (WHACK, "--rekey-ike", "--name", "p2p")
     with pytest.raises(ConfigError):
         a.rekey("p2p", "both")
 
 
 def test_libreswan_initiate_reads_state_not_exit_codes() -> None:
     node = _lsw_node("ss60-lsw52-transport-esp", "right", "5.2")
-    node.answers[("ipsec", "whack", "--showstates")] = ""
+    node.answers[(WHACK, "--showstates")] = ""
     a = LibreswanAdapter(node)
     a.load(CONN)
     with pytest.raises(NotEstablished, match="no established IKE SA"):  # the peer's outcome: FAILED, not BROKEN
