@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.datafile import load_json
 from harness.errors import ConfigError
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "vectors"
@@ -22,12 +23,7 @@ _REQUIRED = ("id", "document", "section")
 def load_vectors(name: str, op: str | None = None) -> list[Record]:
     """The records of vectors/<name> (only those whose ``op`` is op, when given); ConfigError if malformed."""
     path = VECTORS_DIR / name
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read vector file: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not JSON: {e.msg} at line {e.lineno}") from None
+    data = load_json(path)
     records = data.get("vectors") if isinstance(data, dict) else None
     if not isinstance(records, list):
         raise ConfigError(f"{path}: key 'vectors' missing or not a list")

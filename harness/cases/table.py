@@ -8,7 +8,6 @@ A table file is {"_source": "...", "cases": [ROW, ...]}; a ROW is
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from harness.datafile import load_json
 from harness.errors import ConfigError
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
@@ -91,12 +91,7 @@ def _row(entry: Any, where: str) -> CaseRow:
 def load_table(path: str | Path) -> list[CaseRow]:
     """The rows of a case table file; ConfigError naming the file, row and key for anything wrong."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{p}: not JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    data = load_json(p)
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise ConfigError(f"{p}: expected {{\"_source\": ..., \"cases\": [...]}}")
     rows = [_row(e, f"{p}: cases[{i}]") for i, e in enumerate(data["cases"])]

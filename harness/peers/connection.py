@@ -9,12 +9,12 @@ IKEv2 only: the harness tests IKEv2 (RFC 7296).
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from harness.datafile import load_json
 from harness.errors import ConfigError, IpsecInteropError
 from harness.ike.proposals import Proposal, parse_proposal
 
@@ -302,14 +302,7 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
 
 def load_connection(path: str | Path) -> Connection:
     """A Connection from a JSON file; ConfigError naming the file and key."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{p}: not JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
-    return connection_from_dict(data, str(p))
+    return connection_from_dict(load_json(path), str(path))
 
 
 def mirrored(c: Connection, role: str = "responder", name: str | None = None) -> Connection:
