@@ -69,6 +69,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    _group_by_lab(items)
+
+
+def _lab_key(item: pytest.Item) -> tuple[str, ...] | None:
+    spec = getattr(getattr(item, "callspec", None), "params", {}).get("pair")
+    if not isinstance(spec, PairSpec):
+        return None
+    return (spec.lab_topology, *sorted(f"{node}={name}" for name, node in spec.nodes().items() if name != BUILTIN))
+
+
+def _group_by_lab(items: list[pytest.Item]) -> None:
+    """Order the pair cases by the lab they need (topology and peers), in the slots they hold, others in place:
+    the pool keeps one lab per topology and worker, so interleaved peers would boot their guests again and again."""
+    slots = [i for i, item in enumerate(items) if _lab_key(item) is not None]
+    first: dict[tuple[str, ...], int] = {}
+    for i in slots:
+        first.setdefault(_lab_key(items[i]), i)  # type: ignore[arg-type]
+    ordered = sorted((items[i] for i in slots), key=lambda it: first[_lab_key(it)])  # type: ignore[index]
+    for i, item in zip(slots, ordered):
+        items[i] = item
 
 
 def case_id(item: pytest.Item, spec: PairSpec) -> str:
