@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import ConfigError
 from harness.ike.auth import Identity
+from harness.ike.bend import Bend
 from harness.ike.certs import Credential
 from harness.ike.proposals import Proposal, Protocol, parse_proposals
 from harness.ike.ts import TrafficSelector
@@ -34,6 +35,7 @@ class Bugs:
     ignore_cookie: bool = False  # initiator: do not retry with the COOKIE the responder asked for
     no_retransmit: bool = False  # never retransmit requests
     wrong_spi_r: bool = False  # initiator: put a wrong responder SPI in IKE_AUTH
+    bends: tuple[tuple[str, Bend], ...] = ()  # (exchange and direction, e.g. "IKE_AUTH request", Bend): every such message we send
     refuse_child: str | None = None  # responder: refuse every Child SA with this error notify (e.g. FAILED_CP_REQUIRED)
     auth_error_without_id: str | None = None  # responder: answer IKE_AUTH with only this error notify, no IDr/AUTH
 

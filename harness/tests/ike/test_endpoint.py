@@ -630,3 +630,19 @@ def test_ipv6_endpoints_and_selectors():
     assert c.ts_local == (TS.of("2001:db8::1"),) and c.ts_remote == (TS.of("2001:db8::2"),)
     inbound, outbound = c.sa_keys(a6[0], b6[0])
     assert outbound.dst == "2001:db8::2" and sa_b.children[c.spi_out].sa_keys(b6[0], a6[0])[0] == outbound
+
+
+def test_bends_reach_the_messages_a_case_names() -> None:
+    """Bugs.bends applies a Bend to every message of one exchange and direction the built-in end sends."""
+    from harness.ike.bend import Bend
+    from harness.ike.config import Bugs, IkeConfig
+    from harness.ike.endpoint import IkeEndpoint
+    from harness.ike.message import Header
+    from harness.ike.auth import Identity
+
+    bugs = Bugs(bends=(("IKE_SA_INIT request", Bend("header_flags", value=0x01)),))
+    ep = IkeEndpoint(IkeConfig(local_id=Identity.of("198.18.0.2"), psk=b"k" * 20, bugs=bugs), ("198.18.0.2", 500))
+    (dgram,) = ep.initiate(("198.18.0.3", 500))
+    plain = IkeEndpoint(IkeConfig(local_id=Identity.of("198.18.0.2"), psk=b"k" * 20), ("198.18.0.2", 500))
+    (normal,) = plain.initiate(("198.18.0.3", 500))
+    assert dgram.data[19] == normal.data[19] | 0x01 and Header.decode(normal.data).exchange_type == 34
