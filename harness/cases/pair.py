@@ -26,7 +26,7 @@ from harness.errors import ConfigError, LabError, NoAnswer, NotEstablished, Peer
 from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.peers.base import ChildSaRecord, IkeSaRecord
-from harness.peers.connection import Connection, connection_from_dict, mirrored
+from harness.peers.connection import Connection, Identity, connection_from_dict, mirrored
 
 T = TypeVar("T")
 CASE = "case"
@@ -92,6 +92,21 @@ class Pair:
             return str(self.lab.tester.address(version=version))
         return self.lab.node(end.node).address(version=version)
 
+    def seen_address(self, end: End, by: End, version: int = 4) -> str:
+        """The address `by` sees `end` at: end's own, or the NAT router's on by's segment when a NAT is between them
+        (topologies with a nat node: RFC 7296 s2.23; NAT is IPv4 only)."""
+        mine, theirs = self._segment(end), self._segment(by)
+        for node in self.lab.nodes.values():
+            if node.kind == "nat" and mine != theirs and version == 4:
+                segs = {i.segment for i in node.interfaces}
+                if {mine, theirs} <= segs and node.masquerade == theirs:
+                    return node.address(theirs)
+        return self.address(end, version)
+
+    def _segment(self, end: End) -> str:
+        node = self.lab.node(end.node)
+        return node.interface().segment
+
     def connection(self, version: int = 4, **fields: Any) -> Connection:
         """The case's Connection as the initiator sees it: the two ends' addresses, a PSK, and fields."""
         d = {"name": CASE, "local_addr": self.address(self.initiator, version),
@@ -106,7 +121,15 @@ class Pair:
     def load(self, conn: Connection, responder: Connection | None = None) -> None:
         """Load conn at the initiator and its mirror (or `responder`) at the responder, waiting for nothing."""
         self.conn = conn
-        for end, c in ((self.responder, responder or mirrored(conn, role="responder")),
+        if responder is None:
+            responder = mirrored(conn, role="responder")
+            seen = self.seen_address(self.initiator, self.responder, self._version_of(conn))
+            if seen != conn.local_addr:  # behind a NAT: the responder meets the initiator at the router's address
+                responder = dataclasses.replace(
+                    responder, remote_addr=seen,
+                    remote_id=conn.local_id or Identity(f"ipv{self._version_of(conn)}", conn.local_addr),
+                    remote_ts=conn.local_selectors() if conn.mode == "tunnel" else responder.remote_ts)
+        for end, c in ((self.responder, responder),
                        (self.initiator, dataclasses.replace(conn, role="responder"))):
             t0 = time.perf_counter()
             end.adapter.load(c)
@@ -235,7 +258,11 @@ class Pair:
         return self.conn
 
     def _version(self) -> int:
-        return 6 if ":" in self._conn().local_addr else 4
+        return self._version_of(self._conn())
+
+    @staticmethod
+    def _version_of(conn: Connection) -> int:
+        return 6 if ":" in conn.local_addr else 4
 
     def _child(self, end: End) -> ChildSaRecord:
         sas = self.ike_sas(end)

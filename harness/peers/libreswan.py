@@ -338,6 +338,15 @@ def records(showstates: str, traffic: str, status: str, local_addr: str | None =
     return list(ikes.values())
 
 
+def tunnel_routes(c: Connection) -> list[str]:
+    """The remote selectors of a tunnel that are not the remote gateway itself: each needs a route via the gateway
+    (Libreswan's updown script would add it; the adapter runs pluto with leftupdown=%disabled)."""
+    if c.mode != "tunnel":
+        return []
+    gw = ipaddress.ip_address(c.remote_addr)
+    return [ts for ts in c.remote_selectors() if gw not in ipaddress.ip_network(ts)]
+
+
 class LibreswanAdapter(NodeBase):
     """pluto in a runtime node, configured from templates and driven through `ipsec whack` by node.exec."""
 
@@ -402,6 +411,7 @@ class LibreswanAdapter(NodeBase):
         if c.name in self.connections:
             steps.append(f"{{ {WHACK} --delete --name {c.name} || true; }}")
         steps.append(f"{ADDCONN} --config {CONF_PATH} {c.name}")
+        steps += [f"ip route replace {ts} via {c.remote_addr}" for ts in tunnel_routes(c)]
         if secrets != self._secrets:  # pluto rereads them only when they changed: one round trip less a case
             self.node.put_file(SECRETS_PATH, secrets.encode(), mode=0o600)  # type: ignore[attr-defined]
             steps.append(f"{WHACK} --rereadsecrets")
@@ -435,9 +445,11 @@ class LibreswanAdapter(NodeBase):
         self.run(["certutil", "-A", "-d", f"sql:{NSS_DIR}", "-n", "ipsi-ca", "-t", "CT,,", "-a", "-i", "/run/ipsi-ca.pem"])
 
     def unload(self, name: str) -> None:
-        """Delete the connection (and its states) from pluto."""
-        self.run([WHACK, "--delete", "--name", name])
-        self.connections.pop(name, None)
+        """Delete the connection (and its states) from pluto, and the routes its load added."""
+        c = self.connections.pop(name, None)
+        gone = [f"{{ ip route del {ts} via {c.remote_addr} || true; }}" for ts in tunnel_routes(c)] if c else []
+        self.run(["sh", "-c", " && ".join([f"{WHACK} --delete --name {name}", *gone])] if gone else
+                 [WHACK, "--delete", "--name", name])
 
     def initiate(self, name: str, timeout: float = 15.0) -> IkeSaRecord:
         """`ipsec whack --initiate --name NAME`, then read the state back (whack's exit code is not the verdict)."""

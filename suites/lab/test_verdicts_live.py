@@ -5,13 +5,14 @@ the wire check fail the case."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.lab import fixtures
+from harness.lab import fixtures, labels
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 CASES = Path(__file__).with_name("verdict_cases") / "case_verdicts.py"
@@ -27,7 +28,8 @@ def records(request, tmp_path_factory):
     argv = [sys.executable, "-m", "pytest", str(CASES), "-p", "no:cacheprovider", "-q",
             f"--results-json={out / 'results.json'}", f"--capture-dir={out}",
             f"--runtime={request.config.getoption('--runtime')}", *[f"--peer={p}" for p in peers]]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=request.config.rootpath)
+    env = {**os.environ, labels.RUN_ENV: labels.new_run_id()}  # a run of its own: its labs' names must not clash with ours
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=request.config.rootpath, env=env)
     path = out / "results.json"
     assert path.exists(), f"the child pytest wrote no results (exit {run.returncode}):\n{run.stdout[-3000:]}{run.stderr[-2000:]}"
     return {r["nodeid"].split("::", 1)[1]: r for r in json.loads(path.read_text())}, peers
