@@ -422,6 +422,17 @@ class BuiltinEnd:
             time.sleep(0.02)
         return self._call(lambda: len({s for i, s in data.echo_replies if i == ident}))
 
+    def send_echo(self, dst: str, ident: int, seq: int, faults: Faults | None = None) -> None:
+        """One echo request through the newest Child SA, with faults (e.g. Faults(corrupt_icv=True)) if given."""
+        def send() -> None:
+            saved, self.faults = self.faults, faults
+            try:
+                self._send_ipsec(self._newest_child(), echo_packet(self.address, dst, ident, seq))
+            finally:
+                self.faults = saved
+
+        self._call(send)
+
     def _newest_child(self) -> ChildData:
         if not self.children:
             raise LabError("builtin end: no Child SA to send through")
