@@ -69,6 +69,7 @@ class Pair:
         self.initiator, self.responder = ends[spec.initiator], ends[spec.responder]
         self.requirement = requirement
         self.conn: Connection | None = None
+        self.hosts = False  # traffic between the hosts behind the ends (connection(hosts=True))
         self.evidence = Evidence()
         self.loaded: list[End] = []
 
@@ -93,24 +94,60 @@ class Pair:
         return self.lab.node(end.node).address(version=version)
 
     def seen_address(self, end: End, by: End, version: int = 4) -> str:
-        """The address `by` sees `end` at: end's own, or the NAT router's on by's segment when a NAT is between them
-        (topologies with a nat node: RFC 7296 s2.23; NAT is IPv4 only)."""
+        """The address `by` meets `end` at: end's own, or, when end sits behind a NAT router that by is not behind
+        with it, the router's address on the segment it masquerades onto (RFC 7296 s2.23; NAT is IPv4 only)."""
         mine, theirs = self._segment(end), self._segment(by)
-        for node in self.lab.nodes.values():
-            if node.kind == "nat" and mine != theirs and version == 4:
+        if mine != theirs and version == 4:
+            for node in self.lab.nodes.values():
                 segs = {i.segment for i in node.interfaces}
-                if {mine, theirs} <= segs and node.masquerade == theirs:
-                    return node.address(theirs)
+                if node.kind == "nat" and mine in segs and node.masquerade not in (None, mine):
+                    return node.address(node.masquerade)
         return self.address(end, version)
+
+    def _mirror(self, conn: Connection) -> Connection:
+        """The responder's side of conn: conn mirrored, with the addresses it really has and meets across a NAT."""
+        v = self._version_of(conn)
+        out = mirrored(conn, role="responder")
+        own, peer = self.address(self.responder, v), self.seen_address(self.initiator, self.responder, v)
+        if (own, peer) == (conn.remote_addr, conn.local_addr):
+            return out
+        tunnel = conn.mode == "tunnel"
+        return dataclasses.replace(
+            out, local_addr=own, remote_addr=peer, local_id=conn.remote_id or Identity(f"ipv{v}", own),
+            remote_id=conn.local_id or Identity(f"ipv{v}", conn.local_addr),
+            local_ts=conn.remote_ts if tunnel else (), remote_ts=conn.local_selectors() if tunnel else ())
 
     def _segment(self, end: End) -> str:
         node = self.lab.node(end.node)
         return node.interface().segment
 
-    def connection(self, version: int = 4, **fields: Any) -> Connection:
-        """The case's Connection as the initiator sees it: the two ends' addresses, a PSK, and fields."""
-        d = {"name": CASE, "local_addr": self.address(self.initiator, version),
-             "remote_addr": self.address(self.responder, version), "auth": {"psk": PSK}, **fields}
+    def host_behind(self, end: End) -> Any:
+        """The lab's host node behind an end (a tunnel gateway), or None: the host whose default route goes via it."""
+        for node in self.lab.topology.nodes.values():
+            if node.kind == "host" and any(r.to == "default" and r.via == end.node for r in node.routes):
+                return self.lab.node(node.name)
+        return None
+
+    def lan(self, end: End, version: int = 4) -> str:
+        """The subnet of the host behind an end; LabError if the topology has none."""
+        host = self.host_behind(end)
+        if host is None:
+            raise LabError(f"topology {self.lab.topology.name!r}: no host behind {end.name} ({end.node})")
+        seg = self.lab.segments[host.interface().segment]
+        return str(seg.v4 if version == 4 else seg.v6)
+
+    def connection(self, version: int = 4, hosts: bool = False, **fields: Any) -> Connection:
+        """The case's Connection as the initiator sees it: the two ends' addresses, a PSK, and fields; hosts=True:
+        a tunnel between the subnets of the hosts behind the two gateways."""
+        d: dict[str, Any] = {"name": CASE, "local_addr": self.address(self.initiator, version),
+                             "remote_addr": self.seen_address(self.responder, self.initiator, version), "auth": {"psk": PSK}}
+        real = self.address(self.responder, version)
+        if d["remote_addr"] != real:  # the responder behind a NAT: it still names itself, and offers, by its own address
+            d.update(remote_id=real, remote_ts=[f"{real}/32"])
+        if hosts:
+            d.update(mode="tunnel", local_ts=[self.lan(self.initiator, version)], remote_ts=[self.lan(self.responder, version)])
+        d.update(fields)
+        self.hosts = hosts
         return connection_from_dict(d, f"case connection ({self.spec.id})")
 
     def from_row(self, row: CaseRow, version: int = 4) -> Connection:
@@ -122,13 +159,7 @@ class Pair:
         """Load conn at the initiator and its mirror (or `responder`) at the responder, waiting for nothing."""
         self.conn = conn
         if responder is None:
-            responder = mirrored(conn, role="responder")
-            seen = self.seen_address(self.initiator, self.responder, self._version_of(conn))
-            if seen != conn.local_addr:  # behind a NAT: the responder meets the initiator at the router's address
-                responder = dataclasses.replace(
-                    responder, remote_addr=seen,
-                    remote_id=conn.local_id or Identity(f"ipv{self._version_of(conn)}", conn.local_addr),
-                    remote_ts=conn.local_selectors() if conn.mode == "tunnel" else responder.remote_ts)
+            responder = self._mirror(conn)
         for end, c in ((self.responder, responder),
                        (self.initiator, dataclasses.replace(conn, role="responder"))):
             t0 = time.perf_counter()
@@ -170,19 +201,20 @@ class Pair:
         self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), "no IKE SA left on either end after the refusal")
 
     def traffic(self, count: int = 3) -> None:
-        """Echo requests each way through the Child SA; both ends' counters and (after the case) the wire must show them."""
+        """Echo requests each way through the Child SA (between the hosts behind the ends for a hosts connection);
+        both ends' counters and (after the case) the wire must show them."""
         for src, dst in ((self.initiator, self.responder), (self.responder, self.initiator)):
             before = self._child(dst)
             got = self._ping(src, dst, count)
             after = self._child(dst)
-            if src.builtin:
+            if src.builtin and not self.hosts:
                 if got < count:
                     raise PeerFault(f"{dst.name} answered {got} of {count} echo requests through the Child SA "
                                     f"(its inbound SA counted {after.packets_in - before.packets_in})", self.requirement)
             elif after.packets_in - before.packets_in < count:
                 raise PeerFault(f"{dst.name}'s inbound SA 0x{after.spi_in:08x} counted "
-                                f"{after.packets_in - before.packets_in} of {count} echo requests from {src.name}",
-                                self.requirement)
+                                f"{after.packets_in - before.packets_in} of {count} echo requests from "
+                                f"{'the host behind ' if self.hosts else ''}{src.name}", self.requirement)
         for end in self.ends:
             c = self._child(end)
             proto = c.protocol.lower()
@@ -286,10 +318,14 @@ class Pair:
 
     def _ping(self, src: End, dst: End, count: int) -> int:
         addr = self.address(dst, self._version())
+        argv = ["ping", f"-{self._version()}", "-n", "-c", str(count), "-i", "0.2", "-W", "2"]
+        if self.hosts:  # host to host through the two gateways
+            to = self.host_behind(dst).address(version=self._version())
+            self.lab.ping(self.host_behind(src).name, to, count=count, timeout=2.0)  # its answer is not the verdict
+            return count
         if src.builtin:
             return int(src.adapter.ping(addr, count))
-        argv = ["ping", f"-{self._version()}", "-n", "-c", str(count), "-i", "0.2", "-W", "2", addr]
-        src.runtime_node.exec(argv, timeout=5 + count)  # its exit status is not the verdict: counters are
+        src.runtime_node.exec([*argv, addr], timeout=5 + count)  # its exit status is not the verdict: counters are
         return count
 
     def _log(self, end: End) -> str:

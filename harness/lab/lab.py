@@ -79,6 +79,7 @@ class Node:
     routes: list[Route] = field(default_factory=list)
     forward: bool = False
     masquerade: str | None = None
+    forward_to: str | None = None
 
     def interface(self, segment: str | None = None) -> Interface:
         """The node's interface on segment (default: its first data interface)."""
@@ -118,7 +119,7 @@ def plan(topo: Topology, worker: int, run: str) -> tuple[dict[str, Segment], dic
             ifs.append(Interface(nd.name, MANAGEMENT, f"eth{len(nd.links)}", f"{nd.name}.m", _mac(worker, n_index, 0xFF),
                                  addressing.host_v4(m.v4, host), addressing.host_v6(m.v6, host)))
         ns = None if nd.kind == "peer" else labels.resource_name(run, worker, topo.name, nd.name)
-        nodes[nd.name] = Node(nd.name, nd.kind, ns, ifs, [], nd.forward, nd.masquerade)
+        nodes[nd.name] = Node(nd.name, nd.kind, ns, ifs, [], nd.forward, nd.masquerade, nd.forward_to)
     for nd in topo.nodes.values():
         mine = {l.segment for l in nd.links}
         for r in nd.routes:
@@ -278,8 +279,14 @@ class Lab:
 
     def _nat_rules(self, n: Node) -> None:
         out = n.interface(n.masquerade).ifname
+        forward = ""
+        if n.forward_to:  # a port forward: IKE and NAT-T reach the node behind the router (a responder behind NAT)
+            inside = {i.segment for i in n.interfaces} - {n.masquerade}
+            to = next(i for i in self.node(n.forward_to).interfaces if i.segment in inside)
+            forward = (" chain prerouting {\n  type nat hook prerouting priority dstnat; policy accept;\n"
+                       f'  iifname "{out}" udp dport {{ 500, 4500 }} dnat to {to.v4.ip}\n }}\n')
         rules = ("table ip ipsi_nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n"
-                 f'  oifname "{out}" masquerade\n }}\n}}\n')
+                 f'  oifname "{out}" masquerade\n }}\n{forward}}}\n')
         assert n.netns
         r = netns.run_cmd(n.netns, ["nft", "-f", "-"], input=rules.encode())
         if r.returncode != 0:

@@ -41,6 +41,7 @@ class NodeDef:
     routes: tuple[RouteDef, ...] = ()
     forward: bool = False
     masquerade: str | None = None
+    forward_to: str | None = None  # nat: UDP 500 and 4500 arriving on the masquerade segment go to this node
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ def parse_topology(name: str, data: Any, source: str = str(TOPOLOGIES_FILE)) -> 
             raise ConfigError(f"{nw}: key 'masquerade': only a nat node, naming one of its own segments")
         if kind == "nat" and masq is None:
             raise ConfigError(f"{nw}: key 'masquerade': a nat node names the segment it masquerades onto")
-        nodes[node_name] = NodeDef(node_name, kind, tuple(links), tuple(routes), bool(nd.get("forward", False)), masq)
+        fwd = nd.get("forward_to")
+        if fwd is not None and (kind != "nat" or not isinstance(fwd, str)):
+            raise ConfigError(f"{nw}: key 'forward_to': only a nat node, naming the node it forwards IKE to")
+        nodes[node_name] = NodeDef(node_name, kind, tuple(links), tuple(routes), bool(nd.get("forward", False)), masq, fwd)
     for nd in nodes.values():
         for r in nd.routes:
             via = nodes.get(r.via)

@@ -14,6 +14,7 @@ The configuration comes from the case's Connection only (`ike_config`): one desc
 """
 from __future__ import annotations
 
+import ipaddress
 import queue
 import select
 import socket
@@ -46,6 +47,7 @@ from harness.peers.connection import Connection, Identity
 NAME = "builtin"
 VERSION = "ipsec-interop built-in IKEv2/ESP/AH stack"
 IPPROTO = {"esp": 50, "ah": 51}
+PACKET_OUTGOING = 4  # AF_PACKET pkttype of a frame this host sent
 T = TypeVar("T")
 
 
@@ -124,6 +126,10 @@ class BuiltinEnd:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = clock()
+        self._lan_sock: socket.socket | None = None  # gateway mode: the tester's interface to the host behind it
+        self._lan_nets: tuple[Any, ...] = ()           # our selectors (the LAN behind us)
+        self._remote_nets: tuple[Any, ...] = ()        # the remote selectors (traffic for the tunnel)
+        self._macs: dict[str, bytes] = {}              # LAN hosts' MAC addresses, learned from their frames
 
     # -- the loop that owns the endpoint and the sockets ----------------------------------------------
     def start(self) -> None:
@@ -153,10 +159,13 @@ class BuiltinEnd:
             ike = list(driver.sockets.values()) if driver else []
             due = self.endpoint.next_timer() if self.endpoint else None
             wait = 0.2 if due is None else max(0.0, min(0.2, due - self.clock()))
-            ready, _, _ = select.select([self._wake_r, *ike, *raw], [], [], wait)
+            lan = [self._lan_sock] if self._lan_sock is not None else []
+            ready, _, _ = select.select([self._wake_r, *ike, *raw, *lan], [], [], wait)
             for s in ready:
                 if s is self._wake_r:
                     self._wake_r.recv(4096)
+                elif lan and s is lan[0]:
+                    self._on_lan(*s.recvfrom(65535))
                 elif s in raw:
                     self._on_ipsec(s.recv(65535))
                 elif driver:
@@ -228,6 +237,8 @@ class BuiltinEnd:
             self.log.append(f"{self.clock() - self._t0:8.3f} dropped: {e}")
             return
         data = self.children.get(opened.spi)
+        if self._lan_sock is not None and opened.inner and self._to_lan(opened.inner):
+            return
         echo = parse_echo(opened.inner) if opened.inner else None
         if data is None or echo is None:
             return
@@ -249,6 +260,41 @@ class BuiltinEnd:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         sock.sendto(outer, (sa.dst, 0))
 
+    # -- gateway mode: the built-in end as a tunnel gateway for the host behind the tester ----------------------
+    def _gateway(self, c: Connection) -> None:
+        """Take the tester's LAN interface when c is a tunnel whose local selectors are a subnet behind us."""
+        self._lan_sock, self._lan_nets, self._remote_nets = None, (), ()
+        nets = tuple(ipaddress.ip_network(t) for t in c.local_selectors())
+        if c.mode != "tunnel" or any(ipaddress.ip_address(self.address) in n and n.num_addresses == 1 for n in nets):
+            return
+        for a in self.tester.addresses:
+            if a.v4 != self.address and any(ipaddress.ip_address(a.v4) in n for n in nets):
+                self._lan_sock = self.tester.packet[a.ifname]
+                self._lan_nets, self._remote_nets = nets, tuple(ipaddress.ip_network(t) for t in c.remote_selectors())
+                return
+
+    def _on_lan(self, frame: bytes, addr: Any) -> None:
+        """A frame from the LAN: an IPv4 packet for the remote selectors goes into the newest Child SA."""
+        if addr[2] == PACKET_OUTGOING or len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            return
+        ip = frame[14:]
+        src, dst = ipaddress.ip_address(ip[12:16]), ipaddress.ip_address(ip[16:20])
+        self._macs[str(src)] = frame[6:12]
+        if self.children and any(dst in n for n in self._remote_nets):
+            self._send_ipsec(self._newest_child(), ip[:int.from_bytes(ip[2:4], "big")])
+
+    def _to_lan(self, inner: bytes) -> bool:
+        """Put a decapsulated packet for the LAN behind us on the wire; False if it is not for the LAN."""
+        if len(inner) < 20 or inner[0] >> 4 != 4:
+            return False
+        dst = ipaddress.ip_address(inner[16:20])
+        if str(dst) == self.address or not any(dst in n for n in self._lan_nets):
+            return False
+        assert self._lan_sock is not None
+        own = self._lan_sock.getsockname()[4]
+        self._lan_sock.send(self._macs.get(str(dst), b"\xff" * 6) + own + b"\x08\x00" + inner)
+        return True
+
     # -- the peer protocol --------------------------------------------------------------------------------
     def load(self, connection: Connection) -> None:
         """Take connection as the built-in end's one configuration (replacing any other), ready to answer."""
@@ -264,6 +310,7 @@ class BuiltinEnd:
             self.connection = connection
             self.endpoint = IkeEndpoint(config, (connection.local_addr, 500), clock=self.clock)
             self.driver = SocketDriver(self.endpoint, self.tester.ike_sockets(version), clock=self.clock)
+            self._gateway(connection)
 
         self._call(install)
 
@@ -279,6 +326,7 @@ class BuiltinEnd:
 
         def forget() -> None:
             self.connection = self.endpoint = self.driver = None
+            self._lan_sock = None
             for data in self.children.values():
                 self.sad.remove(data.receiver.sa)
             self.children.clear()

@@ -411,7 +411,8 @@ class LibreswanAdapter(NodeBase):
         if c.name in self.connections:
             steps.append(f"{{ {WHACK} --delete --name {c.name} || true; }}")
         steps.append(f"{ADDCONN} --config {CONF_PATH} {c.name}")
-        steps += [f"ip route replace {ts} via {c.remote_addr}" for ts in tunnel_routes(c)]
+        # via the gateway where it is on-link; where it is not (behind a NAT router) the node's default route serves
+        steps += [f"{{ ip route replace {ts} via {c.remote_addr} 2>/dev/null || true; }}" for ts in tunnel_routes(c)]
         if secrets != self._secrets:  # pluto rereads them only when they changed: one round trip less a case
             self.node.put_file(SECRETS_PATH, secrets.encode(), mode=0o600)  # type: ignore[attr-defined]
             steps.append(f"{WHACK} --rereadsecrets")
