@@ -411,7 +411,7 @@ class Pair:
         if not held:
             return
         deadline = time.monotonic() + 10
-        while left := {e.name: e.adapter.xfrm_state() for e in peers if e.adapter.xfrm_state()}:
+        while left := {e.name: states for e in peers if (states := e.adapter.xfrm_state())}:
             if time.monotonic() > deadline:
                 shown = {n: [f"{s.proto} 0x{s.spi:08x}" for s in states] for n, states in left.items()}
                 raise LabError(f"pair {self.spec.id}: SAs left after unload: {shown}")
@@ -443,14 +443,12 @@ class Pair:
                 for st in states if st.proto in ("esp", "ah") and st.current_packets is not None]
 
     def _write_keys(self, keys: KeysFile) -> list[Path]:
-        from harness.keys import dump_esp_sa, dump_keys
+        """keys.json and esp_sa (harness.lab.capture.write_keys), and the ikev2_decryption_table, beside the capture."""
+        from harness.lab.capture import write_keys
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / "keys.json"
-        dump_keys(keys, path)
-        out = [path]
+        out = [write_keys(self.directory, keys)]
         if keys.ipsec_sas:
-            dump_esp_sa(keys.ipsec_sas, self.directory / "esp_sa")
             out.append(self.directory / "esp_sa")
         ike_lines = []
         for k in keys.sections.get("ike_sas", []):

@@ -6,8 +6,9 @@ Libreswan both ways; `@pytest.mark.ends("builtin>peer")` narrows that (on a test
 other kinds are then deselected, not skipped: the case is not declared for them). `@pytest.mark.topology(name)`
 picks the lab (default direct; peer-to-peer pairs use its peer_pair counterpart). Peers are pooled per
 worker (lab_pool), each pair in the xdist group of its peers. `--evidence all` keeps logs and SA state of
-passing cases too (default: on failure only). Each case's record names its matrix column (`peer`), its row
-(`case`), both ends' versions, runtimes and kernels, and every evidence file (`artifact`).
+passing cases too (default: on failure only). Each case's record names its matrix column (`peer`; its row is the
+collector's case_name, the pair's role in place of its versions), both ends' versions, runtimes and kernels, and
+every evidence file (`artifact`).
 """
 from __future__ import annotations
 
@@ -91,12 +92,6 @@ def _group_by_lab(items: list[pytest.Item]) -> None:
         items[i] = item
 
 
-def case_id(item: pytest.Item, spec: PairSpec) -> str:
-    """The matrix row of a pair case: the test id with the pair's versions replaced by its role."""
-    name = item.nodeid.split("::", 1)[-1]
-    return name.replace(spec.id, spec.role)
-
-
 def _requirement(item: pytest.Item) -> str:
     m = item.get_closest_marker("rfc")
     if not m:
@@ -161,7 +156,7 @@ def _relative(path: Path, out: Path) -> str:
 
 def _describe(item: pytest.Item, spec: PairSpec, env: Any, nodes: dict[str, str]) -> None:
     """The record's column, row, ends and each peer's version, runtime and kernel."""
-    props = [("peer", spec.column), ("case", case_id(item, spec)), ("initiator", spec.initiator),
+    props = [("peer", spec.column), ("initiator", spec.initiator),
              ("responder", spec.responder)]
     versions = []
     for name, node in nodes.items():
