@@ -35,8 +35,10 @@ step() {
 
 # Debian packages: the lab's tools, the UML kernel, tshark for the dissector cross-check, docker.io to build
 # the peers' images (IPSEC_INTEROP_NO_DOCKER=1 leaves it out: the uml runtime then runs exported trees only).
+# The UML kernel itself comes from an image (peers/uml-kernel: the host's bookworm kernel dies on CPUs with AMX);
+# patchelf points it at that image's libc, uml-utilities brings uml_mconsole.
 DEB_PACKAGES=(python3 python3-venv python3-pip iproute2 nftables tcpdump tshark debootstrap
-              user-mode-linux uml-utilities)
+              patchelf uml-utilities)
 [ "${IPSEC_INTEROP_NO_DOCKER:-}" = 1 ] || DEB_PACKAGES+=(docker.io)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -8,7 +8,6 @@ later runs. Without docker.io, already exported UML root trees still run (runtim
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 
 from harness.errors import LabUnavailable
@@ -45,14 +44,20 @@ def run(args: argparse.Namespace) -> int:
         return without_docker(e)
     if args.no_build:
         return 0
+    kernel = images.build_kernel(force=args.force)
     built = images.build_all(force=args.force, only=args.only or None)
-    for info, now, seconds in built:
+    for info, now, seconds in [kernel, *built]:
         say(f"{info.name:16} {info.version:24} {info.release:9} {'built' if now else 'cached'} {seconds:6.1f} s  {info.image_id[7:19]}")
-    if not args.no_export and shutil.which("linux.uml"):
-        from harness.runtime import uml
+    if not args.no_export:
+        from harness.runtime import uml, uml_kernel
 
+        with step(f"exporting the UML kernel {kernel[0].version}"):
+            k, _ = uml_kernel.export(kernel[0])
+        for p in uml_kernel.prune(kernel[0].image_id):
+            say(f"removed the stale UML kernel {p}")
+        say(f"UML kernel {k.release} ({k.version}): {k.binary}")
         for info, _, _ in built:
-            if (uml.rootfs_path(info.image_id) / uml.MARKER).exists():
+            if uml.rootfs_current(info):
                 uml.rootfs(info)  # cached: completes an older marker only
                 continue
             with step(f"exporting the UML root tree of {info.name}"):

@@ -34,6 +34,7 @@ SOURCES_FILES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 LABEL = "ipsec-interop"
 HASH_EXCLUDE = ("templates/",)
 BUILD_TIMEOUT = 1800
+KERNEL_PEER = "uml-kernel"  # the UML kernel's image folder and label: built like a peer's, never listed as one
 
 
 @dataclass(frozen=True)
@@ -77,19 +78,31 @@ class ImageInfo:
             raise LabError(f"image {image_id[:19]}: missing label {e.args[0]}") from None
 
 
-def image_defs(path: Path = IMAGES_FILE) -> list[ImageDef]:
-    """The images to build, from peers/images.json (ConfigError naming the file and key)."""
+def _images_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: {e}") from None
-    out = []
-    for i, d in enumerate(data.get("images", [])):
-        try:
-            out.append(ImageDef(str(d["peer"]), str(d["release"]), str(d["package"])))
-        except (KeyError, TypeError) as e:
-            raise ConfigError(f"{path}: images[{i}]: missing key {e}") from None
-    return out
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def _image_def(d: Any, where: str) -> ImageDef:
+    try:
+        return ImageDef(str(d["peer"]), str(d["release"]), str(d["package"]))
+    except (KeyError, TypeError) as e:
+        raise ConfigError(f"{where}: missing key {e}") from None
+
+
+def image_defs(path: Path = IMAGES_FILE) -> list[ImageDef]:
+    """The peers' images to build, from peers/images.json (ConfigError naming the file and key)."""
+    return [_image_def(d, f"{path}: images[{i}]") for i, d in enumerate(_images_file(path).get("images", []))]
+
+
+def kernel_def(path: Path = IMAGES_FILE) -> ImageDef:
+    """The UML kernel's image (peers/images.json "uml_kernel"): not a peer, the kernel the uml runtime boots."""
+    return _image_def(_images_file(path).get("uml_kernel"), f"{path}: uml_kernel")
 
 
 def content_hash(folder: Path, common: Path, release: str, base_id: str, exclude: tuple[str, ...] = HASH_EXCLUDE) -> str:
@@ -252,6 +265,23 @@ def build(client: Any, d: ImageDef, base: str | None = None, force: bool = False
     return ImageInfo.from_labels(*found), True
 
 
+def export_tree(client: Any, info: ImageInfo, dest: Path) -> None:
+    """Unpack an image's filesystem into dest (a container created and removed for it, never started)."""
+    container = client.containers.create(info.image_id, network_mode="none", labels={f"{LABEL}.export": info.name})
+    try:
+        tar = subprocess.Popen(["tar", "-x", "--numeric-owner", "-C", str(dest)], stdin=subprocess.PIPE)
+        assert tar.stdin
+        try:
+            for chunk in container.export():
+                tar.stdin.write(chunk)
+        finally:
+            tar.stdin.close()
+            if tar.wait(timeout=300) != 0:
+                raise LabError(f"exporting {info.name}: tar exited {tar.returncode}")
+    finally:
+        container.remove(force=True)
+
+
 def build_lock() -> Any:
     """The host-wide file lock that keeps builds one at a time (also across xdist workers)."""
     from filelock import FileLock
@@ -275,6 +305,16 @@ def build_all(client: Any | None = None, force: bool = False, only: list[str] | 
     return out
 
 
+def build_kernel(client: Any | None = None, force: bool = False,
+                 say: Callable[[str], None] = progress_say) -> tuple[ImageInfo, bool, float]:
+    """Build the UML kernel's image unless cached; (info, built_now, seconds)."""
+    client = client or docker_client()
+    t0 = time.monotonic()
+    with build_lock():
+        info, built = build(client, kernel_def(), force=force, say=say)
+    return info, built, time.monotonic() - t0
+
+
 def built_images(client: Any | None = None) -> list[ImageInfo]:
     """Every built peer image (one per peer name), from their labels; empty if no daemon answers."""
     try:
@@ -287,7 +327,8 @@ def built_images(client: Any | None = None) -> list[ImageInfo]:
             info = ImageInfo.from_labels(img.id, dict(img.labels or {}))
         except LabError:
             continue
-        out.setdefault(info.name, info)
+        if info.peer != KERNEL_PEER:
+            out.setdefault(info.name, info)
     return sorted(out.values(), key=lambda i: i.name)
 
 

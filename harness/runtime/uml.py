@@ -1,7 +1,7 @@
-"""The uml runtime: a peer's image booted under User-Mode Linux (Debian's linux.uml) with its own kernel.
+"""The uml runtime: a peer's image booted under User-Mode Linux (harness.runtime.uml_kernel) with its own kernel.
 
 Root tree: the image's filesystem, exported once per image id into /var/cache/ipsec-interop/rootfs/<id>,
-with the UML kernel's modules (/usr/lib/uml/modules/<ver>) hard-linked into /usr/lib/modules/<ver>.
+with the UML kernel's modules hard-linked into /usr/lib/modules/<ver> (exported again when the kernel changes).
 It is mounted read-only through hostfs and shared by every guest. Each guest gets private writable copies
 of etc/, var/ and root/ (cp -a, about 10 MB) in /run/ipsec-interop/<RUN>/uml-rw/<name>/, which its init
 mounts over /etc, /var and /root through hostfs (hostfs has no overlay: this is the copy-on-write);
@@ -25,12 +25,10 @@ from pathlib import Path
 
 from harness.errors import LabError, LabUnavailable
 from harness.lab import labels
-from harness.runtime import images
+from harness.runtime import images, uml_kernel
 from harness.runtime.agent import AgentChannel, AgentNode
 from harness.runtime.base import LinkSpec, NodeSpec, Runtime
 
-UML_BINARY = "linux.uml"
-UML_MODULES = Path("/usr/lib/uml/modules")
 ROOTFS_CACHE = images.CACHE_DIR / "rootfs"
 INIT = "/sbin/ipsi-agent"
 MEM = "256M"
@@ -43,12 +41,22 @@ MODULES = ("ipv6,xfrm_user,xfrm_algo,esp4,ah4,esp6,ah6,xfrm4_tunnel,xfrm6_tunnel
 MARKER = ".ipsi-rootfs.json"
 
 
-def kernel_version(modules: Path = UML_MODULES) -> str:
-    """The UML kernel's release: the one folder of /usr/lib/uml/modules (LabUnavailable if none)."""
-    versions = sorted(p.name for p in modules.iterdir() if p.is_dir()) if modules.is_dir() else []
-    if not versions:
-        raise LabUnavailable(f"no UML kernel modules in {modules} (Debian package user-mode-linux)")
-    return versions[-1]
+def kernel_version() -> str:
+    """The release of the UML kernel guests boot (LabUnavailable if none is exported)."""
+    return uml_kernel.current().release
+
+
+def rootfs_current(info: images.ImageInfo) -> bool:
+    """True if the image's root tree is exported with the current kernel's modules."""
+    return _marker_kernel(rootfs_path(info.image_id)) == kernel_version()
+
+
+def _marker_kernel(path: Path) -> str | None:
+    """The kernel release a root tree's modules were linked for, or None if the tree is not (completely) there."""
+    try:
+        return str(json.loads((path / MARKER).read_text()).get("kernel"))
+    except (OSError, ValueError):
+        return None
 
 
 def rootfs_path(image_id: str) -> Path:
@@ -59,37 +67,26 @@ def rootfs_path(image_id: str) -> Path:
 def rootfs(info: images.ImageInfo, client: object | None = None) -> tuple[Path, bool]:
     """The image's root tree for UML (exported once, under the build lock); (path, exported_now)."""
     path = rootfs_path(info.image_id)
-    if (path / MARKER).exists():
+    kernel = uml_kernel.current()
+    if _marker_kernel(path) == kernel.release:
         _complete_marker(path / MARKER, info)
         return path, False
     with images.build_lock():
-        if (path / MARKER).exists():
+        if _marker_kernel(path) == kernel.release:
             return path, False
         client = client or images.docker_client()
         ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        container = client.containers.create(info.image_id, network_mode="none", labels={"ipsec-interop.export": info.name})
-        try:
-            tar = subprocess.Popen(["tar", "-x", "--numeric-owner", "-C", str(tmp)], stdin=subprocess.PIPE)
-            assert tar.stdin
-            try:
-                for chunk in container.export():
-                    tar.stdin.write(chunk)
-            finally:
-                tar.stdin.close()
-                if tar.wait(timeout=300) != 0:
-                    raise LabError(f"exporting {info.name}: tar exited {tar.returncode}")
-        finally:
-            container.remove(force=True)
-        ver = kernel_version()
+        images.export_tree(client, info, tmp)
+        ver = kernel.release
         dest = tmp / "usr/lib/modules" / ver
         dest.parent.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["cp", "-al", str(UML_MODULES / ver), str(dest)], capture_output=True, text=True)
+        r = subprocess.run(["cp", "-al", str(kernel.modules), str(dest)], capture_output=True, text=True)
         if r.returncode != 0:  # another filesystem: a real copy
             shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(UML_MODULES / ver, dest, symlinks=True)
+            shutil.copytree(kernel.modules, dest, symlinks=True)
         for f in ("etc/hostname", "etc/hosts"):
             (tmp / f).write_text("localhost\n" if f.endswith("hostname") else "127.0.0.1 localhost\n::1 localhost\n")
         (tmp / MARKER).write_text(json.dumps({"image_id": info.image_id, "name": info.name, "version": info.version,
@@ -157,19 +154,23 @@ def _complete_marker(marker: Path, info: images.ImageInfo) -> None:
 
 
 def command_line(name: str, uml_dir: Path, root: Path, rw: Path, links: Sequence[LinkSpec],
-                 env: dict[str, str], mem: str = MEM, guest_fd: int = 3) -> list[str]:
+                 env: dict[str, str], mem: str = MEM, guest_fd: int = 3, binary: str | Path = "linux.uml") -> list[str]:
     """The linux.uml argv for one guest (pure): umid, hostfs root read-only, TAPs, console, control line, env."""
-    argv = [UML_BINARY, f"umid={name}", f"uml_dir={uml_dir}", f"mem={mem}", "root=/dev/root", "rootfstype=hostfs",
+    argv = [str(binary), f"umid={name}", f"uml_dir={uml_dir}", f"mem={mem}", "root=/dev/root", "rootfstype=hostfs",
             f"rootflags={root}", "ro", f"init={INIT}"]
     for i, link in enumerate(links):
         if not link.guest_ifname.startswith("eth") or not link.guest_ifname[3:].isdigit():
             raise LabError(f"{name}: UML names its links ethN, not {link.guest_ifname!r}")
         if len(link.host_ifname) > 15:
             raise LabError(f"{name}: link name {link.host_ifname!r} is longer than 15 characters")
-        argv.append(f"{link.guest_ifname}=tuntap,{link.host_ifname},{link.mac}")
+        # the vector driver's TAP transport (the older ethN=tuntap driver is gone from UML since 6.15): the guest
+        # sees vecN, which its agent renames to the link's guest name (IPSI_IFNAMES)
+        argv.append(f"vec{i}:transport=tap,ifname={link.host_ifname},mac={link.mac}")
     argv += ["con=null", "ssl=null", "con0=null,fd:1", f"ssl0=fd:{guest_fd}"]
+    ifnames = ",".join(f"vec{i}={link.guest_ifname}" for i, link in enumerate(links))
     full_env = {"IPSI_RUNTIME": "uml", "IPSI_ROOT": str(root), "IPSI_RW": str(rw), "IPSI_HOSTNAME": name,
-                "IPSI_SHARED": ",".join(SHARED_READ_ONLY), "IPSI_MODULES": MODULES, **env}
+                "IPSI_SHARED": ",".join(SHARED_READ_ONLY), "IPSI_MODULES": MODULES,
+                **({"IPSI_IFNAMES": ifnames} if ifnames else {}), **env}
     for k, v in full_env.items():
         if not k.isidentifier() or any(c.isspace() for c in v) or "." in k:
             raise LabError(f"{name}: environment {k}={v!r} cannot pass through the kernel command line")
@@ -297,13 +298,11 @@ class UmlRuntime(Runtime):
         self.mem = mem
 
     def unavailable(self) -> str | None:
-        """Why guests cannot boot here (no linux.uml, no modules, not root), or None."""
-        if not shutil.which(UML_BINARY):
-            return f"{UML_BINARY} not found (Debian package user-mode-linux)"
+        """Why guests cannot boot here (no UML kernel exported, not root), or None."""
         if os.geteuid() != 0:
             return "needs root (TAPs in the lab namespace)"
         try:
-            kernel_version()
+            uml_kernel.current()
         except LabUnavailable as e:
             return str(e)
         return None
@@ -332,7 +331,8 @@ class UmlRuntime(Runtime):
             node.timings["copy"] = time.monotonic() - t0
             host_end, guest_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                node.argv = command_line(name, uml_dir, root, rw, links, dict(spec.env), self.mem, guest_end.fileno())
+                node.argv = command_line(name, uml_dir, root, rw, links, dict(spec.env), self.mem, guest_end.fileno(),
+                                         uml_kernel.current().binary)
                 with open(node.console, "wb") as console:
                     node.proc = subprocess.Popen(
                         ["ip", "netns", "exec", lab_netns, *node.argv], stdin=subprocess.DEVNULL, stdout=console,

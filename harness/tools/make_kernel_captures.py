@@ -2,7 +2,7 @@
 
     python3 -m harness.tools.make_kernel_captures [--out vectors/captures]
 
-Boots one User-Mode Linux guest (Debian's linux.uml, its own kernel with esp4/ah4/esp6/ah6
+Boots one User-Mode Linux guest (the lab's UML kernel, harness/runtime/uml_kernel.py, its own kernel with esp4/ah4/esp6/ah6
 modules) whose root is the host's filesystem through hostfs, read-only. Inside it
 (harness/tools/uml_guest_init.py) two network namespaces joined by a veth pair get manual
 `ip xfrm` SAs with fresh random keys, A pings B, and tcpdump/dumpcap in A record the
@@ -25,7 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.errors import LabUnavailable
 from harness.keys import IpsecSaKeys, dump_keys
+from harness.runtime import uml_kernel
 from harness.tools.pcapio import read_capture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +133,7 @@ def _shell(argv: list[str]) -> str:
 def boot(plan_path: Path, work: Path, timeout: float) -> None:
     """Run the guest to completion; halt and kill it (by pid) if it overstays."""
     umid = f"ipsec-interop-caps-{os.getpid()}"
-    argv = ["linux.uml", f"umid={umid}", f"uml_dir={work}", "mem=384M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
+    argv = [str(uml_kernel.current().binary), f"umid={umid}", f"uml_dir={work}", "mem=384M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
             f"init={GUEST_INIT}", "con=null", "ssl=null", "con0=null,fd:1", f"CAPTURE_PLAN={plan_path}"]
     log = open(work / "guest.log", "w")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -159,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--only", action="append", help="scenario name (repeatable); default all")
     args = ap.parse_args(argv)
-    if not shutil.which("linux.uml"):
-        print("linux.uml not found (Debian package user-mode-linux)", file=sys.stderr)
+    try:
+        kernel = uml_kernel.current()
+    except LabUnavailable as e:
+        print(e, file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="ipsec-interop-uml-"))
     (work / "out").mkdir()
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             scenarios.append(plan)
             keys[plan["name"]] = sas
         plan_path = work / "plan.json"
-        plan_path.write_text(json.dumps({"out_dir": str(work / "out"), "modules": MODULES, "scenarios": scenarios}, indent=1))
+        plan_path.write_text(json.dumps({"out_dir": str(work / "out"), "modules": MODULES,
+                                         "modules_root": str(kernel.modules), "scenarios": scenarios}, indent=1))
         boot(plan_path, work, args.timeout)
         res_path = work / "out" / "results.json"
         if not res_path.exists():

@@ -33,9 +33,8 @@ def run(argv, check=True, timeout=30):
     return p.stdout
 
 
-def load_modules(names):
-    """Load modules and their dependencies from modules.dep with finit_module (the guest has no kmod)."""
-    root = f"/usr/lib/uml/modules/{os.uname().release}"
+def load_modules(names, root):
+    """Load modules and their dependencies from root's modules.dep with finit_module (the guest has no kmod)."""
     deps = {}
     with open(f"{root}/modules.dep") as f:
         for line in f:
@@ -158,7 +157,7 @@ def main():
         for fs, target in (("proc", "/proc"), ("sysfs", "/sys"), ("tmpfs", "/run"), ("tmpfs", "/tmp")):
             run(["mount", "-t", fs, fs, target])
         run(["mount", "-t", "hostfs", "-o", out_dir, "hostfs", "/mnt"])
-        load_modules(plan["modules"])
+        load_modules(plan["modules"], plan["modules_root"])
         for sc in plan["scenarios"]:
             results["scenarios"].append(scenario(sc, "/mnt"))
     except (OSError, RuntimeError, subprocess.SubprocessError, ValueError, KeyError):  # PID 1 reports, then powers off
