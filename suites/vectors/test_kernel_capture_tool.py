@@ -29,7 +29,7 @@ def test_fresh_kernel_captures_decrypt(tmp_path, capsys):
     assert sorted(manifest) == sorted(SCENARIOS)
     capsys.readouterr()
     for name, entry in manifest.items():
-        assert entry["kernel"] == uml_kernel.current().release
+        assert entry["kernel"].split()[0] == uml_kernel.current().release
         assert main(["decrypt", "--keys", str(tmp_path / entry["keys"]), str(tmp_path / entry["file"]), "--json"]) == 0
         rep = json.loads(capsys.readouterr().out)
         assert rep["packets"] == 6 and rep["failed"] == 0
