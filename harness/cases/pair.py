@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from harness.cases.ends import BUILTIN, PairSpec
 from harness.cases.table import CaseRow
-from harness.errors import ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused
+from harness.errors import (CannotReconfigure, ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused,
+                            Unimplemented)
 from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.peers.base import ChildSaRecord, IkeSaRecord
@@ -156,16 +157,32 @@ class Pair:
 
     # -- verbs ----------------------------------------------------------------------------------------
     def load(self, conn: Connection, responder: Connection | None = None) -> None:
-        """Load conn at the initiator and its mirror (or `responder`) at the responder, waiting for nothing."""
+        """Load conn at the initiator and its mirror (or `responder`) at the responder, waiting for nothing;
+        Unimplemented first if an end's own algorithm list lacks every proposal of the case."""
         self.conn = conn
         if responder is None:
             responder = self._mirror(conn)
+        self.require_algorithms(conn)
         for end, c in ((self.responder, responder),
                        (self.initiator, dataclasses.replace(conn, role="responder"))):
             t0 = time.perf_counter()
             end.adapter.load(c)
             self.loaded.append(end)
             self._time("load", t0)
+
+    def require_algorithms(self, conn: Connection) -> None:
+        """Unimplemented naming the end, the transforms and the list read, if an end lists no proposal of conn
+        in full (for the IKE SA or the Child SA); an end that cannot say (an external device) is not judged here."""
+        for end in self.ends:
+            try:
+                algs = end.adapter.algorithms()
+            except CannotReconfigure:
+                continue
+            for offer, child, what in ((conn.ike_offer, False, "IKE SA"), (conn.child_offer, True, "Child SA")):
+                gaps = [algs.missing(p, child) for p in offer]
+                if gaps and all(gaps):
+                    raise Unimplemented(f"{end.name} does not list {', '.join(gaps[0])} for the {what} "
+                                        f"(its own list: {algs.source})")
 
     def establish(self, conn: Connection, responder: Connection | None = None, timeout: float = WAIT) -> IkeSaRecord:
         """Load both ends and negotiate; both must report the same Child SA (SPIs crossed). FAILED otherwise."""

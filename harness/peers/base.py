@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from harness.errors import LabError, UnknownTransform
 from harness.keys import IpsecSaKeys
+from harness.peers.algorithms import Algorithms
 from harness.peers.connection import Connection
 from harness.peers.xfrm import XfrmAlgorithm, XfrmPolicy, XfrmState, parse_xfrm_policy, parse_xfrm_state
 
@@ -108,6 +109,9 @@ class PeerAdapter(Protocol):
 
     def version(self) -> str:
         """The implementation and version, e.g. 'strongSwan 5.9.8' or 'Libreswan 4.10'."""
+
+    def algorithms(self) -> Algorithms:
+        """The transforms the end lists as its own (harness.peers.algorithms), for IKE and for Child SAs."""
 
     def stop(self) -> None:
         """Stop the daemon (by pid) and forget the loaded connections."""

@@ -41,6 +41,7 @@ from harness.ike.ts import TrafficSelector
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.lab.driver import SocketDriver
 from harness.lab.ping import echo_packet, ipv4_packet, parse_echo
+from harness.peers.algorithms import Algorithms, builtin_algorithms
 from harness.peers.base import ChildSaRecord, IkeSaRecord
 from harness.peers.connection import Connection, Identity
 
@@ -442,6 +443,10 @@ class BuiltinEnd:
     def version(self) -> str:
         """What the report names this end."""
         return VERSION
+
+    def algorithms(self) -> Algorithms:
+        """Every transform harness.crypto implements."""
+        return builtin_algorithms()
 
     def stop(self) -> None:
         """Stop the loop thread; the tester's sockets stay open (they belong to the lab)."""

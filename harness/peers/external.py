@@ -9,6 +9,7 @@ It lives beside the other adapters (the peer protocol's home) and reads only the
 from __future__ import annotations
 
 from harness.errors import CannotReconfigure
+from harness.peers.algorithms import Algorithms
 from harness.peers.base import IkeSaRecord
 from harness.peers.connection import Connection
 from harness.peers.xfrm import XfrmPolicy, XfrmState
@@ -67,6 +68,10 @@ class ExternalAdapter:
     def logs(self) -> str:
         """No log can be read from the device: a line that says so and names the profile."""
         return f"no log: {self.profile.name} is an external device (profile {self.profile.path}); ask its owner for its logs\n"
+
+    def algorithms(self) -> Algorithms:
+        """Refused: the profile does not list the device's algorithms (its proposals say what to offer)."""
+        raise self._refuse("read the algorithm list of an external device", "the profile names proposals, not a list")
 
     def version(self) -> str:
         """The name and version the profile declares, e.g. 'vendor-gw 7.2.1'."""

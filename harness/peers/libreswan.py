@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from harness.errors import ConfigError, LabError, NotEstablished, ParseError, UnsupportedFeature
+from harness.peers.algorithms import Algorithms, parse_whack_status
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, join_kernel
 from harness.peers.connection import Connection, Identity
 from harness.peers.libreswan_proposals import translate
@@ -357,6 +358,7 @@ class LibreswanAdapter(NodeBase):
         self.plutodebug = plutodebug
         self.start_timeout = start_timeout
         self._version = ""
+        self._algorithms: Algorithms | None = None
         self._secrets: str | None = None  # the ipsec.secrets pluto has read
 
     def version(self) -> str:
@@ -394,6 +396,12 @@ class LibreswanAdapter(NodeBase):
             time.sleep(0.1)
         self.run([WHACK, "--listen"])
         self.timings["start"] = time.monotonic() - t0
+
+    def algorithms(self) -> Algorithms:
+        """pluto's IKE and kernel algorithms from the header of `whack --status` (read once per daemon)."""
+        if self._algorithms is None:
+            self._algorithms = parse_whack_status(self.run([WHACK, "--status"]))
+        return self._algorithms
 
     def logs(self) -> str:
         """pluto's log file and its stderr."""

@@ -18,6 +18,7 @@ import vici
 import vici.exception
 
 from harness.errors import ConfigError, LabError, NotEstablished
+from harness.peers.algorithms import Algorithms, parse_swanctl_list_algs
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, join_kernel
 from harness.peers.connection import Connection, Identity
 from harness.peers.templates import render
@@ -190,6 +191,7 @@ class StrongswanAdapter(NodeBase):
         self.start_timeout = start_timeout
         self._session: vici.Session | None = None
         self._daemon_version = ""
+        self._algorithms: Algorithms | None = None
         self.save_keys = False
 
     # -- daemon ------------------------------------------------------------------------------
@@ -238,6 +240,12 @@ class StrongswanAdapter(NodeBase):
         if not self._daemon_version:
             self._daemon_version = _s(self._call("version", lambda: self.session().version())["version"])
         return f"strongSwan {self._daemon_version}"
+
+    def algorithms(self) -> Algorithms:
+        """charon's algorithms from `swanctl --list-algs` (read once per daemon)."""
+        if self._algorithms is None:
+            self._algorithms = parse_swanctl_list_algs(self.run(["swanctl", "--list-algs"]))
+        return self._algorithms
 
     def daemon_major(self) -> int:
         """charon's major version (5 or 6): some keywords differ."""

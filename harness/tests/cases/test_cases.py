@@ -96,3 +96,35 @@ def test_the_builtin_configuration_is_the_connection_parsed_once() -> None:
     assert cfg.remote_ts == [TrafficSelector.of("198.18.5.0/24")] and cfg.local_ts == [TrafficSelector.of("198.18.0.2/32")]
     with pytest.raises(ConfigError, match="'windowsize' is not an IkeConfig field"):
         ike_config(c, windowsize=4)
+
+
+class _Listed:
+    """An adapter whose own algorithm list is a recorded one (or that cannot say, like an external device)."""
+
+    def __init__(self, algorithms: object) -> None:
+        self._algs = algorithms
+
+    def algorithms(self) -> object:
+        if isinstance(self._algs, Exception):
+            raise self._algs
+        return self._algs
+
+
+def test_a_transform_an_end_does_not_list_is_unimplemented_before_anything_is_loaded() -> None:
+    from harness.cases.pair import End, Pair
+    from harness.errors import CannotReconfigure, Unimplemented
+    from harness.peers.algorithms import builtin_algorithms, parse_whack_status
+
+    lsw = parse_whack_status((Path(__file__).parents[1] / "peers/data/algorithms/libreswan-5.2.whack-status.txt").read_text())
+    spec = PairSpec("builtin", "libreswan-5.2", "builtin>peer")
+    ends = {"builtin": End("builtin", "tester", _Listed(builtin_algorithms())), "libreswan-5.2": End("libreswan-5.2", "peer", _Listed(lsw))}
+    pair = Pair(spec, None, ends, None, Path("/nonexistent"))
+    base = {"name": "case", "local_addr": "198.18.0.1", "remote_addr": "198.18.0.2", "auth": {"psk": "x" * 20}}
+    pair.require_algorithms(connection_from_dict({**base, "ike_proposals": ["aes128gcm16-prfsha256-ecp256"]}, "t"))
+    with pytest.raises(Unimplemented, match=r"libreswan-5.2 does not list KE:CURVE448 for the IKE SA \(its own list: ipsec whack --status\)"):
+        pair.require_algorithms(connection_from_dict({**base, "ike_proposals": ["aes128gcm16-prfsha256-x448"]}, "t"))
+    # one proposal it lists in full is enough
+    pair.require_algorithms(connection_from_dict({**base, "ike_proposals": ["aes128gcm16-prfsha256-x448", "aes128-sha256-modp2048"]}, "t"))
+    ends["libreswan-5.2"] = End("libreswan-5.2", "peer", _Listed(CannotReconfigure("profile p: cannot read")))
+    pair = Pair(spec, None, ends, None, Path("/nonexistent"))
+    pair.require_algorithms(connection_from_dict({**base, "ike_proposals": ["aes128gcm16-prfsha256-x448"]}, "t"))
