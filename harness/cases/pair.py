@@ -196,7 +196,8 @@ class Pair:
             raise
         finally:
             self.snapshot()
-        self.wait(lambda: self._agreed_child(), "both ends report the same Child SA")
+        self.wait(lambda: self._agreed_child() and all(self._in_kernel(e) for e in self.ends),
+                  "both ends report the same Child SA, and each peer's kernel holds both of its SAs")
         return rec
 
     def expect(self, row: CaseRow, conn: Connection | None = None) -> None:
@@ -328,6 +329,16 @@ class Pair:
         if len(live) != 1:
             return None
         return (sas[0].spi_i, sas[0].spi_r, sas[0].serial), (live[0].spi_in, live[0].spi_out)
+
+    def _in_kernel(self, end: End) -> bool:
+        """A peer end's kernel holds the inbound and the outbound SA of its live Child SA (the daemon may report it
+        a moment before the kernel has both); the built-in end's SAs exist as soon as it reports them."""
+        if end.builtin:
+            return True
+        sas = self.ike_sas(end)
+        live = [c for s in sas for c in s.children if "REKEYED" not in c.state and "DELETED" not in c.state]
+        return bool(live) and all(any(k.endswith("_in") for k in c.keys) and any(k.endswith("_out") for k in c.keys)
+                                  for c in live)
 
     def _agreed_child(self) -> bool:
         a, b = self._state(self.initiator), self._state(self.responder)

@@ -1,7 +1,7 @@
 """The transforms an end implements, read from its own algorithm list (never guessed).
 
-strongSwan: `swanctl --list-algs` (sections encryption, integrity, aead, prf, dh/ke; the same list serves the Child
-SA: charon proposes to the kernel only algorithms it knows). Libreswan: `ipsec whack --status`, whose header lists
+strongSwan: vici's get-algorithms, the list `swanctl --list-algs` prints (sections encryption, integrity, aead, prf,
+dh/ke; the same list serves the Child SA: charon proposes to the kernel only algorithms it knows). Libreswan: `ipsec whack --status`, whose header lists
 the IKE algorithms (encrypt with their IANA v2id, PRF, DH) and the kernel's ESP/AH algorithms; Libreswan's IKE
 integrity algorithms are the HMACs/MACs of its PRF list (it builds both from one hash table), so INTEG is derived
 from the PRF names. The built-in stack: harness.crypto. Names map to IANA IDs through algorithm_names.json; a
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -44,30 +45,40 @@ class Algorithms:
 
 def parse_swanctl_list_algs(text: str) -> Algorithms:
     """`swanctl --list-algs` (strongSwan 5.9: "dh:", 6.0: "ke:") -> Algorithms; ParseError on a line of neither shape."""
-    names = _NAMES["strongswan"]
-    types = {"encryption": TransformType.ENCR, "aead": TransformType.ENCR, "integrity": TransformType.INTEG,
-             "prf": TransformType.PRF, "dh": TransformType.KE, "ke": TransformType.KE}
-    section, have, unknown = None, set(), []
+    sections: dict[str, list[str]] = {}
+    section = None
     for offset, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         if not line.startswith(" "):
             if not line.endswith(":"):
                 raise ParseError("swanctl --list-algs", "section", offset, f"expected 'name:', got {line[:40]!r}")
-            section = line[:-1]
+            section = sections.setdefault(line[:-1], [])
             continue
         m = re.fullmatch(r"\s+([A-Z0-9_]+)\[[^\]]*\]", line)
         if not m or section is None:
             raise ParseError("swanctl --list-algs", "algorithm", offset, f"expected 'NAME[plugin]', got {line[:40]!r}")
+        section.append(m.group(1))
+    return strongswan_algorithms(sections, "swanctl --list-algs")
+
+
+def strongswan_algorithms(sections: Mapping[str, Iterable[str]], source: str = "vici get-algorithms") -> Algorithms:
+    """Algorithms from strongSwan's list by section (vici get-algorithms, or swanctl --list-algs parsed)."""
+    names = _NAMES["strongswan"]
+    types = {"encryption": TransformType.ENCR, "aead": TransformType.ENCR, "integrity": TransformType.INTEG,
+             "prf": TransformType.PRF, "dh": TransformType.KE, "ke": TransformType.KE}
+    have, unknown = set(), []
+    for section, algs in sections.items():
         if section not in types:
             continue
         table = names["ke" if section == "dh" else section]
-        if m.group(1) in table:
-            have.add((types[section], table[m.group(1)]))
-        else:
-            unknown.append(f"{section}:{m.group(1)}")
+        for name in algs:
+            if name in table:
+                have.add((types[section], table[name]))
+            else:
+                unknown.append(f"{section}:{name}")
     ids = frozenset(have)
-    return Algorithms(ids, ids, "swanctl --list-algs", tuple(unknown))
+    return Algorithms(ids, ids, source, tuple(unknown))
 
 
 _LSW = re.compile(r"^(?:000 )?algorithm (IKE encrypt|IKE PRF|IKE DH Key Exchange|ESP encrypt|AH/ESP auth): (.*)$")

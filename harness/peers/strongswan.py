@@ -18,7 +18,7 @@ import vici
 import vici.exception
 
 from harness.errors import ConfigError, LabError, NotEstablished
-from harness.peers.algorithms import Algorithms, parse_swanctl_list_algs
+from harness.peers.algorithms import Algorithms, strongswan_algorithms
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, join_kernel
 from harness.peers.connection import Connection, Identity
 from harness.peers.templates import render
@@ -242,9 +242,10 @@ class StrongswanAdapter(NodeBase):
         return f"strongSwan {self._daemon_version}"
 
     def algorithms(self) -> Algorithms:
-        """charon's algorithms from `swanctl --list-algs` (read once per daemon)."""
+        """charon's algorithms from vici's get-algorithms, the list `swanctl --list-algs` prints (read once per daemon)."""
         if self._algorithms is None:
-            self._algorithms = parse_swanctl_list_algs(self.run(["swanctl", "--list-algs"]))
+            raw = self._call("get-algorithms", lambda: self.session().get_algorithms())
+            self._algorithms = strongswan_algorithms({_s(k): [_s(n) for n in v] for k, v in raw.items()})
         return self._algorithms
 
     def daemon_major(self) -> int:
