@@ -86,10 +86,10 @@ class PeerAdapter(Protocol):
     def unload(self, name: str) -> None:
         """Remove a loaded connection (its SAs are deleted with it)."""
 
-    def initiate(self, name: str, timeout: float = 15.0) -> IkeSaRecord:
+    def initiate(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
         """Negotiate the connection's IKE SA and Child SA; LabError with the log tail if not established."""
 
-    def terminate(self, name: str, timeout: float = 15.0) -> None:
+    def terminate(self, name: str, timeout: float = 30.0) -> None:
         """Delete the connection's IKE SA (and its Child SAs)."""
 
     def rekey(self, name: str, what: str = "child") -> None:
@@ -135,7 +135,7 @@ class NodeBase:
             self.pid = None
         self.connections.clear()
 
-    def run(self, argv: list[str], timeout: float = 15.0, check: bool = True, input: str | None = None) -> str:
+    def run(self, argv: list[str], timeout: float = 30.0, check: bool = True, input: str | None = None) -> str:
         """Run argv in the node; its stdout (LabError naming the command and its output if it fails and check)."""
         rc, out, err = self.node.exec(argv, timeout=timeout, input=input)  # type: ignore[attr-defined]
         if check and rc != 0:

@@ -339,7 +339,7 @@ class BuiltinEnd:
             raise LabError("builtin end: no connection loaded")
         return self.endpoint, self.driver, self.connection
 
-    def initiate(self, name: str, timeout: float = 20.0, wait: bool = True) -> IkeSaRecord:
+    def initiate(self, name: str, timeout: float = 30.0, wait: bool = True) -> IkeSaRecord:
         """IKE_SA_INIT + IKE_AUTH to the remote end; Refused (its notify) or NoAnswer if no Child SA results."""
         ep, driver, c = self._need()
         mark = len(self.events)
@@ -370,7 +370,7 @@ class BuiltinEnd:
                 raise NoAnswer(f"{what}: not done within {timeout} s; built-in end's log:\n{self.logs()[-3000:]}")
             time.sleep(0.02)
 
-    def terminate(self, name: str, timeout: float = 15.0) -> None:
+    def terminate(self, name: str, timeout: float = 30.0) -> None:
         """Delete the IKE SA (INFORMATIONAL Delete) and wait for its response."""
         ep, driver, _ = self._need()
         mark = len(self.events)
@@ -378,7 +378,7 @@ class BuiltinEnd:
             self._call(lambda sa=sa: driver.send(ep.delete_ike(sa)))
             self.wait_event(lambda e: isinstance(e, IkeSaDeleted), mark, timeout, "IKE SA delete")
 
-    def rekey(self, name: str, what: str = "child", pfs_group: int | None = None, timeout: float = 20.0) -> None:
+    def rekey(self, name: str, what: str = "child", pfs_group: int | None = None, timeout: float = 60.0) -> None:
         """Rekey the newest Child SA ("child") or the IKE SA ("ike") and wait until the old one is deleted."""
         if what not in ("child", "ike"):
             raise ConfigError(f"rekey: what must be 'ike' or 'child', not {what!r}")
@@ -458,7 +458,7 @@ class BuiltinEnd:
         self._wake_w.close()
 
     # -- traffic -------------------------------------------------------------------------------------------
-    def ping(self, dst: str, count: int = 3, timeout: float = 5.0, ident: int = 0x1515) -> int:
+    def ping(self, dst: str, count: int = 3, timeout: float = 15.0, ident: int = 0x1515) -> int:
         """Send count echo requests through the newest Child SA; the number of replies that came back through it."""
         def send() -> ChildData:
             data = self._newest_child()

@@ -41,11 +41,11 @@ class ExternalAdapter:
         """Refused: a connection cannot be removed from an external device."""
         raise self._refuse(f"unload connection {name!r} from an external device")
 
-    def initiate(self, name: str, timeout: float = 15.0) -> IkeSaRecord:
+    def initiate(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
         """Refused: the harness cannot make an external device initiate."""
         raise self._refuse(f"make an external device initiate {name!r}", "the harness cannot command it")
 
-    def terminate(self, name: str, timeout: float = 15.0) -> None:
+    def terminate(self, name: str, timeout: float = 30.0) -> None:
         """Refused: the harness cannot make an external device delete its SAs."""
         raise self._refuse(f"make an external device terminate {name!r}", "the harness cannot command it")
 

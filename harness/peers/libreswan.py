@@ -353,7 +353,7 @@ class LibreswanAdapter(NodeBase):
 
     implementation = "libreswan"
 
-    def __init__(self, node: object, plutodebug: str = "base", start_timeout: float = 15.0) -> None:
+    def __init__(self, node: object, plutodebug: str = "base", start_timeout: float = 60.0) -> None:
         super().__init__(node)
         self.plutodebug = plutodebug
         self.start_timeout = start_timeout
@@ -460,7 +460,7 @@ class LibreswanAdapter(NodeBase):
         self.run(["sh", "-c", " && ".join([f"{WHACK} --delete --name {name}", *gone])] if gone else
                  [WHACK, "--delete", "--name", name])
 
-    def initiate(self, name: str, timeout: float = 15.0) -> IkeSaRecord:
+    def initiate(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
         """`ipsec whack --initiate --name NAME`, then read the state back (whack's exit code is not the verdict)."""
         t0 = time.monotonic()
         self.run([WHACK, "--initiate", "--name", name], timeout=timeout + 5, check=False)
@@ -475,7 +475,7 @@ class LibreswanAdapter(NodeBase):
                                f"log tail:\n{self.logs()[-1500:]}")
             time.sleep(0.2)
 
-    def terminate(self, name: str, timeout: float = 15.0) -> None:
+    def terminate(self, name: str, timeout: float = 30.0) -> None:
         """`ipsec whack --terminate --name NAME` (deletes the IKE SA and its Child SAs, keeps the connection)."""
         self.run([WHACK, "--terminate", "--name", name], timeout=timeout)
 

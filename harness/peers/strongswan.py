@@ -184,7 +184,7 @@ class StrongswanAdapter(NodeBase):
 
     implementation = "strongswan"
 
-    def __init__(self, node: object, vici_socket: str, connect: Connect, start_timeout: float = 15.0) -> None:
+    def __init__(self, node: object, vici_socket: str, connect: Connect, start_timeout: float = 60.0) -> None:
         super().__init__(node)
         self.vici_socket = vici_socket
         self.connect = connect
@@ -291,7 +291,7 @@ class StrongswanAdapter(NodeBase):
         self._call("unload-conn", lambda: self.session().unload_conn({"name": name}))
         self.connections.pop(name, None)
 
-    def initiate(self, name: str, timeout: float = 15.0, child: str | None = None) -> IkeSaRecord:
+    def initiate(self, name: str, timeout: float = 30.0, child: str | None = None) -> IkeSaRecord:
         """initiate the connection's Child SA (and IKE SA); the resulting IKE SA record."""
         t0 = time.monotonic()
         msg = {"child": child or self._child(name), "ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
@@ -312,7 +312,7 @@ class StrongswanAdapter(NodeBase):
         c = self.connections.get(name)
         return c.child if c is not None else name
 
-    def terminate(self, name: str, timeout: float = 15.0) -> None:
+    def terminate(self, name: str, timeout: float = 30.0) -> None:
         """terminate the connection's IKE SA (and its Child SAs)."""
         msg = {"ike": name, "timeout": int(timeout * 1000)}
         self._call("terminate", lambda: list(self.session().terminate(msg)))

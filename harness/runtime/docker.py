@@ -29,7 +29,7 @@ except ImportError:  # the docker SDK is missing: the runtime reports itself una
     _DOCKER_ERRORS = (OSError,)
 
 AGENT_SOCKET = "run/ipsi-agent.sock"
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0
 CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]
 # docker turns IPv6 off in a network_mode=none container; the lab gives every link an IPv6 address
 SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0"}

@@ -32,7 +32,7 @@ from harness.runtime.base import LinkSpec, NodeSpec, Runtime
 ROOTFS_CACHE = images.CACHE_DIR / "rootfs"
 INIT = "/sbin/ipsi-agent"
 MEM = "256M"
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 120.0
 WRITABLE = ("etc", "var", "root")
 SHARED_READ_ONLY = ("var/lib/dpkg", "var/cache")  # 2/3 of var's files, never written by a peer: mounted, not copied
 MODULES = ("ipv6,xfrm_user,xfrm_algo,esp4,ah4,esp6,ah6,xfrm4_tunnel,xfrm6_tunnel,tunnel4,tunnel6,authenc,authencesn,"

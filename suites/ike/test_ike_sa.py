@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization as ser
 
+from harness.cases.pair import WAIT
 from harness.ike.events import ChildSaEstablished
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
@@ -24,7 +25,7 @@ def test_full_life(pair, ike, esp, mode):
     end = pair.builtin
     mark = len(end.events)
     end.request(lambda ep: ep.create_child(ep.established()[0]))  # a second Child SA (RFC 7296 s1.3.1)
-    end.wait_event(lambda e: isinstance(e, ChildSaEstablished), mark, 20, "CREATE_CHILD_SA for a second Child SA")
+    end.wait_event(lambda e: isinstance(e, ChildSaEstablished), mark, WAIT, "CREATE_CHILD_SA for a second Child SA")
     pair.wait(lambda: sum(len(s.children) for s in pair.ike_sas(pair.responder)) == 2, "the peer holds both Child SAs")
     end.rekey("case", "child")
     end.rekey("case", "ike")
