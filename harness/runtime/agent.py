@@ -76,6 +76,7 @@ class AgentChannel:
         self.reader = FrameReader(sock)
         self.lock = threading.Lock()
         self.ready: dict[str, Any] = {}
+        self.owed = 0  # replies still to come for requests whose caller stopped waiting (timeout, Ctrl-C)
 
     def _fail(self, msg: str) -> LabError:
         return LabError(f"{self.what}: {msg}\n--- log tail ---\n{self.log_tail()[-LOG_TAIL:]}")
@@ -102,8 +103,13 @@ class AgentChannel:
         """Send req, return the agent's reply; LabError on timeout, a closed channel, or an agent error."""
         with self.lock:
             try:
+                while self.owed:  # the agent answers in order: a late reply belongs to an abandoned request
+                    self.reader.read(time.monotonic() + timeout)
+                    self.owed -= 1
                 self.sock.sendall(encode_frame(req))
+                self.owed += 1
                 reply = self.reader.read(time.monotonic() + timeout)
+                self.owed -= 1
             except TimeoutError:
                 raise self._fail(f"agent gave no answer to {req.get('op')} within {timeout:.0f} s") from None
             except (EOFError, OSError, ValueError) as e:

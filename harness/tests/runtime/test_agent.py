@@ -120,3 +120,13 @@ def test_a_dead_channel_before_ready_is_a_lab_error_with_the_log() -> None:
     with pytest.raises(LabError, match="before ready") as e:
         agent.AgentChannel(a, "g", lambda: "console says why").wait_ready(2)
     assert "console says why" in str(e.value)
+
+
+def test_a_reply_to_an_abandoned_request_is_not_taken_for_the_next_ones(node: _Node) -> None:
+    # the caller stops waiting (a grace shorter than the command; Ctrl-C does the same mid-request): the reply
+    # that comes later belongs to that request, not to the next one (seen: `ip xfrm state` answered by a ping)
+    with pytest.raises(LabError, match="no answer to exec"):
+        node.channel.request({"op": "exec", "argv": ["sh", "-c", "sleep 0.5; echo late"], "timeout": 5}, 0.1)
+    r = node.exec(["echo", "mine"])
+    assert (r.rc, r.stdout) == (0, "mine\n")
+    assert node.channel.owed == 0
