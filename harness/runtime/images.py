@@ -265,8 +265,13 @@ def build(client: Any, d: ImageDef, base: str | None = None, force: bool = False
     return ImageInfo.from_labels(*found), True
 
 
-def export_tree(client: Any, info: ImageInfo, dest: Path) -> None:
-    """Unpack an image's filesystem into dest (a container created and removed for it, never started)."""
+def export_tree(client: Any, info: ImageInfo, path: Path) -> Path:
+    """Unpack an image's filesystem into a fresh path.tmp beside path (a container created and removed for it, never
+    started) and return it: the caller completes it and renames it to path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dest = path.with_name(path.name + ".tmp")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
     container = client.containers.create(info.image_id, network_mode="none", labels={f"{LABEL}.export": info.name})
     try:
         tar = subprocess.Popen(["tar", "-x", "--numeric-owner", "-C", str(dest)], stdin=subprocess.PIPE)
@@ -280,6 +285,7 @@ def export_tree(client: Any, info: ImageInfo, dest: Path) -> None:
                 raise LabError(f"exporting {info.name}: tar exited {tar.returncode}")
     finally:
         container.remove(force=True)
+    return dest
 
 
 def build_lock() -> Any:

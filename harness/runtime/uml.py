@@ -74,12 +74,7 @@ def rootfs(info: images.ImageInfo, client: object | None = None) -> tuple[Path, 
     with images.build_lock():
         if _marker_kernel(path) == kernel.release:
             return path, False
-        client = client or images.docker_client()
-        ROOTFS_CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        images.export_tree(client, info, tmp)
+        tmp = images.export_tree(client or images.docker_client(), info, path)
         ver = kernel.release
         dest = tmp / "usr/lib/modules" / ver
         dest.parent.mkdir(parents=True, exist_ok=True)

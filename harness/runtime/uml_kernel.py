@@ -95,12 +95,7 @@ def export(info: images.ImageInfo, client: Any | None = None) -> tuple[Kernel, b
         raise LabUnavailable("patchelf is not installed (Debian package patchelf): the UML kernel needs it to run "
                              "with its own libc")
     with images.build_lock():
-        client = client or images.docker_client()
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        images.export_tree(client, info, tmp)
+        tmp = images.export_tree(client or images.docker_client(), info, path)
         release = release_of(tmp / MODULES)
         shutil.copy2(tmp / "usr/bin/linux.uml", tmp / BINARY)
         r = subprocess.run(["patchelf", "--set-interpreter", str(path / LOADER), "--set-rpath", str(path / LIBS),
