@@ -336,6 +336,21 @@ class Lab:
 
         netns.run_in(self.name, body)
 
+    def check_links(self, peer: str, timeout: float = 20.0) -> dict[str, float]:
+        """ARP-probe each link of a started, configured peer from its lab end (harness.lab.arp): {link: seconds};
+        LabError naming the link that carries no frames both ways (a lab fault: no case may start on it)."""
+        from harness.lab import arp
+
+        n = self.node(peer)
+        out = {}
+        for i in n.interfaces:
+            took = netns.run_in(self.name, arp.probe, i.lab_ifname, str(i.v4.ip), timeout)
+            if took is None:
+                raise LabError(f"lab {self.name}: peer {peer!r} does not answer ARP for {i.v4.ip} on {i.ifname} "
+                               f"(lab link {i.lab_ifname}) within {timeout:.0f} s: the link carries no frames both ways")
+            out[i.ifname] = took
+        return out
+
     def guest_commands(self, peer: str) -> list[list[str]]:
         """The commands (argv lists) that give a started peer its addresses, routes and forwarding."""
         n = self.node(peer)

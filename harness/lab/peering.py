@@ -120,6 +120,7 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
     try:
         lab.attach(node)
         lab.configure_guest(node, lambda argv: tuple(started.exec(argv, timeout=10)))
+        lab.check_links(node)
         adapter = make_adapter(spec.role, started, lab, node)
         adapter.start()
     except BaseException:

@@ -6,8 +6,8 @@ It is mounted read-only through hostfs and shared by every guest. Each guest get
 of etc/, var/ and root/ (cp -a, about 10 MB) in /run/ipsec-interop/<RUN>/uml-rw/<name>/, which its init
 mounts over /etc, /var and /root through hostfs (hostfs has no overlay: this is the copy-on-write);
 /run, /tmp and /dev are guest tmpfs/devtmpfs.
-The guest runs inside the lab namespace (`ip netns exec`), so each `ethN=tuntap,<host_ifname>,<mac>`
-TAP is created there. Control: the agent on the guest's /dev/ttyS0, wired to a socketpair (`ssl0=fd:N`).
+The guest runs inside the lab namespace (`ip netns exec`); each link is a TAP the runtime makes there and sets up
+before the boot (`tap_up` says why), opened by the guest's vector driver (`vecN:transport=tap,ifname=...`). Control: the agent on the guest's /dev/ttyS0, wired to a socketpair (`ssl0=fd:N`).
 Console to <uml_dir>/<name>.log. Stop: agent poweroff, then `uml_mconsole ... halt` (bounded: it can hang
 after the guest exited), then SIGKILL to the process group this runtime started. Pid recorded for clean.
 """
@@ -173,6 +173,19 @@ def command_line(name: str, uml_dir: Path, root: Path, rw: Path, links: Sequence
     return argv
 
 
+def tap_up(lab_netns: str, ifname: str) -> str:
+    """Make a guest's TAP in the lab namespace and set it up before the guest opens it; the TAP's name. UML's vector
+    driver never reads a TAP whose host side was down when the guest brought its link up (measured with kernel 7.2:
+    the host side set up a moment later, 0 of 3 echo requests answered, the guest's rx counter 0; set up first, 3
+    of 3), so the lab must not leave that to a race with the guest's boot."""
+    for argv in (["ip", "-n", lab_netns, "tuntap", "add", "mode", "tap", "name", ifname],
+                 ["ip", "-n", lab_netns, "link", "set", "dev", ifname, "up"]):
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise LabError(f"TAP {ifname} in {lab_netns}: {' '.join(argv)} exited {r.returncode}: {r.stderr.strip()}")
+    return ifname
+
+
 def copy_writable(root: Path, rw: Path) -> None:
     """The guest's private etc/, var/ (minus SHARED_READ_ONLY, left as empty mount points) and root/ (tar | tar)."""
     excludes = [f"--exclude=./{d}/*" for d in SHARED_READ_ONLY]
@@ -216,6 +229,7 @@ class UmlNode(AgentNode):
         self.proc: subprocess.Popen[bytes] | None = None
         self.argv: list[str] = []
         self.timings: dict[str, float] = {}
+        self.taps: list[tuple[str, str]] = []  # (lab namespace, TAP) made for this guest, deleted when it stops
         self._stopped = False
 
     @property
@@ -272,6 +286,8 @@ class UmlNode(AgentNode):
             labels.forget_pid(self.run, self.proc.pid)
         if getattr(self, "channel", None):
             self.channel.close()
+        for ns, tap in self.taps:
+            subprocess.run(["ip", "-n", ns, "link", "delete", tap], capture_output=True, timeout=10)
         shutil.rmtree(self.rw, ignore_errors=True)
         shutil.rmtree(self.uml_dir / self.name, ignore_errors=True)
 
@@ -323,6 +339,8 @@ class UmlRuntime(Runtime):
         node = UmlNode(name, spec, info, uml_dir, rw, run)
         try:
             copy_writable(root, rw)
+            for link in links:
+                node.taps.append((lab_netns, tap_up(lab_netns, link.host_ifname)))
             node.timings["copy"] = time.monotonic() - t0
             host_end, guest_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
