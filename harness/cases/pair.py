@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,11 @@ class Evidence:
     expected: dict[tuple[str, int, str], int] = field(default_factory=dict)  # SA -> packets at least on the wire
     files: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _live(children: Iterable[ChildSaRecord]) -> list[ChildSaRecord]:
+    """The Child SAs neither rekeyed nor deleted."""
+    return [c for c in children if "REKEYED" not in c.state and "DELETED" not in c.state]
 
 
 class Pair:
@@ -196,8 +201,7 @@ class Pair:
             raise
         finally:
             self.snapshot()
-        self.wait(lambda: self._agreed_child() and all(self._in_kernel(e) for e in self.ends),
-                  "both ends report the same Child SA, and each peer's kernel holds both of its SAs")
+        self.wait(self._established, "both ends report the same Child SA, and each peer's kernel holds both of its SAs")
         return rec
 
     def expect(self, row: CaseRow, conn: Connection | None = None) -> None:
@@ -315,34 +319,33 @@ class Pair:
         return 6 if ":" in conn.local_addr else 4
 
     def _child(self, end: End) -> ChildSaRecord:
-        sas = self.ike_sas(end)
-        children = [c for s in sas for c in s.children if "REKEYED" not in c.state and "DELETED" not in c.state]
+        children = _live(c for s in self.ike_sas(end) for c in s.children)
         if not children:
             raise PeerFault(f"{end.name} holds no Child SA of the case", self.requirement)
         return max(children, key=lambda c: (c.packets_out, c.spi_in)) if len(children) > 1 else children[0]
 
-    def _state(self, end: End) -> tuple[tuple[Any, ...], tuple[int, int]] | None:
-        sas = self.ike_sas(end)
+    def _state(self, end: End, sas: list[IkeSaRecord] | None = None) -> tuple[tuple[Any, ...], tuple[int, int]] | None:
+        sas = self.ike_sas(end) if sas is None else sas
         if len(sas) != 1 or not sas[0].children:
             return None
-        live = [c for c in sas[0].children if "REKEYED" not in c.state and "DELETED" not in c.state]
+        live = _live(sas[0].children)
         if len(live) != 1:
             return None
         return (sas[0].spi_i, sas[0].spi_r, sas[0].serial), (live[0].spi_in, live[0].spi_out)
 
-    def _in_kernel(self, end: End) -> bool:
-        """A peer end's kernel holds the inbound and the outbound SA of its live Child SA (the daemon may report it
-        a moment before the kernel has both); the built-in end's SAs exist as soon as it reports them."""
-        if end.builtin:
-            return True
-        sas = self.ike_sas(end)
-        live = [c for s in sas for c in s.children if "REKEYED" not in c.state and "DELETED" not in c.state]
-        return bool(live) and all(any(k.endswith("_in") for k in c.keys) and any(k.endswith("_out") for k in c.keys)
-                                  for c in live)
-
-    def _agreed_child(self) -> bool:
-        a, b = self._state(self.initiator), self._state(self.responder)
+    def _agreed_child(self, sas: dict[str, list[IkeSaRecord]] | None = None) -> bool:
+        a, b = (self._state(e, None if sas is None else sas[e.name]) for e in self.ends)
         return a is not None and b is not None and a[1] == (b[1][1], b[1][0])
+
+    def _established(self) -> bool:
+        """Both ends report the same Child SA and each peer's kernel holds both of its SAs (the daemon may report
+        it a moment before the kernel has both; the built-in end's SAs exist as soon as it reports them); one
+        read of each end."""
+        sas = {e.name: self.ike_sas(e) for e in self.ends}
+        return self._agreed_child(sas) and all(
+            e.builtin or all(any(k.endswith("_in") for k in c.keys) and any(k.endswith("_out") for k in c.keys)
+                             for c in _live(c for s in sas[e.name] for c in s.children))
+            for e in self.ends)
 
     def _ping(self, src: End, dst: End, count: int) -> int:
         addr = self.address(dst, self._version())
