@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_export:
         from harness.runtime import uml, uml_kernel
 
-        with step(f"exporting the UML kernel {kernel[0].version}"):
-            k, _ = uml_kernel.export(kernel[0])
+        k = uml_kernel.exported_for(kernel[0].image_id)
+        if k is None:
+            with step(f"exporting the UML kernel {kernel[0].version}"):
+                k, _ = uml_kernel.export(kernel[0])
         for p in uml_kernel.prune(kernel[0].image_id):
             say(f"removed the stale UML kernel {p}")
         say(f"UML kernel {k.release} ({k.version}): {k.binary}")

@@ -86,10 +86,16 @@ def current() -> Kernel:
     return k
 
 
+def exported_for(image_id: str) -> Kernel | None:
+    """The kernel exported from image_id, or None if it is not (completely) exported."""
+    k = _read(tree_path(image_id) / MARKER)
+    return k if k and k.binary.exists() else None
+
+
 def export(info: images.ImageInfo, client: Any | None = None) -> tuple[Kernel, bool]:
     """The kernel image's tree, exported and patched once (under the build lock); (kernel, exported_now)."""
     path = tree_path(info.image_id)
-    if (k := _read(path / MARKER)) and k.binary.exists():
+    if k := exported_for(info.image_id):
         return k, False
     if not shutil.which("patchelf"):
         raise LabUnavailable("patchelf is not installed (Debian package patchelf): the UML kernel needs it to run "

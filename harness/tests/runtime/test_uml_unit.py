@@ -57,8 +57,10 @@ def test_the_kernel_is_found_by_its_marker_without_a_daemon(tmp_path: Path, monk
     (tree / uml_kernel.MARKER).write_text(json.dumps({"image_id": "sha256:" + "e" * 64, "version": "7.2um1",
                                                       "release": "7.2.7"}))
     assert uml_kernel.exported() is None  # a marker without its patched binary is not a kernel
+    assert uml_kernel.exported_for("sha256:" + "e" * 64) is None
     (tree / uml_kernel.BINARY).write_bytes(b"")
     k = uml_kernel.current()
+    assert uml_kernel.exported_for("sha256:" + "e" * 64) == k and uml_kernel.exported_for("sha256:" + "f" * 64) is None
     assert (k.release, k.binary, k.modules) == ("7.2.7", tree / uml_kernel.BINARY, tree / "usr/lib/uml/modules/7.2.7")
 
 
