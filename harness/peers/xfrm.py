@@ -152,7 +152,10 @@ def parse_xfrm_state(text: str) -> list[XfrmState]:
                 if not m:
                     raise _fail(WHAT_STATE, line, off, "expected 'replay-window N seq 0xS flag ...'")
                 st.replay_window, st.seq = int(m.group(1)), int(m.group(2), 16)
-                st.flags = [f for f in re.sub(r"\(0x[0-9a-f]+\)", "", m.group(3)).split() if f]
+                # iproute2 prints "flag esnextra_flag dont-encap-dscp" for an ESN SA with extra flags (no space
+                # before "extra_flag"; seen on Libreswan 5.2's outbound SAs): the flags are split apart first
+                flags = re.sub(r"\(0x[0-9a-f]+\)", "", m.group(3)).replace("extra_flag", " extra_flag ")
+                st.flags = [f for f in flags.split() if f and f != "extra_flag"]
                 section = ""
             elif re.match(r"^(enc|auth|auth-trunc|aead|comp) ", line):
                 m = _ALG.match(line)

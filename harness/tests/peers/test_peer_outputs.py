@@ -174,3 +174,14 @@ def test_showstates_ipv6_spi_form() -> None:
         '#2: "p2p":500 STATE_V2_ESTABLISHED_CHILD_SA (established Child SA); newest; IKE SA #1; idle;\n'
         '#2: "p2p" esp:c7c4bed4@2001:db8::3 esp:893a6ffb@2001:db8::4 \n') if s.spis]
     assert st.spis == [("esp", 0xc7c4bed4, "2001:db8::3"), ("esp", 0x893a6ffb, "2001:db8::4")] and st.parent == 1
+
+
+def test_esn_flag_glued_to_extra_flag() -> None:
+    """iproute2 prints no space between 'esn' and 'extra_flag' (Libreswan 5.2's outbound ESN SA, measured)."""
+    text = ("src 198.18.0.3 dst 198.18.0.2\n"
+            "\tproto esp spi 0x4e6731d4(1315385812) reqid 16389(0x00004005) mode transport\n"
+            "\treplay-window 0 seq 0x00000000 flag esnextra_flag dont-encap-dscp (0x10000000)\n"
+            "\tauth-trunc hmac(sha1) 0x3a1bdfdd5514b2d93e17ff0052c80c9eac9ab80d (160 bits) 96\n"
+            "\tenc cbc(aes) 0x356d9ce02176ff5e96fbb1f4feb43d44 (128 bits)\n")
+    (st,) = parse_xfrm_state(text)
+    assert st.esn and st.flags == ["esn", "dont-encap-dscp"]
