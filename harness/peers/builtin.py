@@ -298,7 +298,7 @@ class BuiltinEnd:
 
     # -- the peer protocol --------------------------------------------------------------------------------
     def load(self, connection: Connection) -> None:
-        """Take connection as the built-in end's one configuration (replacing any other), ready to answer."""
+        """Take connection as the built-in end's one configuration (replacing any other and its key ledger), ready to answer."""
         if connection.local_addr != self.address and connection.local_addr != self.tester.address(version=6):
             raise ConfigError(f"builtin end: connection {connection.name}: local_addr {connection.local_addr} "
                               f"is not the tester's address ({self.address})")
@@ -306,6 +306,8 @@ class BuiltinEnd:
         config = ike_config(connection, self.bugs, **self.config_overrides)
 
         def install() -> None:
+            self.ike_keys.clear()  # the ledger is per configuration: a pooled end's next case starts without the
+            self.ipsec_keys.clear()  # last case's SAs (they would land in its keys.json and hide unknown SPIs)
             self.ip_version = version
             self.address = connection.local_addr
             self.connection = connection
