@@ -179,6 +179,23 @@ def parse_list_sas(events: Iterable[Mapping[str, Any]]) -> list[IkeSaRecord]:
 Connect = Callable[[], socket.socket]
 
 
+class QuickAckSocket:
+    """A TCP socket that acknowledges at once what it reads (TCP_QUICKACK before each recv). Without it every
+    vici round trip waited for our delayed ACK: 44 ms for `version`, 132 ms for list-sas (three round trips);
+    with it 1-2 ms (measured, strongSwan 6.0.1 under UML; TCP_NODELAY on our side changed nothing)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def recv(self, n: int) -> bytes:
+        """recv after asking the kernel to ACK without delay (Linux resets QUICKACK on its own, so set it each time)."""
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return self._sock.recv(n)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class StrongswanAdapter(NodeBase):
     """charon in a runtime node, controlled through vici over `connect()` (a TCP socket into the lab)."""
 
@@ -223,7 +240,7 @@ class StrongswanAdapter(NodeBase):
         if self.pid is None:
             self.start()
         if self._session is None:
-            self._session = vici.Session(self.connect())
+            self._session = vici.Session(QuickAckSocket(self.connect()))
         return self._session
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:

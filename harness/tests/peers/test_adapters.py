@@ -160,3 +160,20 @@ def test_strongswan_start_writes_conf_and_reports_a_dead_vici() -> None:
 def test_mirrored_connection_for_the_other_end() -> None:
     m = mirrored(CONN, role="initiator")
     assert (m.local_addr, m.remote_addr, m.role) == ("198.18.0.3", "198.18.0.4", "initiator")
+
+
+def test_quickack_socket_reads_and_delegates_over_loopback_tcp() -> None:
+    import socket
+
+    from harness.peers.strongswan import QuickAckSocket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = QuickAckSocket(socket.create_connection(server.getsockname()))
+        peer, _ = server.accept()
+        with peer:
+            peer.sendall(b"\x00\x00\x00\x01x")
+            client.settimeout(5)
+            assert client.gettimeout() == 5 and client.recv(5) == b"\x00\x00\x00\x01x"
+            client.sendall(b"y")
+            assert peer.recv(1) == b"y"
+        client.close()
