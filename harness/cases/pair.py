@@ -33,6 +33,7 @@ T = TypeVar("T")
 CASE = "case"
 PSK = "ipsec-interop case PSK 0123456789abcdef"
 WAIT = 60.0  # generous bound for every wait (conditions, never sleeps): a loaded 2-core host runs guests slowly
+SETTLE = 10.0  # bound for packets still in flight through the guests after ping returns
 
 
 @dataclass(eq=False)
@@ -224,21 +225,23 @@ class Pair:
 
     def traffic(self, count: int = 3) -> None:
         """Echo requests each way through the Child SA (between the hosts behind the ends for a hosts connection);
-        both ends' counters and (after the case) the wire must show them."""
+        both ends' counters and (after the case) the wire must show them. A packet still in flight through a
+        loaded guest when ping returns is waited for (SETTLE), never judged lost at once."""
         for src, dst in ((self.initiator, self.responder), (self.responder, self.initiator)):
-            before = self._child(dst)
+            before = self._child(dst).packets_in
             got = self._ping(src, dst, count)
-            after = self._child(dst)
             if src.builtin and not self.hosts:
                 if got < count:
                     raise PeerFault(f"{dst.name} answered {got} of {count} echo requests through the Child SA "
-                                    f"(its inbound SA counted {after.packets_in - before.packets_in})", self.requirement)
-            elif after.packets_in - before.packets_in < count:
-                raise PeerFault(f"{dst.name}'s inbound SA 0x{after.spi_in:08x} counted "
-                                f"{after.packets_in - before.packets_in} of {count} echo requests from "
-                                f"{'the host behind ' if self.hosts else ''}{src.name}", self.requirement)
+                                    f"(its inbound SA counted {self._child(dst).packets_in - before})", self.requirement)
+                continue
+            after = self._settle(dst, lambda c: c.packets_in - before >= count)
+            if after.packets_in - before < count:
+                raise PeerFault(f"{dst.name}'s inbound SA 0x{after.spi_in:08x} counted {after.packets_in - before} of "
+                                f"{count} echo requests from {'the host behind ' if self.hosts else ''}{src.name} "
+                                f"within {SETTLE:.0f} s", self.requirement)
         for end in self.ends:
-            c = self._child(end)
+            c = self._settle(end, lambda c: c.packets_out >= 2 * count and c.packets_in >= 2 * count)
             proto = c.protocol.lower()
             dst = self.address(self.responder if end is self.initiator else self.initiator, self._version())
             key = (proto, c.spi_out, dst)
@@ -323,6 +326,13 @@ class Pair:
         if not children:
             raise PeerFault(f"{end.name} holds no Child SA of the case", self.requirement)
         return max(children, key=lambda c: (c.packets_out, c.spi_in)) if len(children) > 1 else children[0]
+
+    def _settle(self, end: End, ok: Callable[[ChildSaRecord], bool]) -> ChildSaRecord:
+        """The end's Child SA once ok holds, or as it is after SETTLE seconds (the caller judges it)."""
+        deadline = time.monotonic() + SETTLE
+        while not ok(c := self._child(end)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return c
 
     def _state(self, end: End, sas: list[IkeSaRecord] | None = None) -> tuple[tuple[Any, ...], tuple[int, int]] | None:
         sas = self.ike_sas(end) if sas is None else sas
