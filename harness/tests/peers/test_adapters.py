@@ -162,18 +162,26 @@ def test_mirrored_connection_for_the_other_end() -> None:
     assert (m.local_addr, m.remote_addr, m.role) == ("198.18.0.3", "198.18.0.4", "initiator")
 
 
-def test_quickack_socket_reads_and_delegates_over_loopback_tcp() -> None:
+def test_vici_socket_reads_delegates_and_stays_broken_after_an_interrupted_read() -> None:
     import socket
 
-    from harness.peers.strongswan import QuickAckSocket
+    from harness.peers.strongswan import ViciSocket
 
     with socket.create_server(("127.0.0.1", 0)) as server:
-        client = QuickAckSocket(socket.create_connection(server.getsockname()))
+        client = ViciSocket(socket.create_connection(server.getsockname()), bound=0.5)
         peer, _ = server.accept()
         with peer:
             peer.sendall(b"\x00\x00\x00\x01x")
-            client.settimeout(5)
-            assert client.gettimeout() == 5 and client.recv(5) == b"\x00\x00\x00\x01x"
+            client.settimeout(None)
+            assert client.gettimeout() == 0.5  # vici's "block forever" is the bound
+            assert client.recv(5) == b"\x00\x00\x00\x01x"
             client.sendall(b"y")
             assert peer.recv(1) == b"y"
+            with pytest.raises(TimeoutError):
+                client.recv(4)  # charon silent: the bound ends the read
+            peer.sendall(b"z")
+            with pytest.raises(TimeoutError):
+                client.recv(1)  # out of step: never read again, not even what arrived later
+            with pytest.raises(TimeoutError):
+                client.sendall(b"unregister")
         client.close()
