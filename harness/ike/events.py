@@ -67,6 +67,14 @@ class ExchangeFailed:
 
 
 @dataclass(frozen=True)
+class KeRetry:
+    """The responder's INVALID_KE_PAYLOAD asked for another KE group; the request goes again with it (RFC 7296 s1.2, s1.3)."""
+
+    exchange: str  # IKE_SA_INIT or CREATE_CHILD_SA
+    group: int     # the group the responder asked for
+
+
+@dataclass(frozen=True)
 class PeerDead:
     """A request was retransmitted to the limit without an answer."""
 

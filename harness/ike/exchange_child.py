@@ -13,7 +13,7 @@ from dataclasses import replace
 from harness.crypto import TransformType, ke as ke_group
 from harness.errors import IkeError, KeyExchangeError, NoProposalChosen
 from harness.ike import child
-from harness.ike.events import ChildSaDeleted, IkeSaEstablished
+from harness.ike.events import ChildSaDeleted, IkeSaEstablished, KeRetry
 from harness.ike.keys import derive_ike_keys, rekey_skeyseed
 from harness.ike.proposals import Proposal, Protocol, Suite, Transform, check_chosen, select, with_spi
 from harness.ike.sa import IkeSa, Pending, State
@@ -160,7 +160,7 @@ def _child_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
             sa.rekey.get("child_rekeying", set()).discard(rekey)
         if err.type == "INVALID_KE_PAYLOAD" and len(err.data) >= 2 and not ctx.get("retried"):
             group = int.from_bytes(err.data[:2], "big")
-            ep.fail("CREATE_CHILD_SA", IkeError(f"peer wants KE group {group}", err.type), True)
+            ep.events.append(KeRetry("CREATE_CHILD_SA", group))
             if rekey is not None:
                 sa.rekey.setdefault("child_rekeying", set()).add(rekey)
                 old = sa.children[rekey]

@@ -11,7 +11,7 @@ from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, p
     verify_auth, verify_psk
 from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
 from harness.ike.constants import ERROR_NOTIFY_MAX, NOTIFY
-from harness.ike.events import IkeSaEstablished, NatDetected
+from harness.ike.events import IkeSaEstablished, KeRetry, NatDetected
 from harness.ike.keys import derive_ike_keys, skeyseed
 from harness.ike.natt import cookie_valid, make_cookie, nat_detected, nat_detection_hash
 from harness.ike.proposals import Suite, check_chosen, select, without_ke
@@ -143,6 +143,7 @@ def on_init_response(ep, sa: IkeSa, data: bytes, head: Msg, src: Address) -> lis
             ep.fail("IKE_SA_INIT", IkeError(f"INVALID_KE_PAYLOAD asks for group {wanted}", "INVALID_KE_PAYLOAD"), True)
             ep.remove_sa(sa, "INVALID_KE_PAYLOAD for a group not offered")
             return []
+        ep.events.append(KeRetry("IKE_SA_INIT", wanted))
         return _send_init(ep, sa, wanted)
     err = child.error_notify(msg) or next((n for n in msg.notifies if n.type in ("INVALID_SYNTAX", "INVALID_MAJOR_VERSION")), None)
     if err is not None:
