@@ -104,6 +104,8 @@ def parse_whack_status(text: str) -> Algorithms:
                               "AH/ESP auth": ("esp_auth", child, TransformType.INTEG)}[kind]
         if name in names[table]:
             into.add((ttype, names[table][name]))
+            if kind == "IKE DH Key Exchange":  # pluto computes PFS for a Child SA itself: the same groups
+                child.add((ttype, names[table][name]))
             if kind == "IKE PRF" and name in names["ike_integ_from_prf"]:
                 ike.add((TransformType.INTEG, names["ike_integ_from_prf"][name]))
         elif name != "NONE":

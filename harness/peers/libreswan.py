@@ -241,6 +241,20 @@ def parse_status_algorithms(text: str) -> dict[str, dict[str, str]]:
     return out
 
 
+# the responder's error notify as pluto logs it (4.x and 5.x): unauthenticated in IKE_SA_INIT (pluto ignores it and
+# retransmits, RFC 7296 s2.21.1) or authenticated in IKE_AUTH
+_LOG_REFUSED = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])? #\d+: (?:(?:ignoring|dropping unexpected) IKE_SA_INIT (?:response|message) containing ([A-Z0-9_]+) notification'
+                          r'|IKE SA authentication request rejected by peer: ([A-Z0-9_]+)).*$', re.MULTILINE)
+
+
+def refusal_in_log(text: str, name: str) -> tuple[str, str] | None:
+    """The first error notify pluto's log shows the responder answered connection name with, and that line."""
+    for m in _LOG_REFUSED.finditer(text):
+        if m.group(1) == name:
+            return m.group(2) or m.group(3), m.group(0).strip()
+    return None
+
+
 _LOG_IKE = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established IKE SA;(.*)$')
 # PSK: "... using authby=secret and ID_IPV4_ADDR '198.18.0.4'"; certificates: "... using peer certificate '198.18.0.3' issued by CA '...'"
 _LOG_PEER_ID = re.compile(r"(?: and (ID_\S+)| peer certificate) '([^']*)'")
@@ -301,7 +315,7 @@ def records(showstates: str, traffic: str, status: str, local_addr: str | None =
                                           encr=encr, integ=integ, prf=prf, ke=ke, serial=st.serial,
                                           raw={"story": st.story, "attrs": st.attrs})
             info = logged.get(st.serial, {})
-            if info:
+            if "remote_id" in info:  # a serial logged as an IKE SA (a line for a Child SA of that number is not)
                 ikes[st.serial].initiator = info["role"] == "initiator"
                 ikes[st.serial].remote_id = str(info["remote_id"])
     for st in states:
@@ -327,7 +341,7 @@ def records(showstates: str, traffic: str, status: str, local_addr: str | None =
         if child.integ == "NONE":
             child.integ = None
         info = logged.get(st.serial, {})
-        if info:
+        if "local_ts" in info:
             child.local_ts, child.remote_ts = list(info["local_ts"]), list(info["remote_ts"])  # type: ignore[call-overload]
         parent = ikes.get(st.parent or -1)
         if parent is None:
@@ -461,15 +475,21 @@ class LibreswanAdapter(NodeBase):
                  [WHACK, "--delete", "--name", name])
 
     def initiate(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
-        """`ipsec whack --initiate --name NAME`, then read the state back (whack's exit code is not the verdict)."""
+        """`ipsec whack --asynchronous --initiate --name NAME`, then read the state back until it is established or
+        pluto logs the responder's refusal (NotEstablished with its notify: pluto itself retries for a minute)."""
         t0 = time.monotonic()
-        self.run([WHACK, "--initiate", "--name", name], timeout=timeout + 5, check=False)
+        seen = {p: len(self.read_logs(p)) for p in (LOG_PATH, STDERR_PATH)}  # 4.10 logs to stderr, 5.x to the file
+        self.run([WHACK, "--asynchronous", "--initiate", "--name", name], timeout=timeout + 5, check=False)
         deadline = time.monotonic() + timeout
         while True:
             for sa in self.list_sas():
                 if sa.name == name and sa.established and sa.children:
                     self.timings["initiate"] = time.monotonic() - t0
                     return sa
+            refusal = refusal_in_log("\n".join(self.read_logs(p)[n:] for p, n in seen.items()), name)
+            if refusal:
+                raise NotEstablished(f"libreswan initiate {name}: the responder refused with {refusal[0]} "
+                                     f"(pluto: {refusal[1]})", notify=refusal[0])
             if time.monotonic() > deadline:
                 raise NotEstablished(f"libreswan initiate {name}: no established IKE SA with a Child SA after {timeout} s; "
                                f"log tail:\n{self.logs()[-1500:]}")

@@ -8,7 +8,8 @@ import pytest
 
 from harness.errors import LabError, ParseError
 from harness.peers.base import ChildSaRecord, join_kernel, sa_keys
-from harness.peers.libreswan import parse_pluto_log, parse_showstates, parse_status_algorithms, parse_trafficstatus, records
+from harness.peers.libreswan import (parse_pluto_log, parse_showstates, parse_status_algorithms, parse_trafficstatus,
+                                     records, refusal_in_log)
 from harness.peers.strongswan import parse_list_sas
 from harness.peers.xfrm import parse_xfrm_policy, parse_xfrm_stat, parse_xfrm_state
 
@@ -185,3 +186,14 @@ def test_esn_flag_glued_to_extra_flag() -> None:
             "\tenc cbc(aes) 0x356d9ce02176ff5e96fbb1f4feb43d44 (128 bits)\n")
     (st,) = parse_xfrm_state(text)
     assert st.esn and st.flags == ["esn", "dont-encap-dscp"]
+
+
+@pytest.mark.parametrize("log,notify", [("pluto-5.2-refused-ike-sa-init.log", "NO_PROPOSAL_CHOSEN"),
+                                        ("pluto-4.10-refused-ike-sa-init.log", "NO_PROPOSAL_CHOSEN"),
+                                        ("pluto-4.10-refused-ike-auth.log", "AUTHENTICATION_FAILED")])
+def test_the_responders_refusal_is_read_from_plutos_log(log: str, notify: str) -> None:
+    text = (Path(__file__).parent / "data" / log).read_text()
+    found = refusal_in_log(text, "case")
+    assert found and found[0] == notify and f"{notify}" in found[1] and found[1].startswith("Dec")
+    assert refusal_in_log(text, "other") is None
+    assert refusal_in_log(text.split(notify)[0], "case") is None  # nothing before the refusal's own line
