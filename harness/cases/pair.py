@@ -124,6 +124,13 @@ class Pair:
             remote_id=conn.local_id or Identity(f"ipv{v}", conn.local_addr),
             local_ts=conn.remote_ts if tunnel else (), remote_ts=conn.local_selectors() if tunnel else ())
 
+    def mirror(self, conn: Connection, **fields: Any) -> Connection:
+        """The responder's side of conn (what it loads by default), with fields replaced (e.g. its own proposals)."""
+        out = self._mirror(conn)
+        if not fields:
+            return out
+        return connection_from_dict({**out.to_dict(), **fields}, f"responder connection ({self.spec.id})")
+
     def _segment(self, end: End) -> str:
         node = self.lab.node(end.node)
         return node.interface().segment
@@ -208,11 +215,12 @@ class Pair:
     def expect(self, row: CaseRow, conn: Connection | None = None) -> None:
         """Run a table row: established, or refused with its notify and no IKE SA left on either end."""
         conn = conn or self.from_row(row)
+        responder = self.mirror(conn, **row.responder) if row.responder else None
         if row.expect.outcome == "established":
-            self.establish(conn)
+            self.establish(conn, responder)
             return
         try:
-            self.establish(conn)
+            self.establish(conn, responder)
         except Refused as e:
             if e.notify != row.expect.detail:
                 raise PeerFault(f"refused with {e.notify}, the case requires {row.expect.detail}", str(row.requirement),
@@ -391,7 +399,7 @@ class Pair:
                     side = "received from" if f.received else "sent to"
                     return Refused(f"{f.exchange}: the built-in responder {side} {self.initiator.name} {f.notify}: "
                                    f"{f.message}", self.requirement, f.notify)
-        return NotEstablished(str(e), self.requirement)
+        return (Refused if e.notify else NotEstablished)(str(e), self.requirement, e.notify)
 
     # -- after the case -------------------------------------------------------------------------------
     def finish(self, failed: bool, all_evidence: bool = False) -> list[Path]:

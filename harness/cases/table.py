@@ -2,14 +2,15 @@
 
 A table file is {"_source": "...", "cases": [ROW, ...]}; a ROW is
 {"id": "esp-gcm128-transport", "rfc": [4303, "2.3", "MUST"], "connection": {...Connection fields...},
- "expect": "established" | "refused:NO_PROPOSAL_CHOSEN" | "n/a:why", "ends": ["builtin>peer", ...] (optional)}.
+ "expect": "established" | "refused:NO_PROPOSAL_CHOSEN" | "n/a:why", "ends": ["builtin>peer", ...] (optional),
+ "responder": {...Connection fields the responder has instead of the initiator's mirror} (optional)}.
 `load_table` parses a file once into CaseRow records (ConfigError naming the file, the row and the key);
 `table_params` turns them into pytest params with the row's id and rfc marker.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,13 @@ class CaseRow:
     expect: Expect
     ends: tuple[str, ...] | None
     source: str
+    responder: dict[str, Any] = field(default_factory=dict)  # fields replacing the mirror's at the responder
 
 
 def _row(entry: Any, where: str) -> CaseRow:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be an object")
-    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note"}
+    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder"}
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
     ident = entry.get("id")
@@ -81,11 +83,14 @@ def _row(entry: Any, where: str) -> CaseRow:
     conn = entry.get("connection", {})
     if not isinstance(conn, dict):
         raise ConfigError(f"{where} ({ident}): connection: must be an object")
+    responder = entry.get("responder", {})
+    if not isinstance(responder, dict):
+        raise ConfigError(f"{where} ({ident}): responder: must be an object")
     ends = entry.get("ends")
     if ends is not None and not (isinstance(ends, list) and ends and all(e in KINDS for e in ends)):
         raise ConfigError(f"{where} ({ident}): ends: must be a list of {', '.join(KINDS)}")
     return CaseRow(ident, Requirement(*rfc), conn, Expect.parse(entry.get("expect", "established"), f"{where} ({ident})"),
-                   tuple(ends) if ends else None, where)
+                   tuple(ends) if ends else None, where, responder)
 
 
 def load_table(path: str | Path) -> list[CaseRow]:

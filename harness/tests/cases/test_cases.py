@@ -56,9 +56,12 @@ def test_a_table_row_becomes_a_param_with_its_id_and_requirement(tmp_path: Path)
                            "expect": "refused:NO_PROPOSAL_CHOSEN", "ends": ["builtin>peer"]}])
     (row,) = load_table(p)
     assert (row.id, str(row.requirement), row.expect) == ("esp-gcm", "RFC 4303 s2.3 MUST", Expect("refused", "NO_PROPOSAL_CHOSEN"))
+    assert row.responder == {}
     (param,) = table_params(p)
     assert param.id == "esp-gcm"
     assert [(m.name, m.args) for m in param.marks] == [("rfc", (4303, "2.3", "MUST")), ("ends", ("builtin>peer",))]
+    (row,) = load_table(_table(tmp_path, [{"id": "b", "rfc": [7296, "2.7", "MUST"], "responder": {"child_proposals": ["aes128gcm16"]}}]))
+    assert row.responder == {"child_proposals": ["aes128gcm16"]}
 
 
 @pytest.mark.parametrize("cases,what", [
@@ -67,6 +70,7 @@ def test_a_table_row_becomes_a_param_with_its_id_and_requirement(tmp_path: Path)
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "expect": "refused"}], r"expect: 'refused' is not"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "ends": ["x"]}], r"ends: must be a list of"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "colour": 1}], r"unknown key 'colour'"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "responder": ["aes128"]}], r"\(a\): responder: must be an object"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"]}, {"id": "a", "rfc": [4303, "2.3", "MUST"]}], r"id 'a' appears twice"),
 ])
 def test_a_bad_table_names_file_row_and_key(tmp_path: Path, cases: object, what: str) -> None:
@@ -79,8 +83,9 @@ def test_the_projects_tables_load() -> None:
     assert tables, "no case table found under suites/"
     for t in tables:
         for row in load_table(t):
-            connection_from_dict({"name": "x", "local_addr": "198.18.0.2", "remote_addr": "198.18.0.3",
-                                  "auth": {"psk": "p" * 20}, **row.connection}, str(t))
+            for fields in (row.connection, {**row.connection, **row.responder}):
+                connection_from_dict({"name": "x", "local_addr": "198.18.0.2", "remote_addr": "198.18.0.3",
+                                      "auth": {"psk": "p" * 20}, **fields}, f"{t} ({row.id})")
 
 
 def test_the_builtin_configuration_is_the_connection_parsed_once() -> None:
