@@ -277,8 +277,14 @@ class Pair:
     def terminate(self, by: str = "initiator") -> None:
         """Delete the IKE SA from one end; the other end must drop its SAs."""
         end = self.initiator if by == "initiator" else self.responder
+        before = {c.spi_in for e in self.ends for s in self.ike_sas(e) for c in s.children}
         end.adapter.terminate(self._conn().name)
-        self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), f"both ends drop the IKE SA {end.name} deleted")
+
+        def dropped() -> bool:  # an IKE SA the other end makes anew (Libreswan revives a connection it initiated) is not
+            return not any(not s.children or any(c.spi_in in before for c in s.children)  # the one deleted
+                           for e in self.ends for s in self.ike_sas(e))
+
+        self.wait(dropped, f"both ends drop the IKE SA {end.name} deleted")
 
     def wait(self, cond: Callable[[], T], what: str, timeout: float = WAIT, interval: float = 0.2) -> T:
         """Poll cond until it is true; NoAnswer naming what, with both ends' log tails, after timeout."""
