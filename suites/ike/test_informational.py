@@ -1,5 +1,6 @@
 """INFORMATIONAL exchanges against every peer (RFC 7296 s1.4): a Child SA deleted by the built-in end is gone at
-the peer, in its IKE daemon and in its kernel, while the IKE SA and the other Child SA stand.
+the peer, in its IKE daemon and in its kernel, while the IKE SA and the other Child SA stand; an IKE SA deleted by
+either end takes its Child SAs with it at both ends, kernels included.
 """
 from __future__ import annotations
 
@@ -41,3 +42,15 @@ def test_a_child_sa_deleted_by_the_built_in_end_is_gone_at_the_peer(pair):
     pair.wait(deleted_at_the_peer, f"{peer.name} removed the deleted Child SA (SPIs {sorted(map(hex, gone))}) from its "
               "IKE daemon and its kernel, and kept the IKE SA and the other Child SA")
     pair.terminate()
+
+
+@pytest.mark.ends("builtin>peer", "peer>builtin")
+@pytest.mark.rfc(7296, "1.4.1", "MUST")
+@pytest.mark.parametrize("by", ["initiator", "responder"])
+def test_the_ike_sa_deleted_by_either_end_takes_its_child_sas_at_both(pair, by):
+    pair.establish(pair.connection(child_proposals=["aes128gcm16"]))
+    peer = next(e for e in pair.ends if not e.builtin)
+    spis = {x for s in pair.ike_sas(peer) for c in s.children for x in (c.spi_in, c.spi_out)}
+    pair.terminate(by)
+    pair.wait(lambda: not spis & {s.spi for s in peer.adapter.xfrm_state()},
+              f"{peer.name}'s kernel dropped the Child SA (SPIs {sorted(map(hex, spis))}) with the IKE SA")
