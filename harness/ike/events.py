@@ -40,6 +40,18 @@ class ChildSaDeleted:
 
 
 @dataclass(frozen=True)
+class Informational:
+    """An INFORMATIONAL exchange completed (RFC 7296 s1.4): who asked, and what the peer's message carried.
+
+    payloads: the peer's request (asked_by_us False) or its response (True), as "D" per Delete payload and the
+    type of each notify; empty for a liveness check and its answer (s2.4)."""
+
+    asked_by_us: bool
+    message_id: int
+    payloads: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class IkeSaDeleted:
     """The IKE SA is gone (deleted, replaced by a rekey, or failed); reason says why."""
 

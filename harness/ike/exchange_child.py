@@ -13,7 +13,7 @@ from dataclasses import replace
 from harness.crypto import TransformType, ke as ke_group
 from harness.errors import IkeError, KeyExchangeError, NoProposalChosen
 from harness.ike import child
-from harness.ike.events import ChildSaDeleted, IkeSaEstablished, KeRetry
+from harness.ike.events import ChildSaDeleted, IkeSaEstablished, Informational, KeRetry
 from harness.ike.keys import derive_ike_keys, rekey_skeyseed
 from harness.ike.proposals import Proposal, Protocol, Suite, Transform, check_chosen, select, with_spi
 from harness.ike.sa import IkeSa, Pending, State
@@ -131,6 +131,8 @@ def request_delete_ike(ep, sa: IkeSa) -> list:
 def on_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
     """Handle the response to one of our CREATE_CHILD_SA / INFORMATIONAL requests."""
     k = pending.kind
+    if msg.exchange == INFORMATIONAL:
+        ep.events.append(Informational(True, msg.message_id, _payloads(msg)))
     if k in ("create_child", "rekey_child"):
         return _child_response(ep, sa, msg, pending)
     if k == "rekey_ike":
@@ -315,7 +317,13 @@ def _rekey_ike_request(ep, sa: IkeSa, msg: Msg, resp: Msg) -> None:
         _make_rekeyed(ep, sa, False, chosen.spi, spi_r, suite, msg.nonce, resp.nonce, g_ir)
 
 
+def _payloads(msg: Msg) -> tuple[str, ...]:
+    """What an INFORMATIONAL message carried: "D" per Delete payload, then each notify's type."""
+    return ("D",) * len(msg.deletes) + tuple(n.type for n in msg.notifies)
+
+
 def _informational(ep, sa: IkeSa, msg: Msg, resp: Msg) -> None:
+    ep.events.append(Informational(False, msg.message_id, _payloads(msg)))
     for n in msg.notifies:
         if n.type in ERRORS_IN_INFORMATIONAL:
             ep.fail("INFORMATIONAL", IkeError(f"peer reported {n.type}", n.type), True)

@@ -39,6 +39,7 @@ class ChildSaRecord:
     packets_out: int = 0
     local_ts: list[str] = field(default_factory=list)
     remote_ts: list[str] = field(default_factory=list)
+    serial: int | None = None   # strongSwan unique id / Libreswan state number
     keys: dict[str, bytes] = field(default_factory=dict)  # encr_in, encr_out, integ_in, integ_out (kernel keymat)
     raw: dict[str, object] = field(default_factory=dict)  # what the implementation said, unparsed
 
@@ -94,6 +95,9 @@ class PeerAdapter(Protocol):
 
     def rekey(self, name: str, what: str = "child") -> None:
         """Rekey the connection's IKE SA ("ike") or Child SA ("child")."""
+
+    def delete_child(self, name: str, spi_in: int) -> None:
+        """Delete the Child SA that receives on spi_in (INFORMATIONAL Delete), keeping its IKE SA."""
 
     def list_sas(self) -> list[IkeSaRecord]:
         """The peer's IKE SAs with their Child SAs, SPIs, algorithms, counters and kernel keys."""
@@ -164,6 +168,15 @@ class NodeBase:
             except LabError:
                 continue
         return "\n".join(p for p in parts if p)
+
+
+def child_serial(sas: list[IkeSaRecord], name: str, spi_in: int, who: str) -> int:
+    """The implementation's number for connection name's Child SA receiving on spi_in; LabError if it has none."""
+    for sa in sas:
+        for c in sa.children:
+            if sa.name == name and c.spi_in == spi_in and c.serial is not None:
+                return c.serial
+    raise LabError(f"{who}: connection {name!r} has no Child SA receiving on SPI 0x{spi_in:08x}")
 
 
 def join_kernel(children: list[ChildSaRecord], states: list[XfrmState]) -> None:

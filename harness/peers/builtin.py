@@ -380,6 +380,18 @@ class BuiltinEnd:
             self._call(lambda sa=sa: driver.send(ep.delete_ike(sa)))
             self.wait_event(lambda e: isinstance(e, IkeSaDeleted), mark, timeout, "IKE SA delete")
 
+    def delete_child(self, name: str, spi_in: int, timeout: float = 30.0) -> None:
+        """INFORMATIONAL Delete of the Child SA receiving on spi_in, waiting for the answer; the IKE SA stays."""
+        ep, driver, _ = self._need()
+        spi = spi_in.to_bytes(4, "big")
+        sa = self._call(lambda: next((s for s in ep.established() if spi in s.children), None))
+        if sa is None:
+            raise LabError(f"builtin end: no Child SA receiving on SPI 0x{spi_in:08x}")
+        mark = len(self.events)
+        self._call(lambda: driver.send(ep.delete_child(sa, spi)))
+        self.wait_event(lambda e: isinstance(e, ChildSaDeleted) and e.spi_in == spi_in, mark, timeout,
+                        f"INFORMATIONAL Delete of the Child SA 0x{spi_in:08x} answered")
+
     def rekey(self, name: str, what: str = "child", pfs_group: int | None = None, timeout: float = 60.0) -> None:
         """Rekey the newest Child SA ("child") or the IKE SA ("ike") and wait until the old one is deleted."""
         if what not in ("child", "ike"):

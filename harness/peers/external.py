@@ -53,6 +53,11 @@ class ExternalAdapter:
         """Refused: the harness cannot make an external device rekey."""
         raise self._refuse(f"make an external device rekey the {what} SA of {name!r}", "the harness cannot command it")
 
+    def delete_child(self, name: str, spi_in: int) -> None:
+        """Refused: the harness cannot make an external device delete a Child SA."""
+        raise self._refuse(f"make an external device delete the Child SA 0x{spi_in:08x} of {name!r}",
+                           "the harness cannot command it")
+
     def list_sas(self) -> list[IkeSaRecord]:
         """Refused: the harness cannot read an external device's SAs."""
         raise self._refuse("list the SAs of an external device", "the harness cannot read its state")

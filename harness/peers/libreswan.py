@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import ConfigError, LabError, NotEstablished, ParseError, UnsupportedFeature
 from harness.peers.algorithms import Algorithms, parse_whack_status
-from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, join_kernel
+from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
 from harness.peers.connection import Connection, Identity
 from harness.peers.libreswan_proposals import translate
 from harness.peers.templates import render
@@ -337,7 +337,7 @@ def records(showstates: str, traffic: str, status: str, local_addr: str | None =
             encr=(alg_parts[0] if proto == "esp" and alg_parts else None),
             integ=(alg_parts[-1] if alg_parts and (proto == "ah" or len(alg_parts) > 1) else None),
             bytes_in=int(t.get("inBytes", "0")), bytes_out=int(t.get("outBytes", "0")),
-            raw={"bytes_from_peer": bool(t), "story": st.story, "attrs": st.attrs, "traffic": t, "algorithms": a})
+            serial=st.serial, raw={"bytes_from_peer": bool(t), "story": st.story, "attrs": st.attrs, "traffic": t, "algorithms": a})
         if child.integ == "NONE":
             child.integ = None
         info = logged.get(st.serial, {})
@@ -505,6 +505,11 @@ class LibreswanAdapter(NodeBase):
             raise ConfigError(f"rekey: what must be 'ike' or 'child', not {what!r}")
         option = "--rekey-ike" if what == "ike" else ("--rekey-ipsec" if self.major() < 5 else "--rekey-child")
         self.run([WHACK, option, "--name", name])
+
+    def delete_child(self, name: str, spi_in: int, timeout: float = 30.0) -> None:
+        """`ipsec whack --deletestate N` for the Child SA state receiving on spi_in (pluto sends its Delete)."""
+        serial = child_serial(self.list_sas(), name, spi_in, "libreswan")
+        self.run([WHACK, "--deletestate", str(serial)], timeout=timeout)
 
     def whack_outputs(self) -> tuple[str, str, str]:
         """(--showstates, --trafficstatus, --status) as whack prints them."""

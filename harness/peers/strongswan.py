@@ -19,7 +19,7 @@ import vici.exception
 
 from harness.errors import ConfigError, LabError, NotEstablished
 from harness.peers.algorithms import Algorithms, strongswan_algorithms
-from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, join_kernel
+from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
 from harness.peers.connection import Connection, Identity
 from harness.peers.templates import render
 
@@ -168,6 +168,7 @@ def parse_list_sas(events: Iterable[Mapping[str, Any]]) -> list[IkeSaRecord]:
                         bytes_in=_i(child.get("bytes-in")), bytes_out=_i(child.get("bytes-out")),
                         packets_in=_i(child.get("packets-in")), packets_out=_i(child.get("packets-out")),
                         local_ts=[_s(t) for t in child.get("local-ts", [])], remote_ts=[_s(t) for t in child.get("remote-ts", [])],
+                        serial=_i(child.get("uniqueid")) or None,
                         raw={"bytes_from_peer": True, "packets_from_peer": True,
                              **{k: _s(v) for k, v in child.items() if not isinstance(v, (Mapping, list))}}))
             except (KeyError, ValueError) as e:
@@ -363,6 +364,11 @@ class StrongswanAdapter(NodeBase):
         reply = self._call("rekey", lambda: self.session().rekey(msg))
         if _i(reply.get("matches"), 1) == 0:
             raise LabError(f"strongSwan rekey {what} {name}: no SA matched")
+
+    def delete_child(self, name: str, spi_in: int, timeout: float = 30.0) -> None:
+        """terminate the one Child SA receiving on spi_in, by its unique id (child-id); the IKE SA stays."""
+        serial = child_serial(self.list_sas(), name, spi_in, "strongSwan")
+        self._call("terminate", lambda: list(self.session().terminate({"child-id": serial, "timeout": int(timeout * 1000)})))
 
     def list_sas(self) -> list[IkeSaRecord]:
         """list-sas with counters, joined with the kernel's keys by SPI."""

@@ -13,7 +13,7 @@ from harness.ike.auth import Identity
 from harness.ike.certs import TestPki
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import Datagram, IkeEndpoint
-from harness.ike.events import (ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, KeRetry, IkeSaEstablished,
+from harness.ike.events import (ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, Informational, KeRetry, IkeSaEstablished,
                                 NatDetected, PeerDead)
 from harness.ike.loopback import FakeClock, Wire, seeded_rng
 from harness.ike.proposals import parse_proposals
@@ -302,12 +302,19 @@ def test_simultaneous_ike_rekey(seed):
 def test_delete_child_and_ike_sa_and_liveness():
     a, b, w, _ = establish()
     sa_a = a.established()[0]
+    a.drain_events(), b.drain_events()
     w.run(a.liveness(sa_a))
     assert len(w.log) == 6
+    (asked,) = of(a.drain_events(), Informational)  # the answer, as a's record of the exchange
+    (told,) = of(b.drain_events(), Informational)   # the request, as b's
+    assert (asked.asked_by_us, asked.payloads, told.asked_by_us, told.payloads) == (True, (), False, ())
+    assert asked.message_id == told.message_id
     (c,) = sa_a.children.values()
     w.run(b.delete_child(b.established()[0], c.spi_out))
     assert not mirrored(a, b)[0].children
-    assert of(a.drain_events(), ChildSaDeleted)[0].spi_in == int.from_bytes(c.spi_in, "big")
+    events = a.drain_events()
+    assert of(events, Informational)[0].payloads == ("D",)
+    assert of(events, ChildSaDeleted)[0].spi_in == int.from_bytes(c.spi_in, "big")
     w.run(a.delete_ike(sa_a))
     assert not a.sas and not b.sas
     assert of(b.drain_events(), IkeSaDeleted)[0].reason == "deleted by the peer"

@@ -54,6 +54,7 @@ REFUSALS = [
     ("initiate", lambda a: a.initiate("p2p"), "cannot make an external device initiate 'p2p'"),
     ("terminate", lambda a: a.terminate("p2p"), "cannot make an external device terminate 'p2p'"),
     ("rekey", lambda a: a.rekey("p2p", "ike"), "cannot make an external device rekey the ike SA of 'p2p'"),
+    ("delete_child", lambda a: a.delete_child("p2p", 0xc0ffee01), "cannot make an external device delete the Child SA 0xc0ffee01 of 'p2p'"),
     ("list_sas", lambda a: a.list_sas(), "cannot list the SAs"),
     ("xfrm_state", lambda a: a.xfrm_state(), "cannot read the kernel SAs"),
     ("xfrm_policy", lambda a: a.xfrm_policy(), "cannot read the kernel policies"),

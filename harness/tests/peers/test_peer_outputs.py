@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import LabError, ParseError
-from harness.peers.base import ChildSaRecord, join_kernel, sa_keys
+from harness.peers.base import ChildSaRecord, child_serial, join_kernel, sa_keys
 from harness.peers.libreswan import (parse_pluto_log, parse_showstates, parse_status_algorithms, parse_trafficstatus,
                                      records, refusal_in_log)
 from harness.peers.strongswan import parse_list_sas
@@ -66,6 +66,13 @@ def test_both_ends_agree_on_spis_and_the_kernel_has_them(scenario: str) -> None:
         assert c.packets_in == c.packets_out == 3 and c.bytes_in == c.bytes_out > 0  # the three pings
     assert ca.keys and ca.keys.get("integ_in" if proto == "ah" else "encr_in") == cb.keys.get("integ_out" if proto == "ah" else "encr_out")
     assert a.encr == b.encr == "AES_GCM_16_128" and a.ke == "ECP_256" and b.ke == "DH19"
+    # each Child SA carries the number its daemon deletes it by (vici child-id / whack --deletestate)
+    assert ca.serial == int(next(iter(json.loads(_files(scenario, "*-vici-list-sas.json")[0].read_text())[0].values()))
+                            ["child-sas"].popitem()[1]["uniqueid"])
+    assert cb.serial is not None and cb.serial != b.serial
+    assert child_serial(lsw, "p2p", cb.spi_in, "libreswan") == cb.serial
+    with pytest.raises(LabError, match="no Child SA receiving on SPI 0x00000001"):
+        child_serial(ss, "p2p", 1, "strongSwan")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
