@@ -24,6 +24,7 @@ from harness.cases.ends import BUILTIN, PairSpec
 from harness.cases.table import CaseRow
 from harness.errors import (CannotReconfigure, ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused,
                             Unimplemented)
+from harness.ike.events import ProbeSent
 from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.peers.base import ChildSaRecord, IkeSaRecord
@@ -435,7 +436,9 @@ class Pair:
         t0 = time.perf_counter()
         from harness.tools.wire_check import check_wire
 
-        report = check_wire(dict(self.capture.files), keys, counters, self.directory)
+        bent = [d for e in self.ends if e.builtin for ev in e.adapter.events if isinstance(ev, ProbeSent)
+                for d in ev.datagrams]
+        report = check_wire(dict(self.capture.files), keys, counters, self.directory, bent)
         files += list(report.decrypted.values())
         wire = self.directory / "wire.json"
         wire.write_text(json.dumps({"problems": report.problems, "counts": report.counts,

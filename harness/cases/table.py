@@ -3,7 +3,9 @@
 A table file is {"_source": "...", "cases": [ROW, ...]}; a ROW is
 {"id": "esp-gcm128-transport", "rfc": [4303, "2.3", "MUST"], "connection": {...Connection fields...},
  "expect": "established" | "refused:NO_PROPOSAL_CHOSEN" | "n/a:why", "ends": ["builtin>peer", ...] (optional),
- "responder": {...Connection fields the responder has instead of the initiator's mirror} (optional)}.
+ "responder": {...Connection fields the responder has instead of the initiator's mirror} (optional),
+ "bends": [{"op": ..., harness.ike.bend.Bend fields}] (optional: a request bent on purpose; its expect is then
+ "answered" (protected, nothing in it), "answered:NOTIFY" or "dropped")}.
 `load_table` parses a file once into CaseRow records (ConfigError naming the file, the row and the key);
 `table_params` turns them into pytest params with the row's id and rfc marker.
 """
@@ -18,6 +20,7 @@ import pytest
 
 from harness.datafile import load_json
 from harness.errors import ConfigError
+from harness.ike.bend import Bend
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
@@ -38,7 +41,8 @@ class Requirement:
 
 @dataclass(frozen=True)
 class Expect:
-    """What a case expects: "established", "refused" with a notify, or "n/a" with the reason."""
+    """What a case expects: "established", "refused" with a notify, "n/a" with the reason; for a bent request
+    "answered" (with the notify the answer must carry, if any) or "dropped"."""
 
     outcome: str
     detail: str = ""
@@ -49,8 +53,10 @@ class Expect:
         if not isinstance(text, str):
             raise ConfigError(f"{where}: expect: must be a string, not {text!r}")
         outcome, _, detail = text.partition(":")
-        if outcome not in ("established", "refused", "n/a") or (outcome != "established" and not detail):
-            raise ConfigError(f"{where}: expect: {text!r} is not 'established', 'refused:NOTIFY' or 'n/a:reason'")
+        if outcome not in ("established", "refused", "n/a", "answered", "dropped") or \
+                (outcome in ("refused", "n/a") and not detail) or (outcome in ("established", "dropped") and detail):
+            raise ConfigError(f"{where}: expect: {text!r} is not 'established', 'refused:NOTIFY', 'n/a:reason', "
+                              "'answered', 'answered:NOTIFY' or 'dropped'")
         return cls(outcome, detail)
 
 
@@ -65,12 +71,13 @@ class CaseRow:
     ends: tuple[str, ...] | None
     source: str
     responder: dict[str, Any] = field(default_factory=dict)  # fields replacing the mirror's at the responder
+    bends: tuple[Bend, ...] = ()  # a request bent on purpose (robustness rows)
 
 
 def _row(entry: Any, where: str) -> CaseRow:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be an object")
-    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder"}
+    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder", "bends"}
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
     ident = entry.get("id")
@@ -89,8 +96,18 @@ def _row(entry: Any, where: str) -> CaseRow:
     ends = entry.get("ends")
     if ends is not None and not (isinstance(ends, list) and ends and all(e in KINDS for e in ends)):
         raise ConfigError(f"{where} ({ident}): ends: must be a list of {', '.join(KINDS)}")
-    return CaseRow(ident, Requirement(*rfc), conn, Expect.parse(entry.get("expect", "established"), f"{where} ({ident})"),
-                   tuple(ends) if ends else None, where, responder)
+    bends = entry.get("bends", [])
+    if not (isinstance(bends, list) and all(isinstance(b, dict) for b in bends)):
+        raise ConfigError(f"{where} ({ident}): bends: must be a list of objects")
+    try:
+        parsed = tuple(Bend.from_dict(b) for b in bends)
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{where} ({ident}): bends: {e}") from None
+    expect = Expect.parse(entry.get("expect", "established"), f"{where} ({ident})")
+    if bool(parsed) != (expect.outcome in ("answered", "dropped")):
+        raise ConfigError(f"{where} ({ident}): expect {expect.outcome!r} " +
+                          ("needs bends" if not parsed else "is not what a row with bends expects (answered or dropped)"))
+    return CaseRow(ident, Requirement(*rfc), conn, expect, tuple(ends) if ends else None, where, responder, parsed)
 
 
 def load_table(path: str | Path) -> list[CaseRow]:

@@ -2,7 +2,7 @@
 
 `IkeEndpoint.process(datagram, src, dst)` returns the datagrams to send; requests start with
 `initiate`, `create_child`, `rekey_child`, `rekey_ike`, `delete_child`, `delete_ike` and
-`liveness`; `tick()` runs retransmissions on the injected clock. Nothing here opens a
+`liveness` (and `probe`, a request bent on purpose); `tick()` runs retransmissions on the injected clock. Nothing here opens a
 socket or installs an SA: results are events (harness.ike.events) the driver acts on, e.g.
 ChildSaEstablished carrying the inbound and outbound SAs for the ESP/AH data plane.
 Exchanges: harness.ike.exchange_init (IKE_SA_INIT, IKE_AUTH) and harness.ike.exchange_child
@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
 from harness.crypto import KeGroup, KePrivate
 from harness.errors import IkeError, IntegrityError, ParseError
 from harness.ike import exchange_child, exchange_init, view
-from harness.ike.config import IkeConfig
-from harness.ike.events import ExchangeFailed, IkeSaDeleted, PeerDead, ChildSaDeleted
+from harness.ike.bend import Bend
+from harness.ike.config import Bugs, IkeConfig
+from harness.ike.events import ChildSaDeleted, ExchangeFailed, IkeSaDeleted, PeerDead, ProbeAnswered, ProbeSent
 from harness.ike.sa import Address, IkeSa, Pending, State
 from harness.ike.view import INFORMATIONAL, Msg, Notify
 from harness.ike.window import RequestWindow, ResponseCache
@@ -133,6 +135,20 @@ class IkeEndpoint:
     def liveness(self, sa: IkeSa) -> list[Datagram]:
         """An empty INFORMATIONAL request (liveness check, RFC 7296 s2.4)."""
         return self.send_request(sa, INFORMATIONAL, lambda m: None, Pending("info"))
+
+    def probe(self, sa: IkeSa, bends: Sequence[Bend], exchange: int = INFORMATIONAL) -> list[Datagram]:
+        """An empty protected request on sa with bends applied, sent once with the next Message ID and not taken
+        unless the peer answers it protected; its answer, if any, is reported as ProbeAnswered (robustness cases)."""
+        if sa.pending or sa.queue:
+            raise IkeError("probe: a request is outstanding on this IKE SA", "TEMPORARY_FAILURE")
+        mid = sa.window.next_id
+        msg = Msg(exchange, mid, False, sa.original_initiator, sa.spi_i, sa.spi_r, encrypted=True)
+        name = view.EXCHANGE_NAMES.get(exchange, str(exchange))
+        datagrams = view.encode(msg, view.sk_keys(sa, sending=True), self.rng, 0,
+                                Bugs(bends=tuple((f"{name} request", b) for b in bends)))
+        sa.probes.add(mid)
+        self.events.append(ProbeSent(mid, tuple(datagrams)))
+        return [Datagram(d, sa.local, sa.remote) for d in datagrams]
 
     def report_invalid_spi(self, sa: IkeSa, spi: int) -> list[Datagram]:
         """INFORMATIONAL with INVALID_SPI for an ESP/AH packet on an unknown SPI (RFC 7296 s2.21.4; data = the SPI)."""
@@ -248,6 +264,9 @@ class IkeEndpoint:
 
     def _on_response(self, sa: IkeSa, data: bytes, head: Msg, src: Address) -> list[Datagram]:
         pending = sa.pending.get(head.message_id)
+        if pending is None and head.message_id in sa.probes:
+            self._probe_answered(sa, data, head.message_id)
+            return []
         if pending is None:
             return []  # not an answer to anything outstanding: drop (RFC 7296 s2.3)
         try:
@@ -270,6 +289,21 @@ class IkeEndpoint:
         out = exchange_child.on_response(self, sa, msg, pending) if pending.kind != "auth" \
             else exchange_init.on_auth_response(self, sa, msg, pending)
         return out + self.flush_queue(sa)
+
+    def _probe_answered(self, sa: IkeSa, data: bytes, mid: int) -> None:
+        """Report the answer to a probe; a protected one took the Message ID, so ours moves on past it."""
+        try:
+            msg = self._decode(sa, data)
+        except (IntegrityError, ParseError) as e:
+            self.events.append(ProbeAnswered(mid, False, (f"undecodable: {e}",)))
+            return
+        if msg is None:
+            return
+        if msg.encrypted:
+            sa.probes.discard(mid)
+            if sa.window.next_id == mid:
+                sa.window.next_id = (mid + 1) & 0xFFFFFFFF
+        self.events.append(ProbeAnswered(mid, msg.encrypted, ("D",) * len(msg.deletes) + tuple(n.type for n in msg.notifies)))
 
     def _on_request(self, sa: IkeSa, data: bytes, head: Msg, src: Address, dst: Address) -> list[Datagram]:
         kind = sa.responses.classify(head.message_id)

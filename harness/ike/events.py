@@ -52,6 +52,24 @@ class Informational:
 
 
 @dataclass(frozen=True)
+class ProbeSent:
+    """A request bent on purpose went out (IkeEndpoint.probe): its datagrams, which the wire check must not fault."""
+
+    message_id: int
+    datagrams: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class ProbeAnswered:
+    """The peer answered a request bent on purpose (IkeEndpoint.probe): protected (it took the Message ID) or not,
+    and what the answer carried (payloads as in Informational; "undecodable: ..." when it could not be read)."""
+
+    message_id: int
+    protected: bool
+    payloads: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class IkeSaDeleted:
     """The IKE SA is gone (deleted, replaced by a rekey, or failed); reason says why."""
 

@@ -104,6 +104,7 @@ class IkeSa:
     nat_remote: bool = False
     children: dict[bytes, ChildSa] = field(default_factory=dict)  # by inbound SPI
     pending: dict[int, Pending] = field(default_factory=dict)  # by Message ID of our request
+    probes: set[int] = field(default_factory=set)  # Message IDs of bent requests sent once (IkeEndpoint.probe)
     queue: list = field(default_factory=list)  # requests waiting for room in the window
     first_child: dict = field(default_factory=dict)  # IKE_AUTH's Child SA negotiation context
     reassembler: Reassembler = field(default_factory=Reassembler)  # SKF fragments being collected (RFC 7383)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,8 +133,9 @@ def _linktype(packets: list[CapturedPacket]) -> str:
 
 
 def check_wire(pcaps: dict[str, Path], keys: KeysFile, counters: Iterable[SaCounter] = (),
-               decrypted_dir: Path | None = None) -> WireReport:
-    """Decrypt every segment's capture with keys and report each packet, message and counter that disagrees; never raises on packet content."""
+               decrypted_dir: Path | None = None, bent: Collection[bytes] = ()) -> WireReport:
+    """Decrypt every segment's capture with keys and report each packet, message and counter that disagrees; never
+    raises on packet content. bent: IKE datagrams an end malformed on purpose (counted as ike_bent, not faulted)."""
     out = WireReport()
     totals: Counter[str] = Counter()
     seen: dict[SaId, dict[str, int]] = {}
@@ -144,7 +145,12 @@ def check_wire(pcaps: dict[str, Path], keys: KeysFile, counters: Iterable[SaCoun
         report = decrypt_capture(packets, keys.ipsec_sas, keys.sections.get("ike_sas", []))
         totals.update(report.counts())
         where = f"{segment} ({path.name})"
-        out.problems += [p for p in (_packet_problem(where, r) for r in report.results) if p]
+        frames = {p.index: p.data for p in packets}
+        for r in report.results:
+            if r.ike is not None and r.ike.status == "failed" and any(frames.get(r.index, b"").endswith(d) for d in bent):
+                totals["ike_bent"] += 1
+            elif problem := _packet_problem(where, r):
+                out.problems.append(problem)
         per_sa = _packets_per_sa(report)
         for sa, n in per_sa.items():
             seen.setdefault(sa, {})[segment] = n

@@ -62,6 +62,9 @@ def test_a_table_row_becomes_a_param_with_its_id_and_requirement(tmp_path: Path)
     assert [(m.name, m.args) for m in param.marks] == [("rfc", (4303, "2.3", "MUST")), ("ends", ("builtin>peer",))]
     (row,) = load_table(_table(tmp_path, [{"id": "b", "rfc": [7296, "2.7", "MUST"], "responder": {"child_proposals": ["aes128gcm16"]}}]))
     assert row.responder == {"child_proposals": ["aes128gcm16"]}
+    (row,) = load_table(_table(tmp_path, [{"id": "c", "rfc": [7296, "2.5", "MUST"], "expect": "answered:UNSUPPORTED_CRITICAL_PAYLOAD",
+                                           "bends": [{"op": "insert_unknown", "critical": True, "data": "00", "inner": True}]}]))
+    assert row.expect == Expect("answered", "UNSUPPORTED_CRITICAL_PAYLOAD") and row.bends[0].data == b"\x00"
 
 
 @pytest.mark.parametrize("cases,what", [
@@ -71,6 +74,11 @@ def test_a_table_row_becomes_a_param_with_its_id_and_requirement(tmp_path: Path)
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "ends": ["x"]}], r"ends: must be a list of"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "colour": 1}], r"unknown key 'colour'"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "responder": ["aes128"]}], r"\(a\): responder: must be an object"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "expect": "dropped"}], r"\(a\): expect 'dropped' needs bends"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "bends": [{"op": "truncate"}]}], r"\(a\): expect 'established' is not what"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "expect": "dropped", "bends": [{"op": "bend_it"}]}],
+     r"\(a\): bends: bend: unknown op 'bend_it'"),
+    ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "expect": "dropped:why"}], r"expect: 'dropped:why' is not"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"]}, {"id": "a", "rfc": [4303, "2.3", "MUST"]}], r"id 'a' appears twice"),
 ])
 def test_a_bad_table_names_file_row_and_key(tmp_path: Path, cases: object, what: str) -> None:

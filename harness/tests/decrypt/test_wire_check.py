@@ -210,3 +210,15 @@ def test_decrypt_strict_passes_when_every_spi_is_known(tmp_path, capsys):
     dump_keys([AB], kfile)
     assert main(["decrypt", "--keys", str(kfile), str(cap), "--strict"]) == 0
     assert "unknown SPI 0," in capsys.readouterr().out
+
+
+def test_an_ike_message_bent_on_purpose_is_counted_not_a_problem(tmp_path):
+    frames = list(_ike_capture().frames)
+    frames[2] = _flip(frames[2], len(frames[2]) - 1)
+    datagram = frames[2][28:]  # IPv4 and UDP headers off: the IKE datagram as the end that bent it sent it
+    assert datagram[17] == 0x20 and int.from_bytes(datagram[24:28], "big") == len(datagram)  # IKEv2 header, its Length
+    rep = check_wire({"lan": _pcap(tmp_path / "ike.pcap", frames)}, _ike_keys(), bent=[datagram])
+    assert rep.ok, rep.problems
+    assert (rep.counts["ike_bent"], rep.counts["ike_failed"]) == (1, 1)
+    other = check_wire({"lan": _pcap(tmp_path / "ike.pcap", frames)}, _ike_keys(), bent=[datagram[:-1] + b"\0"])
+    assert len(other.problems) == 1  # only the very datagram that was bent is excused

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pytest
 
+from harness.errors import IkeError
+from harness.ike.bend import Bend
 from harness.ike.auth import Identity
 from harness.ike.certs import TestPki
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import Datagram, IkeEndpoint
 from harness.ike.events import (ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, Informational, KeRetry, IkeSaEstablished,
-                                NatDetected, PeerDead)
+                                NatDetected, PeerDead, ProbeAnswered)
 from harness.ike.loopback import FakeClock, Wire, seeded_rng
 from harness.ike.proposals import parse_proposals
 from harness.ike.sa import State
@@ -656,3 +658,24 @@ def test_bends_reach_the_messages_a_case_names() -> None:
     plain = IkeEndpoint(IkeConfig(local_id=Identity.of("198.18.0.2"), psk=b"k" * 20), ("198.18.0.2", 500))
     (normal,) = plain.initiate(("198.18.0.3", 500))
     assert dgram.data[19] == normal.data[19] | 0x01 and Header.decode(normal.data).exchange_type == 34
+
+
+@pytest.mark.rfc(7296, "2.5", "MUST")
+def test_a_probe_answered_protected_takes_the_message_id_and_one_dropped_does_not():
+    a, b, w, _ = establish()
+    sa = a.established()[0]
+    a.drain_events()
+    critical = Bend("insert_unknown", index=-1, value=200, critical=True, data=b"x", inner=True)
+    w.run(a.probe(sa, [critical]))
+    (answer,) = of(a.drain_events(), ProbeAnswered)
+    assert (answer.protected, answer.payloads) == (True, ("UNSUPPORTED_CRITICAL_PAYLOAD",))
+    assert sa.window.next_id == answer.message_id + 1 and not sa.pending
+    sent = len(w.log)
+    w.run(a.probe(sa, [Bend("sk_icv_flip", index=0)]))  # b drops it (RFC 7296 s2.21.2): no answer, no Message ID used
+    assert len(w.log) == sent + 1 and sa.window.next_id == answer.message_id + 1
+    w.run(a.liveness(sa))
+    (done,) = of(a.drain_events(), Informational)
+    assert done.message_id == answer.message_id + 1 and not of(a.drain_events(), ProbeAnswered)
+    with pytest.raises(IkeError, match="outstanding"):
+        a.liveness(sa)
+        a.probe(sa, [critical])
