@@ -94,6 +94,15 @@ class Identity:
             raise ParseError("ID payload", "ID Type", 0, f"body is {len(body)} octets, needs at least 4")
         return cls(body[0], bytes(body[4:]))
 
+    def matches(self, other: "Identity") -> bool:
+        """The same identity: equal type and data, a DN compared as a name (RFC 5280 s7.1), not as bytes."""
+        if self.id_type != other.id_type:
+            return False
+        if self.id_type == IdType.ID_DER_ASN1_DN:
+            from harness.ike.certs import dn_equal
+            return dn_equal(self.data, other.data)
+        return self.data == other.data
+
     def __str__(self) -> str:
         if self.id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR) and len(self.data) in (4, 16):
             return str(ipaddress.ip_address(self.data))

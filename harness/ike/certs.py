@@ -33,6 +33,64 @@ def dn_der(text: str) -> bytes:
     return name.public_bytes()
 
 
+def dn_der_in_order(text: str) -> bytes:
+    """DER of a DN written first RDN first, as strongSwan and Libreswan write it ("CN=moon,O=Lab": CN, then O),
+    the reverse of an RFC 4514 string; ConfigError if malformed."""
+    try:
+        parsed = x509.Name.from_rfc4514_string(text)
+    except ValueError as e:
+        raise ConfigError(f"distinguished name {text!r}: {e}") from None
+    name = x509.Name(list(reversed(parsed.rdns)))
+    _NAMES[name.public_bytes()] = name
+    return name.public_bytes()
+
+
+def _tlvs(der: bytes) -> list[tuple[int, bytes]]:
+    """The DER TLVs one after another in der (tag, contents); ValueError when malformed."""
+    out, i = [], 0
+    while i < len(der):
+        if i + 2 > len(der):
+            raise ValueError("truncated TLV")
+        tag, n, i = der[i], der[i + 1], i + 2
+        if n & 0x80:
+            k = n & 0x7F
+            n, i = int.from_bytes(der[i:i + k], "big"), i + k
+        if i + n > len(der):
+            raise ValueError("TLV longer than its container")
+        out.append((tag, der[i:i + n]))
+        i += n
+    return out
+
+
+_STRINGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be"}
+
+
+def _dn_key(der: bytes) -> tuple:
+    """A DN as comparable data: per RDN, its (OID, value) pairs, string values case- and space-folded (RFC 5280 s7.1)."""
+    ((tag, name),) = _tlvs(der)
+    if tag != 0x30:
+        raise ValueError("not a SEQUENCE")
+    rdns = []
+    for set_tag, rdn in _tlvs(name):
+        pairs = []
+        for _, atv in _tlvs(rdn):
+            (_, oid), (vtag, value) = _tlvs(atv)
+            text = value.decode(_STRINGS[vtag]) if vtag in _STRINGS else value.hex()
+            pairs.append((oid, " ".join(text.split()).casefold()))
+        rdns.append((set_tag, tuple(sorted(pairs))))
+    return tuple(rdns)
+
+
+def dn_equal(a: bytes, b: bytes) -> bool:
+    """True when two DER DNs name the same entity under RFC 5280 s7.1 (string type, case and spacing aside)."""
+    if a == b:
+        return True
+    try:
+        return _dn_key(a) == _dn_key(b)
+    except (ValueError, KeyError):
+        return False
+
+
 def dn_text(der: bytes) -> str:
     """RFC 4514 text of a DER DN seen in this process (built here or read from a certificate), else its hex."""
     name = _NAMES.get(der)  # cryptography has no public DER loader for a bare Name
@@ -163,6 +221,6 @@ def check_peer_cert(cert_der: bytes, ca_cert: x509.Certificate, identity: Identi
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise AuthenticationFailed(f"certificate not valid at {now.isoformat()}")
-    if identity not in cert_identities(cert):
+    if not any(identity.matches(i) for i in cert_identities(cert)):
         raise AuthenticationFailed(f"identity {identity} is not bound by the certificate")
     return cert.public_key()

@@ -279,7 +279,7 @@ def _verify_peer(ep, sa: IkeSa, msg: Msg, peer_id: Identity | None, octets: byte
     c = ep.config
     if peer_id is None or msg.auth is None:
         raise AuthenticationFailed("IKE_AUTH without ID or AUTH payload")
-    if c.remote_id is not None and peer_id != c.remote_id:
+    if c.remote_id is not None and not peer_id.matches(c.remote_id):
         raise AuthenticationFailed(f"peer identity {peer_id} is not the configured {c.remote_id}")
     method, data = msg.auth
     if method == AuthMethod.SHARED_KEY_MIC:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
-from harness.ike.certs import Credential, cert_identities
+from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import IkeEndpoint
@@ -58,6 +58,8 @@ def ike_identity(ident: Identity | None, address: str) -> IkeIdentity:
         return IkeIdentity.of(address)
     if ident.type == "keyid":
         return IkeIdentity(11, bytes.fromhex(ident.value))  # ID_KEY_ID
+    if ident.type == "dn":
+        return IkeIdentity(9, dn_der_in_order(ident.value))  # ID_DER_ASN1_DN, RDNs in the order written
     return IkeIdentity.of(ident.value)
 
 

@@ -29,7 +29,8 @@ FRAGMENTATION = ("yes", "no", "force", "accept")
 
 @dataclass(frozen=True)
 class Identity:
-    """An IKE identity (RFC 7296 s3.5): its type and value (ipv4/ipv6 address, fqdn, email, dn, keyid hex)."""
+    """An IKE identity (RFC 7296 s3.5): its type and value (ipv4/ipv6 address, fqdn, email, keyid hex, or a dn
+    written first RDN first as strongSwan and Libreswan write it: "CN=moon,O=Lab" is CN, then O in the DER)."""
 
     type: str
     value: str

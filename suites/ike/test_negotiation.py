@@ -19,11 +19,12 @@ from harness.ike.proposals import Proposal, Protocol, Transform, parse_proposal
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 TABLE = Path(__file__).with_name("negotiation.json")
+IDENTITIES = Path(__file__).with_name("identities.json")
 ECP256, MODP2048 = 19, 14
 
 
 @pytest.mark.ends("builtin>peer", "peer>builtin")
-@pytest.mark.parametrize("row", table_params(TABLE))
+@pytest.mark.parametrize("row", table_params(TABLE) + table_params(IDENTITIES))
 def test_negotiation(pair, row):
     pair.expect(row)
     if row.expect.outcome == "established":
