@@ -22,6 +22,9 @@ from harness.runtime.base import DEFAULT_EXEC_TIMEOUT, ExecResult, Node
 MAGIC = b"IPSI"
 MAX_FRAME = 256 * 1024 * 1024
 REPLY_GRACE = 15.0  # beyond an exec's own timeout, how long the agent may take to answer
+LINE_FRAME = 2048  # the most request bytes sent before the agent acknowledges them: a UML guest's serial line
+# stops for good when more than its tty's 4096-byte receive buffer is in flight (measured: a 4000-byte put hangs the
+# 7.2um1 guest, 3000 bytes pass), so a larger request goes as acknowledged "part" frames and a closing "whole"
 LOG_TAIL = 4000
 
 
@@ -77,6 +80,7 @@ class AgentChannel:
         self.lock = threading.Lock()
         self.ready: dict[str, Any] = {}
         self.owed = 0  # replies still to come for requests whose caller stopped waiting (timeout, Ctrl-C)
+        self.dead = ""  # why the channel no longer answers: later requests fail at once instead of waiting again
 
     def _fail(self, msg: str) -> LabError:
         return LabError(f"{self.what}: {msg}\n--- log tail ---\n{self.log_tail()[-LOG_TAIL:]}")
@@ -101,19 +105,33 @@ class AgentChannel:
 
     def request(self, req: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send req, return the agent's reply; LabError on timeout, a closed channel, or an agent error."""
+        body = json.dumps(req).encode()
+        if len(body) > LINE_FRAME:
+            for at in range(0, len(body), LINE_FRAME):
+                self._exchange({"op": "part", "data": _b64(body[at:at + LINE_FRAME])}, REPLY_GRACE, req.get("op"))
+            req = {"op": "whole"}
+        return self._exchange(req, timeout, req.get("op"))
+
+    def _exchange(self, req: dict[str, Any], timeout: float, what: Any) -> dict[str, Any]:
         with self.lock:
+            if self.dead:
+                raise self._fail(f"no request sent ({what}): {self.dead}")
             try:
                 while self.owed:  # the agent answers in order: a late reply belongs to an abandoned request
-                    self.reader.read(time.monotonic() + timeout)
+                    try:
+                        self.reader.read(time.monotonic() + timeout)
+                    except TimeoutError:
+                        self.dead = f"the agent has not answered an earlier request after a further {timeout:.0f} s"
+                        raise
                     self.owed -= 1
                 self.sock.sendall(encode_frame(req))
                 self.owed += 1
                 reply = self.reader.read(time.monotonic() + timeout)
                 self.owed -= 1
             except TimeoutError:
-                raise self._fail(f"agent gave no answer to {req.get('op')} within {timeout:.0f} s") from None
+                raise self._fail(self.dead or f"agent gave no answer to {what} within {timeout:.0f} s") from None
             except (EOFError, OSError, ValueError) as e:
-                raise self._fail(f"control channel failed during {req.get('op')}: {e!r}") from None
+                raise self._fail(f"control channel failed during {what}: {e!r}") from None
         if "error" in reply:
             raise LabError(f"{self.what}: {reply['error']}")
         return reply

@@ -130,3 +130,26 @@ def test_a_reply_to_an_abandoned_request_is_not_taken_for_the_next_ones(node: _N
     r = node.exec(["echo", "mine"])
     assert (r.rc, r.stdout) == (0, "mine\n")
     assert node.channel.owed == 0
+
+
+def test_a_large_request_goes_in_parts_no_longer_than_a_serial_line_takes(node: _Node, tmp_path: Path) -> None:
+    """More than LINE_FRAME request bytes never travel unacknowledged (a UML serial line stalls beyond 4096)."""
+    sent: list[int] = []
+    sock = node.channel.sock
+
+    class Recording:
+        def sendall(self, data: bytes) -> None:
+            sent.append(len(data))
+            sock.sendall(data)
+
+        def __getattr__(self, name: str):
+            return getattr(sock, name)
+
+    node.channel.sock = Recording()  # type: ignore[assignment]
+    data = bytes(range(256)) * 400
+    path = tmp_path / "large.bin"
+    node.put_file(str(path), data)
+    assert node.get_file(str(path)) == data
+    assert node.exec(["cat"], input=data.hex()).stdout == data.hex()
+    assert len(sent) > 2 * len(data) // agent.LINE_FRAME
+    assert max(sent) < 4096, max(sent)  # a UML tty receive buffer
