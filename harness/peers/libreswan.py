@@ -105,8 +105,9 @@ def signature_policy(c: Connection) -> str:
         return "rsasig"
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _ECDSA_CURVES:
         return "ecdsa"
-    what = f"ECDSA on {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
-    raise UnsupportedFeature(f"libreswan: certificate authentication with a {what} key (RSA or ECDSA P-256/384/521 only)")
+    what = f"ECDSA on {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__.removesuffix("PublicKey")
+    raise UnsupportedFeature(f"libreswan: certificate authentication with a {what} key (pluto signs with RSA or ECDSA "
+                             f"P-256/384/521 only: 4.10 and 5.2 have no EdDSA, RFC 8420, anywhere in the binary)")
 
 
 def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nickname: str = "ipsi-local") -> str:
@@ -252,6 +253,25 @@ def refusal_in_log(text: str, name: str) -> tuple[str, str] | None:
     for m in _LOG_REFUSED.finditer(text):
         if m.group(1) == name:
             return m.group(2) or m.group(3), m.group(0).strip()
+    return None
+
+
+# the initiator's own fatal error while it handles the IKE_AUTH response (4.x and 5.x state names)
+_LOG_I_FATAL = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])? #(\d+): encountered fatal error in state (?:STATE_V2_PARENT_I2|IKE_AUTH_I)\s*$',
+                          re.MULTILINE)
+
+
+def own_refusal_in_log(text: str, name: str) -> str | None:
+    """Why pluto, as initiator of connection name, itself refused the IKE_AUTH response (an untrusted certificate,
+    a signature that does not verify): its log lines for that IKE SA up to the fatal error; None if there is none or
+    the responder refused (refusal_in_log)."""
+    for m in _LOG_I_FATAL.finditer(text):
+        if m.group(1) != name:
+            continue
+        tag = f'"{name}" #{m.group(2)}: '
+        lines = [ln.strip() for ln in text[:m.end()].splitlines() if tag in ln and " | " not in ln]
+        if not any("rejected by peer" in ln for ln in lines):
+            return "\n".join(lines[-4:])
     return None
 
 
@@ -427,6 +447,7 @@ class LibreswanAdapter(NodeBase):
         t0 = time.monotonic()
         c = connection
         if c.auth.method == "pubkey":
+            signature_policy(c)  # UNIMPLEMENTED for a key pluto cannot sign with, before NSS is touched
             self._import_certificates(c)
         secrets = ipsec_secrets(c)
         steps = [f"cat > {CONF_PATH}"]  # the rendered ipsec.conf comes on stdin: no round trip of its own
@@ -486,10 +507,15 @@ class LibreswanAdapter(NodeBase):
                 if sa.name == name and sa.established and sa.children:
                     self.timings["initiate"] = time.monotonic() - t0
                     return sa
-            refusal = refusal_in_log("\n".join(self.read_logs(p)[n:] for p, n in seen.items()), name)
+            text = "\n".join(self.read_logs(p)[n:] for p, n in seen.items())
+            refusal = refusal_in_log(text, name)
             if refusal:
                 raise NotEstablished(f"libreswan initiate {name}: the responder refused with {refusal[0]} "
                                      f"(pluto: {refusal[1]})", notify=refusal[0])
+            own = own_refusal_in_log(text, name)
+            if own:
+                raise NotEstablished(f"libreswan initiate {name}: pluto refused the responder's IKE_AUTH response "
+                                     f"itself:\n{own}")
             if time.monotonic() > deadline:
                 raise NotEstablished(f"libreswan initiate {name}: no established IKE SA with a Child SA after {timeout} s; "
                                f"log tail:\n{self.logs()[-1500:]}")

@@ -9,7 +9,7 @@ import pytest
 from harness.errors import LabError, ParseError
 from harness.peers.base import ChildSaRecord, child_serial, join_kernel, sa_keys
 from harness.peers.libreswan import (parse_pluto_log, parse_showstates, parse_status_algorithms, parse_trafficstatus,
-                                     records, refusal_in_log)
+                                     records, refusal_in_log, own_refusal_in_log)
 from harness.peers.strongswan import parse_list_sas
 from harness.peers.xfrm import parse_xfrm_policy, parse_xfrm_stat, parse_xfrm_state
 
@@ -204,3 +204,15 @@ def test_the_responders_refusal_is_read_from_plutos_log(log: str, notify: str) -
     assert found and found[0] == notify and f"{notify}" in found[1] and found[1].startswith("Dec")
     assert refusal_in_log(text, "other") is None
     assert refusal_in_log(text.split(notify)[0], "case") is None  # nothing before the refusal's own line
+
+
+@pytest.mark.parametrize("log,state", [("pluto-4.10-rejects-responder-certificate.log", "STATE_V2_PARENT_I2"),
+                                       ("pluto-5.2-rejects-responder-certificate.log", "IKE_AUTH_I")])
+def test_the_initiators_own_refusal_is_read_from_plutos_log(log: str, state: str) -> None:
+    """pluto, as initiator, rejecting the responder's certificate logs no notify (it sends none, RFC 7296 s2.21.2 MAY)."""
+    text = (Path(__file__).parent / "data" / log).read_text()
+    found = own_refusal_in_log(text, "case")
+    assert found and "X509: certificate payload rejected" in found and found.endswith(state)
+    assert refusal_in_log(text, "case") is None and own_refusal_in_log(text, "other") is None
+    refused_by_peer = (Path(__file__).parent / "data" / "pluto-4.10-refused-ike-auth.log").read_text()
+    assert refusal_in_log(refused_by_peer, "case") and own_refusal_in_log(refused_by_peer, "case") is None
