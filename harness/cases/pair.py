@@ -34,6 +34,9 @@ T = TypeVar("T")
 CASE = "case"
 PSK = "ipsec-interop case PSK 0123456789abcdef"
 WAIT = 60.0  # generous bound for every wait (conditions, never sleeps): a loaded 2-core host runs guests slowly
+# Child SA errors after which the IKE SA may stand (RFC 7296 s1.2, s2.21.2: only the Child SA is refused)
+CHILD_ONLY_ERRORS = ("TS_UNACCEPTABLE", "SINGLE_PAIR_REQUIRED", "INTERNAL_ADDRESS_FAILURE", "FAILED_CP_REQUIRED")
+SPARE_HOST = 250  # the host number of the "spare" selector: an address of the segment no node of a lab has
 SETTLE = 10.0  # bound for packets still in flight through the guests after ping returns
 
 
@@ -61,6 +64,13 @@ class Evidence:
     expected: dict[tuple[str, int, str], int] = field(default_factory=dict)  # SA -> packets at least on the wire
     files: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _selector_set(texts: Iterable[str]) -> frozenset[Any]:
+    """Selectors as the ends write them ("198.18.0.1/32", "198.18.0.1", "...[icmp]"), as comparable ranges."""
+    from harness.ike.ts import TrafficSelector
+
+    return frozenset(TrafficSelector.of(t.split("[")[0].strip()) for t in texts)
 
 
 def _live(children: Iterable[ChildSaRecord]) -> list[ChildSaRecord]:
@@ -166,8 +176,29 @@ class Pair:
         return connection_from_dict(d, f"case connection ({self.spec.id})")
 
     def from_row(self, row: CaseRow, version: int = 4) -> Connection:
-        """The Connection of a case table row."""
-        return self.connection(version, **row.connection)
+        """The Connection of a case table row (its selector tokens read from the initiator's side)."""
+        return self.connection(version, **self._placed(row.connection, self.initiator, version))
+
+    def selector(self, token: str, end: End, version: int = 4) -> str:
+        """A table row's selector token from end's side: own (its address as a host prefix), other (the other
+        end's), segment (the data segment of both), spare (a host of that segment that no node has)."""
+        other = self.responder if end is self.initiator else self.initiator
+        seg = self.lab.segments[self._segment(end)]
+        net = seg.v4 if version == 4 else seg.v6
+        if token == "segment":
+            return str(net)
+        if token == "spare":
+            spare = net[SPARE_HOST]
+            if any(str(spare) in (self.address(e, version), self.seen_address(e, end, version)) for e in self.ends):
+                raise LabError(f"pair {self.spec.id}: the spare selector {spare} is an end's address")
+            return f"{spare}/{net.max_prefixlen}"
+        addr = self.address(end, version) if token == "own" else self.seen_address(other, end, version)
+        return f"{addr}/{32 if version == 4 else 128}"
+
+    def _placed(self, fields: dict[str, Any], end: End, version: int) -> dict[str, Any]:
+        """fields with the selector tokens of local_ts/remote_ts replaced by end's selectors."""
+        return {**fields, **{k: [self.selector(t, end, version) for t in fields[k]]
+                             for k in ("local_ts", "remote_ts") if k in fields}}
 
     # -- verbs ----------------------------------------------------------------------------------------
     def load(self, conn: Connection, responder: Connection | None = None) -> None:
@@ -216,9 +247,12 @@ class Pair:
     def expect(self, row: CaseRow, conn: Connection | None = None) -> None:
         """Run a table row: established, or refused with its notify and no IKE SA left on either end."""
         conn = conn or self.from_row(row)
-        responder = self.mirror(conn, **row.responder) if row.responder else None
+        responder = self.mirror(conn, **self._placed(row.responder, self.responder, self._version_of(conn))) \
+            if row.responder else None
         if row.expect.outcome == "established":
             self.establish(conn, responder)
+            if row.selectors:
+                self.check_selectors(row.selectors, str(row.requirement))
             return
         try:
             self.establish(conn, responder)
@@ -230,19 +264,46 @@ class Pair:
             raise PeerFault(f"no {row.expect.detail} seen: {e}", str(row.requirement)) from None
         else:
             raise PeerFault(f"established, the case requires a refusal with {row.expect.detail}", str(row.requirement))
-        self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), "no IKE SA left on either end after the refusal")
+        self.after_refusal(row.expect.detail, child_only=row.expect.detail in CHILD_ONLY_ERRORS)
+
+    def after_refusal(self, what: str, child_only: bool) -> None:
+        """After a refusal (what): no Child SA left on either end, and no IKE SA unless child_only, where the
+        IKE SA may stand (RFC 7296 s2.21.2) and is then deleted so that the next case starts clean."""
+        if not child_only:
+            self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), f"no IKE SA left on either end after {what}")
+            return
+        self.wait(lambda: not any(_live(c for s in self.ike_sas(e) for c in s.children) for e in self.ends),
+                  f"no Child SA on either end after {what}")
+        if any(self.ike_sas(e) for e in self.ends):
+            self.terminate()
+
+    def check_selectors(self, tokens: dict[str, tuple[str, ...]], requirement: str) -> None:
+        """Both ends hold the Child SA with the selectors tokens name (the initiator's side; the responder's mirror);
+        PeerFault naming the end and what it holds (RFC 7296 s2.9)."""
+        v = self._version()
+        want = {k: _selector_set(self.selector(t, self.initiator, v) for t in tokens.get(k, ())) for k in tokens}
+        for end in self.ends:
+            c = self.child(end)
+            held = {"local_ts": _selector_set(c.local_ts), "remote_ts": _selector_set(c.remote_ts)}
+            if end is self.responder:
+                held = {"local_ts": held["remote_ts"], "remote_ts": held["local_ts"]}
+            for k, w in want.items():
+                if held[k] != w:
+                    side = k if end is self.initiator else {"local_ts": "remote_ts", "remote_ts": "local_ts"}[k]
+                    raise PeerFault(f"{end.name}'s Child SA has {side} {sorted(map(str, held[k]))}, the case requires "
+                                    f"{sorted(map(str, w))}", requirement)
 
     def traffic(self, count: int = 3) -> None:
         """Echo requests each way through the Child SA (between the hosts behind the ends for a hosts connection);
         both ends' counters and (after the case) the wire must show them. A packet still in flight through a
         loaded guest when ping returns is waited for (SETTLE), never judged lost at once."""
         for src, dst in ((self.initiator, self.responder), (self.responder, self.initiator)):
-            before = self._child(dst).packets_in
+            before = self.child(dst).packets_in
             got = self._ping(src, dst, count)
             if src.builtin and not self.hosts:
                 if got < count:
                     raise PeerFault(f"{dst.name} answered {got} of {count} echo requests through the Child SA "
-                                    f"(its inbound SA counted {self._child(dst).packets_in - before})", self.requirement)
+                                    f"(its inbound SA counted {self.child(dst).packets_in - before})", self.requirement)
                 continue
             after = self._settle(dst, lambda c: c.packets_in - before >= count)
             if after.packets_in - before < count:
@@ -336,7 +397,8 @@ class Pair:
     def _version_of(conn: Connection) -> int:
         return 6 if ":" in conn.local_addr else 4
 
-    def _child(self, end: End) -> ChildSaRecord:
+    def child(self, end: End) -> ChildSaRecord:
+        """The end's live Child SA of the case (the busiest if several); PeerFault if it holds none."""
         children = _live(c for s in self.ike_sas(end) for c in s.children)
         if not children:
             raise PeerFault(f"{end.name} holds no Child SA of the case", self.requirement)
@@ -345,7 +407,7 @@ class Pair:
     def _settle(self, end: End, ok: Callable[[ChildSaRecord], bool]) -> ChildSaRecord:
         """The end's Child SA once ok holds, or as it is after SETTLE seconds (the caller judges it)."""
         deadline = time.monotonic() + SETTLE
-        while not ok(c := self._child(end)) and time.monotonic() < deadline:
+        while not ok(c := self.child(end)) and time.monotonic() < deadline:
             time.sleep(0.05)
         return c
 

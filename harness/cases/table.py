@@ -5,7 +5,10 @@ A table file is {"_source": "...", "cases": [ROW, ...]}; a ROW is
  "expect": "established" | "refused:NO_PROPOSAL_CHOSEN" | "n/a:why", "ends": ["builtin>peer", ...] (optional),
  "responder": {...Connection fields the responder has instead of the initiator's mirror} (optional),
  "bends": [{"op": ..., harness.ike.bend.Bend fields}] (optional: a request bent on purpose; its expect is then
- "answered" (protected, nothing in it), "answered:NOTIFY" or "dropped")}.
+ "answered" (protected, nothing in it), "answered:NOTIFY" or "dropped"),
+ "selectors": {"local_ts": [TOKEN, ...], "remote_ts": [...]} (optional: the Child SA's selectors the initiator must
+ hold once established)}. In local_ts/remote_ts (connection, responder, selectors) a TOKEN names a selector by its
+ place in the lab, from the side of the end whose fields they are: "own", "other", "segment", "spare" (Pair.selector).
 `load_table` parses a file once into CaseRow records (ConfigError naming the file, the row and the key);
 `table_params` turns them into pytest params with the row's id and rfc marker.
 """
@@ -25,6 +28,7 @@ from harness.ike.bend import Bend
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
 KINDS = ("builtin>peer", "peer>builtin", "peer>peer")
+SELECTOR_TOKENS = ("own", "other", "segment", "spare")
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,13 @@ class CaseRow:
     source: str
     responder: dict[str, Any] = field(default_factory=dict)  # fields replacing the mirror's at the responder
     bends: tuple[Bend, ...] = ()  # a request bent on purpose (robustness rows)
+    selectors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # local_ts/remote_ts tokens once established
 
 
 def _row(entry: Any, where: str) -> CaseRow:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be an object")
-    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder", "bends"}
+    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder", "bends", "selectors"}
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
     ident = entry.get("id")
@@ -104,10 +109,22 @@ def _row(entry: Any, where: str) -> CaseRow:
     except (ConfigError, TypeError) as e:
         raise ConfigError(f"{where} ({ident}): bends: {e}") from None
     expect = Expect.parse(entry.get("expect", "established"), f"{where} ({ident})")
+    selectors = entry.get("selectors", {})
+    if not isinstance(selectors, dict):
+        raise ConfigError(f"{where} ({ident}): selectors: must be an object")
+    for what, fields in (("selectors", selectors), ("connection", conn), ("responder", responder)):
+        for key in ("local_ts", "remote_ts") if what != "selectors" else selectors:
+            v = fields.get(key, []) if isinstance(fields, dict) else None
+            if key not in ("local_ts", "remote_ts") or not (isinstance(v, list) and all(t in SELECTOR_TOKENS for t in v)):
+                raise ConfigError(f"{where} ({ident}): {what}.{key}: must be local_ts/remote_ts, a list of "
+                                  f"{', '.join(SELECTOR_TOKENS)} (selectors by their place in the lab), not {v!r}")
+    if selectors and expect.outcome != "established":
+        raise ConfigError(f"{where} ({ident}): selectors: only an established row holds selectors")
     if bool(parsed) != (expect.outcome in ("answered", "dropped")):
         raise ConfigError(f"{where} ({ident}): expect {expect.outcome!r} " +
                           ("needs bends" if not parsed else "is not what a row with bends expects (answered or dropped)"))
-    return CaseRow(ident, Requirement(*rfc), conn, expect, tuple(ends) if ends else None, where, responder, parsed)
+    return CaseRow(ident, Requirement(*rfc), conn, expect, tuple(ends) if ends else None, where, responder, parsed,
+                   {k: tuple(v) for k, v in selectors.items()})
 
 
 def load_table(path: str | Path) -> list[CaseRow]:

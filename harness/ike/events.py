@@ -105,6 +105,14 @@ class KeRetry:
 
 
 @dataclass(frozen=True)
+class CookieDemanded:
+    """The responder answered an IKE_SA_INIT request with N(COOKIE) (RFC 7296 s2.6): it had none, or a stale one."""
+
+    stale: bool  # the request carried a cookie that did not verify (another Ni, SPIi or address, or an old secret)
+    group: int   # the KE group of the request
+
+
+@dataclass(frozen=True)
 class PeerDead:
     """A request was retransmitted to the limit without an answer."""
 

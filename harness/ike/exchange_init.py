@@ -11,7 +11,7 @@ from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, p
     verify_auth, verify_psk
 from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
 from harness.ike.constants import ERROR_NOTIFY_MAX, NOTIFY
-from harness.ike.events import IkeSaEstablished, KeRetry, NatDetected
+from harness.ike.events import CookieDemanded, IkeSaEstablished, KeRetry, NatDetected
 from harness.ike.keys import derive_ike_keys, skeyseed
 from harness.ike.natt import cookie_valid, make_cookie, nat_detected, nat_detection_hash
 from harness.ike.proposals import Suite, check_chosen, select, without_ke
@@ -215,6 +215,7 @@ def on_init_request(ep, data: bytes, head: Msg, src: Address, dst: Address) -> l
         version = max(ep.cookie_secrets)
         if got is None or not cookie_valid(ep.cookie_secrets, got.data, msg.nonce, src[0], head.spi_i):
             cookie = make_cookie(ep.cookie_secrets[version], version, msg.nonce, src[0], head.spi_i)
+            ep.events.append(CookieDemanded(got is not None, msg.ke[0]))
             resp = Msg(IKE_SA_INIT, 0, True, False, head.spi_i, bytes(8), notifies=[Notify("COOKIE", cookie)])
             return [_dg(ep, d, dst, src) for d in view.encode(resp, None, ep.rng, 0, None)]
     try:

@@ -425,6 +425,7 @@ class BuiltinEnd:
                     rec.children.append(ChildSaRecord(
                         rec.name, ch.protocol.name, ch.mode, int.from_bytes(spi_in, "big"), int.from_bytes(ch.spi_out, "big"),
                         "REKEYED" if ch.rekeyed else "INSTALLED", encap=ch.udp_encap,
+                        local_ts=[str(t) for t in ch.ts_local], remote_ts=[str(t) for t in ch.ts_remote],
                         packets_in=data.receiver.accepted if data else 0,
                         packets_out=(data.sender.next_seq - 1) if data else 0))
                 out.append(rec)

@@ -124,6 +124,8 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
         options.append(f"leftsubnet={c.local_selectors()[0]}")
     if c.mode == "tunnel" or c.remote_ts:
         options.append(f"rightsubnet={c.remote_selectors()[0]}")
+    if c.mode == "tunnel" or c.local_ts or c.remote_ts:
+        options.append("narrowing=yes")  # pluto's default refuses selectors other than its own (RFC 7296 s2.9 lets it narrow)
     if c.auth.method == "pubkey":
         options += [f"leftcert={cert_nickname}", "leftsendcert=always", "rightca=%same"]
     options += _lifetimes(c) + _dpd(c, major)
@@ -154,8 +156,8 @@ def ipsec_secrets(c: Connection) -> str:
 
 # -- parsers of whack output ----------------------------------------------------------------------
 _CODE = re.compile(r"^\d{3} ")
-_STATE = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?(?:[^ ]*)? (?:STATE_)?(?:V2_)?([A-Z0-9_]+) \(([^)]*)\);(.*)$')
-_SPIS = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?(?:[^ ]*)? ((?:(?:esp|ah|tun|comp)[.:][0-9a-f]+@\S+ ?)+)(?:ref=\S+ refhim=\S+ )?(?:Traffic: (.*))?$')  # IPv4: esp.SPI@addr, IPv6: esp:SPI@addr
+_STATE = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?(?:[^ ]*)?(?: [0-9a-f.:]+(?::\d+)?)? (?:STATE_)?(?:V2_)?([A-Z0-9_]+) \(([^)]*)\);(.*)$')
+_SPIS = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?(?:[^ ]*)?(?: [0-9a-f.:]+(?::\d+)?)? ((?:(?:esp|ah|tun|comp)[.:][0-9a-f]+@\S+ ?)+)(?:ref=\S+ refhim=\S+ )?(?:Traffic: (.*))?$')  # IPv4: esp.SPI@addr, IPv6: esp:SPI@addr
 _TRAFFIC = re.compile(r'^#(\d+): "([^"]+)"(\[\d+\])?[^,]*, type=(\w+), add_time=(\d+),(.*)$')
 _ALGS = re.compile(r'^"([^"]+)"(\[\d+\])?[^:]*:\s+(IKEv2|IKE|ESP|AH) algorithms? newest: (.+)$')
 
@@ -244,21 +246,32 @@ def parse_status_algorithms(text: str) -> dict[str, dict[str, str]]:
 
 # the responder's error notify as pluto logs it (4.x and 5.x): unauthenticated in IKE_SA_INIT (pluto ignores it and
 # retransmits, RFC 7296 s2.21.1) or authenticated in IKE_AUTH
-_LOG_REFUSED = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])? #\d+: (?:(?:ignoring|dropping unexpected) IKE_SA_INIT (?:response|message) containing ([A-Z0-9_]+) notification'
-                          r'|IKE SA authentication request rejected by peer: ([A-Z0-9_]+)).*$', re.MULTILINE)
+_LOG_REFUSED = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #\d+: (?:(?:ignoring|dropping unexpected) IKE_SA_INIT (?:response|message) containing ([A-Z0-9_]+) notification'
+                          r'|IKE SA authentication request rejected by peer: ([A-Z0-9_]+)'
+                          r'|IKE_AUTH response rejected Child SA with ([A-Z0-9_]+)).*$', re.MULTILINE)
 
 
 def refusal_in_log(text: str, name: str) -> tuple[str, str] | None:
     """The first error notify pluto's log shows the responder answered connection name with, and that line."""
     for m in _LOG_REFUSED.finditer(text):
         if m.group(1) == name:
-            return m.group(2) or m.group(3), m.group(0).strip()
+            return m.group(2) or m.group(3) or m.group(4), m.group(0).strip()
     return None
 
 
 # the initiator's own fatal error while it handles the IKE_AUTH response (4.x and 5.x state names)
-_LOG_I_FATAL = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])? #(\d+): encountered fatal error in state (?:STATE_V2_PARENT_I2|IKE_AUTH_I)\s*$',
+_LOG_I_FATAL = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #(\d+): encountered fatal error in state (?:STATE_V2_PARENT_I2|IKE_AUTH_I)\s*$',
                           re.MULTILINE)
+
+
+_LOG_I_CHILD_REJECTED = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #\d+: (?:IKE SA established but initiator rejected '
+                                   r'Child SA response|policy dictates \w+ Mode, but peer requested \w+ Mode)\s*$', re.MULTILINE)
+
+
+def own_child_refusal_in_log(text: str, name: str) -> str | None:
+    """The line where pluto, as initiator of connection name, rejected the responder's Child SA itself (a mode its
+    policy does not allow: it deletes the Child SA, RFC 7296 s1.3.1), or None."""
+    return next((m.group(0).strip() for m in _LOG_I_CHILD_REJECTED.finditer(text) if m.group(1) == name), None)
 
 
 def own_refusal_in_log(text: str, name: str) -> str | None:
@@ -268,17 +281,17 @@ def own_refusal_in_log(text: str, name: str) -> str | None:
     for m in _LOG_I_FATAL.finditer(text):
         if m.group(1) != name:
             continue
-        tag = f'"{name}" #{m.group(2)}: '
-        lines = [ln.strip() for ln in text[:m.end()].splitlines() if tag in ln and " | " not in ln]
+        tag = re.compile(rf'"{re.escape(name)}"(?:\[\d+\])?(?: [0-9a-f.:]+)? #{m.group(2)}: ')
+        lines = [ln.strip() for ln in text[:m.end()].splitlines() if tag.search(ln) and " | " not in ln]
         if not any("rejected by peer" in ln for ln in lines):
             return "\n".join(lines[-4:])
     return None
 
 
-_LOG_IKE = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established IKE SA;(.*)$')
+_LOG_IKE = re.compile(r'"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #(\d+): (initiator|responder) established IKE SA;(.*)$')
 # PSK: "... using authby=secret and ID_IPV4_ADDR '198.18.0.4'"; certificates: "... using peer certificate '198.18.0.3' issued by CA '...'"
 _LOG_PEER_ID = re.compile(r"(?: and (ID_\S+)| peer certificate) '([^']*)'")
-_LOG_CHILD = re.compile(r'"([^"]+)"(?:\[\d+\])? #(\d+): (initiator|responder) established Child SA using #(\d+); IPsec (\w+) '
+_LOG_CHILD = re.compile(r'"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #(\d+): (initiator|responder) established Child SA using #(\d+); IPsec (\w+) '
                         r'\[(?:([^\]:=]+):[^\]]*\] -> \[([^\]:]+):[^\]]*|([^\]=]+)===([^\]]+))\]')  # 4.x: [a-b:ports] -> [..]; 5.x: [a/n===b/n]
 
 
@@ -512,10 +525,10 @@ class LibreswanAdapter(NodeBase):
             if refusal:
                 raise NotEstablished(f"libreswan initiate {name}: the responder refused with {refusal[0]} "
                                      f"(pluto: {refusal[1]})", notify=refusal[0])
-            own = own_refusal_in_log(text, name)
+            own = own_refusal_in_log(text, name) or own_child_refusal_in_log(text, name)
             if own:
                 raise NotEstablished(f"libreswan initiate {name}: pluto refused the responder's IKE_AUTH response "
-                                     f"itself:\n{own}")
+                                     f"or its Child SA itself:\n{own}")
             if time.monotonic() > deadline:
                 raise NotEstablished(f"libreswan initiate {name}: no established IKE SA with a Child SA after {timeout} s; "
                                f"log tail:\n{self.logs()[-1500:]}")

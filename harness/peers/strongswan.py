@@ -339,7 +339,9 @@ class StrongswanAdapter(NodeBase):
         except LabError as e:
             if "vici connection failed" in str(e):
                 raise
-            raise NotEstablished(str(e)) from None  # charon answered: the negotiation failed
+            notify = refusal_in_log(self.logs(), name)  # charon answered: the negotiation failed
+            raise NotEstablished(str(e) if notify is None else f"{e}\n(the responder refused with {notify})",
+                                 notify=notify) from None
         self.timings["initiate"] = time.monotonic() - t0
         for sa in self.list_sas():
             if sa.name == name and sa.established:
@@ -386,6 +388,19 @@ class StrongswanAdapter(NodeBase):
     def counters(self) -> dict[str, Any]:
         """IKE message counters (vici get-counters, counters plugin) when charon has it loaded."""
         return _plain(self._call("get-counters", lambda: self.session().get_counters({"all": "yes"})))
+
+
+_LOG_INITIATING = re.compile(r"<([^|>]+)\|(\d+)> initiating IKE_SA ")
+_LOG_REFUSED = re.compile(r"<([^|>]+)\|(\d+)> received ([A-Z0-9_]+) notify(?: error|, no CHILD_SA built)")
+
+
+def refusal_in_log(text: str, name: str) -> str | None:
+    """The error notify the responder answered connection name's latest IKE SA with, as charon logs it ("received
+    NO_PROPOSAL_CHOSEN notify error", "received TS_UNACCEPTABLE notify, no CHILD_SA built"), or None."""
+    latest = [m.group(2) for m in _LOG_INITIATING.finditer(text) if m.group(1) == name]
+    if not latest:
+        return None
+    return next((m.group(3) for m in _LOG_REFUSED.finditer(text) if (m.group(1), m.group(2)) == (name, latest[-1])), None)
 
 
 def _plain(x: Any) -> Any:

@@ -80,10 +80,27 @@ def test_a_table_row_becomes_a_param_with_its_id_and_requirement(tmp_path: Path)
      r"\(a\): bends: bend: unknown op 'bend_it'"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"], "expect": "dropped:why"}], r"expect: 'dropped:why' is not"),
     ([{"id": "a", "rfc": [4303, "2.3", "MUST"]}, {"id": "a", "rfc": [4303, "2.3", "MUST"]}], r"id 'a' appears twice"),
+    ([{"id": "a", "rfc": [7296, "2.9", "MUST"], "connection": {"local_ts": ["198.18.0.0/24"]}}],
+     r"\(a\): connection.local_ts: must be .* own, other, segment, spare .* not \['198.18.0.0/24'\]"),
+    ([{"id": "a", "rfc": [7296, "2.9", "MUST"], "selectors": {"local": ["own"]}}], r"\(a\): selectors.local: must be"),
+    ([{"id": "a", "rfc": [7296, "2.9", "MUST"], "expect": "refused:TS_UNACCEPTABLE", "selectors": {"local_ts": ["own"]}}],
+     r"\(a\): selectors: only an established row"),
 ])
 def test_a_bad_table_names_file_row_and_key(tmp_path: Path, cases: object, what: str) -> None:
     with pytest.raises(ConfigError, match=what):
         load_table(_table(tmp_path, cases))
+
+
+PLACED = {"own": "198.18.0.2/32", "other": "198.18.0.3/32", "segment": "198.18.0.0/24", "spare": "198.18.0.250/32"}
+
+
+def test_a_row_names_selectors_by_their_place_in_the_lab(tmp_path: Path) -> None:
+    (row,) = load_table(_table(tmp_path, [{"id": "n", "rfc": [7296, "2.9", "MAY"],
+                                           "connection": {"mode": "tunnel", "local_ts": ["segment"], "remote_ts": ["segment"]},
+                                           "responder": {"local_ts": ["own"], "remote_ts": ["other"]},
+                                           "selectors": {"local_ts": ["own"], "remote_ts": ["other"]}}]))
+    assert row.selectors == {"local_ts": ("own",), "remote_ts": ("other",)}
+    assert row.connection["local_ts"] == ["segment"] and row.responder["remote_ts"] == ["other"]
 
 
 def test_the_projects_tables_load() -> None:
@@ -92,6 +109,7 @@ def test_the_projects_tables_load() -> None:
     for t in tables:
         for row in load_table(t):
             for fields in (row.connection, {**row.connection, **row.responder}):
+                fields = {**fields, **{k: [PLACED[t] for t in fields[k]] for k in ("local_ts", "remote_ts") if k in fields}}
                 connection_from_dict({"name": "x", "local_addr": "198.18.0.2", "remote_addr": "198.18.0.3",
                                       "auth": {"psk": "p" * 20}, **fields}, f"{t} ({row.id})")
 
@@ -141,3 +159,21 @@ def test_a_transform_an_end_does_not_list_is_unimplemented_before_anything_is_lo
     ends["libreswan-5.2"] = End("libreswan-5.2", "peer", _Listed(CannotReconfigure("profile p: cannot read")))
     pair = Pair(spec, None, ends, None, Path("/nonexistent"))
     pair.require_algorithms(connection_from_dict({**base, "ike_proposals": ["aes128gcm16-prfsha256-x448"]}, "t"))
+
+
+def test_a_selector_token_is_read_from_the_side_of_its_end() -> None:
+    from harness.cases.ends import pair_specs
+    from harness.cases.pair import End, Pair
+    from harness.lab import Lab
+
+    spec = next(iter(pair_specs(["strongswan-6.0", "libreswan-5.2"], ("peer>peer",), "direct")))
+    lab = Lab(spec.lab_topology, run="0000abcd", worker=3)  # planned, not built: addresses only
+    pair = Pair(spec, lab, {n: End(n, node, None) for n, node in spec.nodes().items()}, None, Path("/nonexistent"))
+    left, right = (lab.node(spec.nodes()[e.name]).address() for e in pair.ends)
+    assert [pair.selector(t, pair.initiator) for t in ("own", "other", "segment", "spare")] == \
+        [f"{left}/32", f"{right}/32", "198.18.24.0/24", "198.18.24.250/32"]
+    assert [pair.selector(t, pair.responder, 6) for t in ("own", "other")] == \
+        [f"{lab.node(spec.nodes()[pair.responder.name]).address(version=6)}/128",
+         f"{lab.node(spec.nodes()[pair.initiator.name]).address(version=6)}/128"]
+    assert pair._placed({"mode": "tunnel", "local_ts": ["segment"]}, pair.responder, 6) == \
+        {"mode": "tunnel", "local_ts": ["2001:db8:3::/64"]}

@@ -15,7 +15,7 @@ from harness.ike.auth import Identity
 from harness.ike.certs import TestPki
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import Datagram, IkeEndpoint
-from harness.ike.events import (ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, Informational, KeRetry, IkeSaEstablished,
+from harness.ike.events import (ChildSaDeleted, CookieDemanded, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, Informational, KeRetry, IkeSaEstablished,
                                 NatDetected, PeerDead, ProbeAnswered)
 from harness.ike.loopback import FakeClock, Wire, seeded_rng
 from harness.ike.proposals import parse_proposals
@@ -145,6 +145,18 @@ def test_cookie_round_trip():
     mirrored(a, b)
     assert len(w.log) == 6  # SA_INIT, COOKIE, SA_INIT with COOKIE, SA_INIT response, IKE_AUTH x2
     assert w.log[2].data != w.log[0].data and len(w.log[2].data) > len(w.log[0].data)
+    assert [(e.stale, e.group) for e in of(b.drain_events(), CookieDemanded)] == [(False, 19)]
+
+
+@pytest.mark.rfc(7296, "2.6", "MUST")
+def test_cookie_then_invalid_ke_payload():
+    a, b, w, _ = establish(cfg("moon", ike="aes128gcm16-prfsha256-ecp256-x25519"),
+                           cfg("sun", ike="aes128gcm16-prfsha256-x25519", require_cookie=True))
+    sa_a, _ = mirrored(a, b)
+    assert sa_a.suite.ke.name == "CURVE25519"
+    events = b.drain_events()
+    assert [(e.stale, e.group) for e in of(events, CookieDemanded)][0] == (False, 19)
+    assert any(e.notify == "INVALID_KE_PAYLOAD" and not e.received for e in of(events, ExchangeFailed))
 
 
 def test_cookie_ignored_by_buggy_initiator_never_creates_state():

@@ -11,6 +11,7 @@ from harness.peers.base import ChildSaRecord, child_serial, join_kernel, sa_keys
 from harness.peers.libreswan import (parse_pluto_log, parse_showstates, parse_status_algorithms, parse_trafficstatus,
                                      records, refusal_in_log, own_refusal_in_log)
 from harness.peers.strongswan import parse_list_sas
+from harness.peers.strongswan import refusal_in_log as charon_refusal_in_log
 from harness.peers.xfrm import parse_xfrm_policy, parse_xfrm_stat, parse_xfrm_state
 
 REC = Path(__file__).parent / "data" / "recorded"
@@ -216,3 +217,24 @@ def test_the_initiators_own_refusal_is_read_from_plutos_log(log: str, state: str
     assert refusal_in_log(text, "case") is None and own_refusal_in_log(text, "other") is None
     refused_by_peer = (Path(__file__).parent / "data" / "pluto-4.10-refused-ike-auth.log").read_text()
     assert refusal_in_log(refused_by_peer, "case") and own_refusal_in_log(refused_by_peer, "case") is None
+
+
+@pytest.mark.parametrize("log", ["pluto-4.10-rejects-tunnel-mode.log", "pluto-5.2-rejects-tunnel-mode.log"])
+def test_the_initiators_own_child_sa_refusal_is_read_from_plutos_log(log: str) -> None:
+    """pluto initiating in transport mode, answered in tunnel mode, deletes the Child SA (RFC 7296 s1.3.1)."""
+    from harness.peers.libreswan import own_child_refusal_in_log
+
+    text = (Path(__file__).parent / "data" / log).read_text()
+    found = own_child_refusal_in_log(text, "case")
+    assert found and ("Mode" in found or "rejected Child SA response" in found)
+    assert own_child_refusal_in_log(text, "other") is None and refusal_in_log(text, "case") is None
+    assert own_child_refusal_in_log((Path(__file__).parent / "data" / "pluto-4.10-refused-ike-auth.log").read_text(), "case") is None
+
+
+def test_the_responders_refusal_is_read_from_charons_log() -> None:
+    """charon as initiator logs the responder's error notify with its IKE SA's unique id; only the latest IKE SA counts."""
+    text = (Path(__file__).parent / "data" / "charon-6.0-ts-unacceptable.log").read_text()
+    assert charon_refusal_in_log(text, "case") == "TS_UNACCEPTABLE"
+    assert charon_refusal_in_log(text, "other") is None
+    later = text + "2026-12-05T22:10:40 14[IKE] <case|2> initiating IKE_SA case[2] to 198.18.0.4\n"
+    assert charon_refusal_in_log(later, "case") is None  # the new IKE SA has not been refused (yet)
