@@ -90,6 +90,7 @@ class Pair:
         self.hosts = False  # traffic between the hosts behind the ends (connection(hosts=True))
         self.evidence = Evidence()
         self.loaded: list[End] = []
+        self._events_from = {e.name: len(e.adapter.events) for e in self.ends if e.builtin}  # a pooled end keeps old ones
 
     # -- declarations ---------------------------------------------------------------------------------
     @property
@@ -361,6 +362,10 @@ class Pair:
             time.sleep(interval)
 
     # -- reading the ends -----------------------------------------------------------------------------
+    def events(self, end: End) -> list[Any]:
+        """The built-in end's IKE events of this case (none for a peer end)."""
+        return list(end.adapter.events[self._events_from[end.name]:]) if end.builtin else []
+
     def ike_sas(self, end: End) -> list[IkeSaRecord]:
         """The end's established IKE SAs of the case's connection."""
         return [s for s in end.adapter.list_sas() if s.established and (self.conn is None or s.name == self.conn.name)]
@@ -462,7 +467,7 @@ class Pair:
         """A peer initiator that did not establish: the built-in responder's own refusal names the notify."""
         for end in self.ends:
             if end.builtin and end is self.responder:
-                failed = [x for x in end.adapter.events if type(x).__name__ == "ExchangeFailed"]
+                failed = [x for x in self.events(end) if type(x).__name__ == "ExchangeFailed"]
                 if failed:
                     f = failed[-1]
                     side = "received from" if f.received else "sent to"
@@ -498,8 +503,7 @@ class Pair:
         t0 = time.perf_counter()
         from harness.tools.wire_check import check_wire
 
-        bent = [d for e in self.ends if e.builtin for ev in e.adapter.events if isinstance(ev, ProbeSent)
-                for d in ev.datagrams]
+        bent = [d for e in self.ends if e.builtin for ev in self.events(e) if isinstance(ev, ProbeSent) for d in ev.datagrams]
         report = check_wire(dict(self.capture.files), keys, counters, self.directory, bent)
         files += list(report.decrypted.values())
         wire = self.directory / "wire.json"

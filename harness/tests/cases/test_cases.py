@@ -134,6 +134,7 @@ class _Listed:
 
     def __init__(self, algorithms: object) -> None:
         self._algs = algorithms
+        self.events: list[object] = []  # the built-in end's IKE events (a Pair reads this case's from its start)
 
     def algorithms(self) -> object:
         if isinstance(self._algs, Exception):
