@@ -60,6 +60,7 @@ class IkeConfig:
     require_cookie: bool = False  # responder: demand a COOKIE before keeping state
     cookie_secret: bytes = b""  # responder: secret for cookies (random if empty)
     window_size: int = 1  # announced with SET_WINDOW_SIZE when > 1
+    initial_contact: bool = False  # initiator: N(INITIAL_CONTACT) in IKE_AUTH, as after a restart (RFC 7296 s2.4)
     rfc7427: bool = True  # announce SIGNATURE_HASH_ALGORITHMS (False: legacy AUTH methods only)
     fragmentation: bool = True  # announce IKEV2_FRAGMENTATION_SUPPORTED and fragment when both do
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (RFC 7383 s2.5.1)

@@ -113,6 +113,13 @@ class CookieDemanded:
 
 
 @dataclass(frozen=True)
+class CookieRetry:
+    """The responder answered our IKE_SA_INIT request with N(COOKIE); the request goes again with it (RFC 7296 s2.6)."""
+
+    cookie: bytes
+
+
+@dataclass(frozen=True)
 class PeerDead:
     """A request was retransmitted to the limit without an answer."""
 

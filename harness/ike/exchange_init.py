@@ -11,7 +11,7 @@ from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, p
     verify_auth, verify_psk
 from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
 from harness.ike.constants import ERROR_NOTIFY_MAX, NOTIFY
-from harness.ike.events import CookieDemanded, IkeSaEstablished, KeRetry, NatDetected
+from harness.ike.events import CookieDemanded, CookieRetry, IkeSaEstablished, KeRetry, NatDetected
 from harness.ike.keys import derive_ike_keys, skeyseed
 from harness.ike.natt import cookie_valid, make_cookie, nat_detected, nat_detection_hash
 from harness.ike.proposals import Suite, check_chosen, select, without_ke
@@ -134,6 +134,7 @@ def on_init_response(ep, sa: IkeSa, data: bytes, head: Msg, src: Address) -> lis
         if ep.config.bugs.ignore_cookie or sa.cookie == cookie.data:
             return []
         sa.cookie = cookie.data
+        ep.events.append(CookieRetry(cookie.data))
         return _send_init(ep, sa, sa.ke_private.group.id if sa.ke_private else group)
     inv = msg.notify("INVALID_KE_PAYLOAD")
     if inv is not None:
@@ -313,6 +314,8 @@ def _send_auth(ep, sa: IkeSa) -> list:
         msg.auth = _auth_payload(ep, sa, octets)
         if c.window_size > 1:
             msg.notifies.append(Notify("SET_WINDOW_SIZE", c.window_size.to_bytes(4, "big")))
+        if c.initial_contact:
+            msg.notifies.append(Notify("INITIAL_CONTACT"))
         sa.first_child = child.offer(ep, sa, msg, without_ke(c.child_proposals), ts_local, ts_remote, c.mode)
         if c.bugs.wrong_spi_r:
             msg.spi_r = bytes(8)

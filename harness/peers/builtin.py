@@ -338,6 +338,22 @@ class BuiltinEnd:
 
         self._call(forget)
 
+    def restart(self) -> None:
+        """Lose every SA without a Delete, as a host that restarted (RFC 7296 s2.4), and take the loaded connection
+        again (config_overrides read anew); the key ledger keeps the lost SAs, so the capture still opens them."""
+        _, _, c = self._need()
+        config = ike_config(c, self.bugs, **self.config_overrides)
+
+        def install() -> None:
+            self._harvest()
+            for data in self.children.values():
+                self.sad.remove(data.receiver.sa)
+            self.children.clear()
+            self.endpoint = IkeEndpoint(config, (c.local_addr, 500), clock=self.clock)
+            self.driver = SocketDriver(self.endpoint, self.tester.ike_sockets(self.ip_version), clock=self.clock)
+
+        self._call(install)
+
     def _need(self) -> tuple[IkeEndpoint, SocketDriver, Connection]:
         if not (self.endpoint and self.driver and self.connection):
             raise LabError("builtin end: no connection loaded")

@@ -545,6 +545,10 @@ class LibreswanAdapter(NodeBase):
         option = "--rekey-ike" if what == "ike" else ("--rekey-ipsec" if self.major() < 5 else "--rekey-child")
         self.run([WHACK, option, "--name", name])
 
+    def demand_cookies(self, on: bool) -> None:
+        """`whack --ddos-busy` (pluto answers every new IKE_SA_INIT with a COOKIE, RFC 7296 s2.6) or `--ddos-auto`."""
+        self.run([WHACK, "--ddos-busy" if on else "--ddos-auto"])
+
     def delete_child(self, name: str, spi_in: int, timeout: float = 30.0) -> None:
         """`ipsec whack --deletestate N` for the Child SA state receiving on spi_in (pluto sends its Delete)."""
         serial = child_serial(self.list_sas(), name, spi_in, "libreswan")

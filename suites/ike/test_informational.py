@@ -1,6 +1,7 @@
 """INFORMATIONAL exchanges against every peer (RFC 7296 s1.4, s2.4): a Child SA deleted by either end is gone at
 both, the peer's kernel included, while the IKE SA and the other Child SA stand; an IKE SA deleted by either end
-takes its Child SAs with it at both ends; liveness checks from either end are answered and change nothing.
+takes its Child SAs with it at both ends; liveness checks from either end are answered and change nothing; after
+a restart of the built-in end, its new IKE SA with N(INITIAL_CONTACT) replaces the one it lost.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from harness.cases.pair import CASE, WAIT
 from harness.errors import PeerFault
 from harness.ike.events import ChildSaDeleted, ChildSaEstablished, Informational
+from harness.report.checks import should
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 
@@ -84,6 +86,11 @@ def test_the_peer_checks_liveness_and_keeps_an_answered_ike_sa(pair):
     pair.terminate()
 
 
+def _ike(sa):
+    """An IKE SA's identity as a peer reports it: SPIs (strongSwan) or state number (Libreswan shows no SPIs)."""
+    return sa.spi_i, sa.spi_r, sa.serial
+
+
 def _peer(pair):
     """The reference peer of a builtin>peer or peer>builtin pair."""
     return next(e for e in pair.ends if not e.builtin)
@@ -99,3 +106,44 @@ def test_the_ike_sa_deleted_by_either_end_takes_its_child_sas_at_both(pair, by):
     pair.terminate(by)
     pair.wait(lambda: not spis & {s.spi for s in peer.adapter.xfrm_state()},
               f"{peer.name}'s kernel dropped the Child SA (SPIs {sorted(map(hex, spis))}) with the IKE SA")
+
+
+@pytest.mark.ends("builtin>peer")
+@pytest.mark.rfc(7296, "2.4", "MAY")
+def test_initial_contact_after_a_restart_replaces_the_lost_ike_sa(pair, request):
+    """The built-in end loses its IKE SA without a Delete (a restart) and sets up a new one with N(INITIAL_CONTACT):
+    the peer MAY then delete the other IKE SAs of that identity at once (RFC 7296 s2.4), and with them their Child
+    SAs and kernel states. The new IKE SA must work either way; an old one kept is recorded as NON-STRICT."""
+    conn = pair.connection(child_proposals=["aes128gcm16"])
+    pair.establish(conn)
+    peer = _peer(pair)
+    old = {_ike(s) for s in pair.ike_sas(peer)}
+    old_spis = {x for s in pair.ike_sas(peer) for c in s.children for x in (c.spi_in, c.spi_out)}
+    pair.snapshot()  # the lost SAs' keys stay in the case's evidence
+    pair.builtin.config_overrides["initial_contact"] = True
+    try:
+        pair.builtin.restart()
+        pair.builtin.initiate(conn.name)
+    finally:
+        pair.builtin.config_overrides.clear()
+
+    def replaced() -> bool:
+        now = {_ike(s) for s in pair.ike_sas(peer)}
+        return bool(now) and not now & old and not old_spis & {s.spi for s in peer.adapter.xfrm_state()}
+
+    try:
+        pair.wait(replaced, f"{peer.name} deleted the IKE SA of the restarted end and its kernel states", timeout=15)
+    except PeerFault:
+        pass
+    kept = not should(request, replaced(), "RFC 7296 s2.4 MAY", f"{peer.name} kept the IKE SA {sorted(old)} of the "
+                      "identity that sent INITIAL_CONTACT after a restart, with its Child SA and kernel states")
+    pair.wait(lambda: any(_ike(s) not in old and s.children for s in pair.ike_sas(peer)),
+              f"{peer.name} holds the new IKE SA with its Child SA")
+    pair.snapshot()
+    pair.traffic(count=1)
+    if not kept:
+        pair.terminate()
+        return
+    peer.adapter.terminate(CASE)  # both IKE SAs of the connection, the lost one included
+    pair.wait(lambda: not any(pair.ike_sas(e) for e in pair.ends) and not old_spis & {s.spi for s in peer.adapter.xfrm_state()},
+              f"{peer.name} deleted both IKE SAs and their kernel states")

@@ -15,7 +15,7 @@ from harness.ike.auth import Identity
 from harness.ike.certs import TestPki
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import Datagram, IkeEndpoint
-from harness.ike.events import (ChildSaDeleted, CookieDemanded, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, Informational, KeRetry, IkeSaEstablished,
+from harness.ike.events import (ChildSaDeleted, CookieDemanded, CookieRetry, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, Informational, KeRetry, IkeSaEstablished,
                                 NatDetected, PeerDead, ProbeAnswered)
 from harness.ike.loopback import FakeClock, Wire, seeded_rng
 from harness.ike.proposals import parse_proposals
@@ -146,6 +146,7 @@ def test_cookie_round_trip():
     assert len(w.log) == 6  # SA_INIT, COOKIE, SA_INIT with COOKIE, SA_INIT response, IKE_AUTH x2
     assert w.log[2].data != w.log[0].data and len(w.log[2].data) > len(w.log[0].data)
     assert [(e.stale, e.group) for e in of(b.drain_events(), CookieDemanded)] == [(False, 19)]
+    assert [len(e.cookie) for e in of(a.drain_events(), CookieRetry)] == [len(w.log[2].data) - len(w.log[0].data) - 8]
 
 
 @pytest.mark.rfc(7296, "2.6", "MUST")
@@ -691,3 +692,14 @@ def test_a_probe_answered_protected_takes_the_message_id_and_one_dropped_does_no
     with pytest.raises(IkeError, match="outstanding"):
         a.liveness(sa)
         a.probe(sa, [critical])
+
+
+@pytest.mark.rfc(7296, "2.4", "MAY")
+@pytest.mark.parametrize("on", [False, True])
+def test_initial_contact_goes_in_the_ike_auth_request_when_configured(on: bool):
+    from harness.ike import view
+
+    a, b, w, _ = establish(cfg("moon", initial_contact=on), cfg("sun"))
+    sa_b, = b.established()
+    auth = view.decode(w.log[2].data, view.sk_keys(sa_b, sending=False), None)
+    assert auth.exchange == 35 and (auth.notify("INITIAL_CONTACT") is not None) == on
