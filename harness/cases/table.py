@@ -7,7 +7,7 @@ A table file is {"_source": "...", "cases": [ROW, ...]}; a ROW is
  "bends": [{"op": ..., harness.ike.bend.Bend fields}] (optional: a request bent on purpose; its expect is then
  "answered" (protected, nothing in it), "answered:NOTIFY" or "dropped"),
  "selectors": {"local_ts": [TOKEN, ...], "remote_ts": [...]} (optional: the Child SA's selectors the initiator must
- hold once established)}. In local_ts/remote_ts (connection, responder, selectors) a TOKEN names a selector by its
+ hold once established), "key": "p384" (optional: certificate authentication, each end with a key of this kind)}. In local_ts/remote_ts (connection, responder, selectors) a TOKEN names a selector by its
  place in the lab, from the side of the end whose fields they are: "own", "other", "segment", "spare" (Pair.selector).
 `load_table` parses a file once into CaseRow records (ConfigError naming the file, the row and the key);
 `table_params` turns them into pytest params with the row's id and rfc marker.
@@ -24,6 +24,7 @@ import pytest
 from harness.datafile import load_json
 from harness.errors import ConfigError
 from harness.ike.bend import Bend
+from harness.ike.certs import KEY_KINDS
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
@@ -77,12 +78,13 @@ class CaseRow:
     responder: dict[str, Any] = field(default_factory=dict)  # fields replacing the mirror's at the responder
     bends: tuple[Bend, ...] = ()  # a request bent on purpose (robustness rows)
     selectors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # local_ts/remote_ts tokens once established
+    key: str | None = None  # certificate authentication: each end's key kind (harness.ike.certs.KEY_KINDS)
 
 
 def _row(entry: Any, where: str) -> CaseRow:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be an object")
-    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder", "bends", "selectors"}
+    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder", "bends", "selectors", "key"}
     if unknown:
         raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
     ident = entry.get("id")
@@ -123,8 +125,11 @@ def _row(entry: Any, where: str) -> CaseRow:
     if bool(parsed) != (expect.outcome in ("answered", "dropped")):
         raise ConfigError(f"{where} ({ident}): expect {expect.outcome!r} " +
                           ("needs bends" if not parsed else "is not what a row with bends expects (answered or dropped)"))
+    key = entry.get("key")
+    if key is not None and key not in KEY_KINDS:
+        raise ConfigError(f"{where} ({ident}): key: must be one of {', '.join(KEY_KINDS)}, not {key!r}")
     return CaseRow(ident, Requirement(*rfc), conn, expect, tuple(ends) if ends else None, where, responder, parsed,
-                   {k: tuple(v) for k, v in selectors.items()})
+                   {k: tuple(v) for k, v in selectors.items()}, key)
 
 
 def load_table(path: str | Path) -> list[CaseRow]:

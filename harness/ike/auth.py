@@ -232,6 +232,55 @@ def default_signature(key, peer_hashes: frozenset[int] | None) -> tuple[AuthMeth
     return method, None, False
 
 
+# Signature schemes by name, the one vocabulary of a Connection's auth.signature, the built-in end's choice and what it
+# reports of a peer: legacy (RFC 7296 method 1, RFC 4754 methods 9-11), RFC 7427 method 14 with PKCS#1 v1.5, RSASSA-PSS
+# or ECDSA and a SHA-2 hash, and Ed25519 (RFC 8420).
+_SCHEME_HASHES = {"sha256": HashAlg.SHA2_256, "sha384": HashAlg.SHA2_384, "sha512": HashAlg.SHA2_512}
+SCHEMES = ("legacy", *(f"{k}-{h}" for k in ("pkcs1", "pss", "ecdsa") for h in _SCHEME_HASHES), "ed25519")
+
+
+def scheme_hash(scheme: str) -> HashAlg | None:
+    """The RFC 7427 hash a scheme name signs with (None for legacy)."""
+    if scheme == "ed25519":
+        return HashAlg.IDENTITY
+    return _SCHEME_HASHES.get(scheme.partition("-")[2])
+
+
+def scheme_signature(scheme: str, key) -> tuple[AuthMethod, HashAlg | None, bool]:
+    """(method, hash, pss) that signs with this key by the named scheme; ConfigError if the key cannot."""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"signature scheme {scheme!r}: not one of {', '.join(SCHEMES)}")
+    fam = _family(key)
+    kind = scheme.partition("-")[0]
+    if scheme == "legacy" and fam != "ed25519":
+        return default_signature(key, None)
+    if {"pkcs1": "rsa", "pss": "rsa", "legacy": "rsa or ecdsa"}.get(kind, kind) != fam:
+        raise ConfigError(f"signature scheme {scheme!r} cannot sign with a {fam} key")
+    return AuthMethod.DIGITAL_SIGNATURE, scheme_hash(scheme), kind == "pss"
+
+
+def scheme_of(method: int, auth_data: bytes) -> str:
+    """The scheme name of a received AUTH payload (psk, legacy, a SCHEMES name, or method-N / the unknown AlgorithmIdentifier)."""
+    if method == AuthMethod.SHARED_KEY_MIC:
+        return "psk"
+    if method in (AuthMethod.RSA_SIG, *_ECDSA_METHODS):
+        return "legacy"
+    if method != AuthMethod.DIGITAL_SIGNATURE:
+        return f"method-{method}"
+    if not auth_data or len(auth_data) < 1 + auth_data[0]:
+        return "method-14-truncated"
+    alg_id = auth_data[1:1 + auth_data[0]]
+    names = {v: k for k, v in _SCHEME_HASHES.items()}
+    match = next((k for k, v in _ALG_IDS.items() if v == alg_id), None)
+    if match is not None:
+        kind, h = match
+        return "ed25519" if kind == "ed25519" else f"{'pkcs1' if kind == 'rsa' else kind}-{names.get(h, h.name.lower())}"
+    try:
+        return f"pss-{names[_parse_pss(alg_id)]}"
+    except (AuthenticationFailed, KeyError):
+        return f"method-14-{alg_id.hex()}"
+
+
 def sign_auth(method: int, key, octets: bytes, hash_alg: int | None = None, pss: bool = False) -> bytes:
     """AUTH data signing octets with a private key by method 1, 9-11 or 14 (hash_alg and pss for 14)."""
     fam = _family(key)

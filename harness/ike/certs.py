@@ -100,8 +100,13 @@ def dn_text(der: bytes) -> str:
 _NAMES: dict[bytes, x509.Name] = {}
 
 
+KEY_KINDS = ("rsa2048", "rsa3072", "p256", "p384", "p521", "ed25519")
+
+
 def new_key(kind: str):
-    """A fresh private key: "rsa2048", "rsa3072", "p256", "p384", "p521" or "ed25519"."""
+    """A fresh private key of one of KEY_KINDS."""
+    if kind not in KEY_KINDS:
+        raise ConfigError(f"unknown key kind {kind!r}; known: {', '.join(KEY_KINDS)}")
     if kind.startswith("rsa"):
         return rsa.generate_private_key(65537, int(kind[3:]))
     curves = {"p256": ec.SECP256R1, "p384": ec.SECP384R1, "p521": ec.SECP521R1}

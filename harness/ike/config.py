@@ -62,6 +62,8 @@ class IkeConfig:
     window_size: int = 1  # announced with SET_WINDOW_SIZE when > 1
     initial_contact: bool = False  # initiator: N(INITIAL_CONTACT) in IKE_AUTH, as after a restart (RFC 7296 s2.4)
     rfc7427: bool = True  # announce SIGNATURE_HASH_ALGORITHMS (False: legacy AUTH methods only)
+    signature_hashes: tuple[int, ...] | None = None  # the hashes announced (RFC 7427 s4); None: every one we verify
+    signature: str | None = None  # sign by this scheme (harness.ike.auth.SCHEMES); None: default_signature's choice
     fragmentation: bool = True  # announce IKEV2_FRAGMENTATION_SUPPORTED and fragment when both do
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (RFC 7383 s2.5.1)
     tfc_padding: bool = True  # False: send ESP_TFC_PADDING_NOT_SUPPORTED

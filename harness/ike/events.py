@@ -15,6 +15,7 @@ class IkeSaEstablished:
     keys: IkeSaKeys
     peer_id: str
     rekeyed_from: bytes | None = None  # old SPIi|SPIr when this SA replaces one
+    peer_auth: str = ""  # how the peer authenticated: psk or a signature scheme (harness.ike.auth.scheme_of)
 
 
 @dataclass(frozen=True)

@@ -243,12 +243,13 @@ def _make_rekeyed(ep, old: IkeSa, we_initiated: bool, spi_i: bytes, spi_r: bytes
     new.keys = derive_ike_keys(suite.prf, suite.encr, suite.key_bits, suite.integ,
                                rekey_skeyseed(suite.prf, old.keys.sk_d, g_ir, ni, nr), ni, nr, spi_i, spi_r)
     new.peer_id, new.peer_hashes, new.peer_fragmentation = old.peer_id, old.peer_hashes, old.peer_fragmentation
+    new.peer_auth = old.peer_auth
     new.nat_local, new.nat_remote, new.peer_window = old.nat_local, old.nat_remote, old.peer_window
     new.window.window_size = old.window.window_size
     new.children, old.children = old.children, {}
     old.state = State.REKEYED
     ep.sas[new.local_spi] = new
-    ep.events.append(IkeSaEstablished(new.ike_keys, new.peer_id, old.spi_i + old.spi_r))
+    ep.events.append(IkeSaEstablished(new.ike_keys, new.peer_id, old.spi_i + old.spi_r, new.peer_auth))
     return new
 
 

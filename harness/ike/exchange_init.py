@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from harness.errors import AuthenticationFailed, ConfigError, IkeError, KeyExchangeError, NoProposalChosen
 from harness.ike import child, view
-from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, psk_auth, sign_auth, signed_octets, \
-    verify_auth, verify_psk
+from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, psk_auth, scheme_of, \
+    scheme_signature, sign_auth, signed_octets, verify_auth, verify_psk
 from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
 from harness.ike.constants import ERROR_NOTIFY_MAX, NOTIFY
 from harness.ike.events import CookieDemanded, CookieRetry, IkeSaEstablished, KeRetry, NatDetected
@@ -56,9 +56,16 @@ def _natd(ep, msg: Msg, local: Address, remote: Address) -> None:
 
 def _capabilities(ep, msg: Msg) -> None:
     if ep.config.rfc7427:
-        msg.notifies.append(Notify("SIGNATURE_HASH_ALGORITHMS", b"".join(h.to_bytes(2, "big") for h in OUR_HASHES)))
+        msg.notifies.append(Notify("SIGNATURE_HASH_ALGORITHMS", b"".join(h.to_bytes(2, "big") for h in _announced(ep))))
     if ep.config.fragmentation:
         msg.notifies.append(Notify("IKEV2_FRAGMENTATION_SUPPORTED"))
+
+
+def _announced(ep) -> tuple[int, ...]:
+    """The hashes we announce in SIGNATURE_HASH_ALGORITHMS and accept in a peer's RFC 7427 signature (s4)."""
+    if not ep.config.rfc7427:
+        return ()
+    return OUR_HASHES if ep.config.signature_hashes is None else ep.config.signature_hashes
 
 
 def _read_capabilities(sa: IkeSa, msg: Msg) -> None:
@@ -269,7 +276,8 @@ def _auth_payload(ep, sa: IkeSa, octets: bytes) -> tuple[int, bytes]:
     if c.psk is not None and c.credential is None:
         method, data = AuthMethod.SHARED_KEY_MIC, psk_auth(sa.suite.prf, c.psk, octets)
     else:
-        method, h, pss = default_signature(c.credential.key, sa.peer_hashes or None)
+        method, h, pss = (scheme_signature(c.signature, c.credential.key) if c.signature
+                          else default_signature(c.credential.key, sa.peer_hashes or None))
         data = sign_auth(method, c.credential.key, octets, h, pss)
     if c.bugs.wrong_auth:
         data = data[:-1] + bytes([data[-1] ^ 0x01])
@@ -284,6 +292,7 @@ def _verify_peer(ep, sa: IkeSa, msg: Msg, peer_id: Identity | None, octets: byte
     if c.remote_id is not None and not peer_id.matches(c.remote_id):
         raise AuthenticationFailed(f"peer identity {peer_id} is not the configured {c.remote_id}")
     method, data = msg.auth
+    sa.peer_auth = scheme_of(method, data)
     if method == AuthMethod.SHARED_KEY_MIC:
         if c.psk is None:
             raise AuthenticationFailed("peer used a shared key, none is configured")
@@ -295,7 +304,7 @@ def _verify_peer(ep, sa: IkeSa, msg: Msg, peer_id: Identity | None, octets: byte
     if not certs:
         raise AuthenticationFailed("peer signed but sent no X.509 certificate")
     key = check_peer_cert(certs[0], c.trust_anchor, peer_id)
-    verify_auth(method, key, octets, data, frozenset(OUR_HASHES) if method == AuthMethod.DIGITAL_SIGNATURE else None)
+    verify_auth(method, key, octets, data, frozenset(_announced(ep)) if method == AuthMethod.DIGITAL_SIGNATURE else None)
 
 
 def _send_auth(ep, sa: IkeSa) -> list:
@@ -360,7 +369,7 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
     if c.window_size > 1:
         resp.notifies.append(Notify("SET_WINDOW_SIZE", c.window_size.to_bytes(4, "big")))
     sa.state = State.ESTABLISHED
-    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id))
+    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth))
     try:
         ch = child.accept(ep, sa, msg, resp, sa.ni, sa.nr, without_ke(c.child_proposals), allow_ke=False)
     except IkeError as e:
@@ -410,7 +419,7 @@ def on_auth_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
     sa.peer_id = str(msg.id_r)
     _read_window(sa, msg)
     sa.state = State.ESTABLISHED
-    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id))
+    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth))
     cerr = child.error_notify(msg)
     if cerr is not None:
         ep.fail("IKE_AUTH", IkeError(f"first Child SA refused: {cerr.type}", cerr.type), True)

@@ -98,6 +98,7 @@ class IkeSa:
     cookie: bytes = b""
     peer_id: str = ""
     peer_hashes: frozenset[int] = frozenset()
+    peer_auth: str = ""  # the peer's AUTH as a scheme name (harness.ike.auth.scheme_of)
     peer_fragmentation: bool = False
     peer_window: int = 1
     nat_local: bool = False

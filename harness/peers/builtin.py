@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
-from harness.ike.auth import Identity as IkeIdentity
+from harness.ike.auth import Identity as IkeIdentity, scheme_hash
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import IkeEndpoint
 from harness.ike.events import ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, IkeSaEstablished, PeerDead
@@ -86,6 +86,12 @@ def ike_config(c: Connection, bugs: Bugs | None = None, **overrides: Any) -> Ike
         kw["psk"] = (c.auth.psk or "").encode()
     else:
         kw["credential"], kw["trust_anchor"] = _credential(c)
+    if c.auth.signature:  # RFC 7427 s4: the peer must sign with a hash we announced: we announce the one we sign with
+        kw["signature"] = c.auth.signature
+        if c.auth.signature == "legacy":
+            kw["rfc7427"] = False
+        else:
+            kw["signature_hashes"] = (int(scheme_hash(c.auth.signature)),)
     known = {f.name for f in fields(IkeConfig)}
     for k in overrides:
         if k not in known:

@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.datafile import load_json
 from harness.errors import ConfigError, IpsecInteropError
+from harness.ike.auth import SCHEMES
 from harness.ike.proposals import Proposal, parse_proposal
 
 ID_TYPES = ("ipv4", "ipv6", "fqdn", "email", "dn", "keyid")
@@ -48,6 +49,7 @@ class Auth:
     cert_pem: str | None = None  # this end's certificate
     key_pem: str | None = None   # this end's private key (PKCS#8 or traditional PEM)
     ca_pem: str | None = None    # the CA that signed the remote end's certificate
+    signature: str | None = None  # pubkey: the one scheme this end signs with and accepts (harness.ike.auth.SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,9 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
         for k in ("cert_pem", "key_pem", "ca_pem"):
             v = getattr(auth, k)
             _check(bool(v) and "-----BEGIN " in v, src, f"auth.{k}", "missing or not PEM (auth.method is pubkey)")
+    _check(auth.signature is None or auth.signature in SCHEMES, src, "auth.signature",
+           f"must be one of {', '.join(SCHEMES)}, not {auth.signature!r}")
+    _check(auth.signature is None or auth.method == "pubkey", src, "auth.signature", "only with auth.method pubkey")
     kw["auth"] = auth
     for k in ("local_id", "remote_id"):
         if d.get(k) is not None:

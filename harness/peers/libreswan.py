@@ -6,8 +6,9 @@ written, `ipsec addconn --config /etc/ipsec.conf NAME` and `ipsec whack --reread
 exits 0 on failure, so state is always read back (`--showstates`, `--trafficstatus`, `--status`) and
 joined with `ip -s xfrm state` by SPI for packet counters and keys. Libreswan 4.x and 5.x differ in a
 few words (rekey of a Child SA: --rekey-ipsec vs --rekey-child; dpdaction= gone in 5; auto=route vs ondemand).
-Certificate authentication: authby= follows this end's key (rsasig for RSA, ecdsa for ECDSA P-256/384/521, the
-same words in 4.x and 5.x); authby= is symmetric, so the remote end is expected to sign with the same kind of key.
+Certificate authentication: authby= follows auth.signature where it is set (rsa-sha2_N: RSASSA-PSS, ecdsa-sha2_N, rsa-sha1:
+method 1), else this end's key (rsasig for RSA, ecdsa for ECDSA P-256/384/521, the same words in 4.x and 5.x); authby= is
+symmetric, so the remote end is expected to sign with the same kind of key.
 """
 from __future__ import annotations
 
@@ -92,8 +93,8 @@ def _lifetimes(c: Connection) -> list[str]:
 _ECDSA_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
-def signature_policy(c: Connection) -> str:
-    """Libreswan's authby= for this end's certificate: rsasig for an RSA key, ecdsa for ECDSA P-256/384/521."""
+def signature_policy(c: Connection, major: int = 4) -> str:
+    """Libreswan's authby= for this end's certificate: its auth.signature scheme, else by its key (rsasig or ecdsa)."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -101,13 +102,28 @@ def signature_policy(c: Connection) -> str:
         key = x509.load_pem_x509_certificate((c.auth.cert_pem or "").encode()).public_key()
     except ValueError as e:
         raise ConfigError(f"connection {c.name}: auth.cert_pem: {e}") from None
-    if isinstance(key, rsa.RSAPublicKey):
-        return "rsasig"
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _ECDSA_CURVES:
-        return "ecdsa"
-    what = f"ECDSA on {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__.removesuffix("PublicKey")
-    raise UnsupportedFeature(f"libreswan: certificate authentication with a {what} key (pluto signs with RSA or ECDSA "
-                             f"P-256/384/521 only: 4.10 and 5.2 have no EdDSA, RFC 8420, anywhere in the binary)")
+        kind = "ecdsa"
+    elif isinstance(key, rsa.RSAPublicKey):
+        kind = "rsa"
+    else:
+        what = f"ECDSA on {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__.removesuffix("PublicKey")
+        raise UnsupportedFeature(f"libreswan: certificate authentication with a {what} key (pluto signs with RSA or ECDSA "
+                                 f"P-256/384/521 only: 4.10 and 5.2 have no EdDSA, RFC 8420, anywhere in the binary)")
+    scheme = c.auth.signature
+    if scheme is None:
+        return "rsasig" if kind == "rsa" else "ecdsa"
+    if scheme == "legacy":  # RFC 7296 method 1; for ECDSA pluto falls back to an RFC 4754 method by itself
+        return "rsa-sha1" if kind == "rsa" else "ecdsa"
+    family, _, digest = scheme.partition("-")
+    if family == "pkcs1":
+        raise UnsupportedFeature("libreswan: RFC 7427 RSA with PKCS#1 v1.5 (ipsec.conf(5) authby: PKCS#1 v1.5 only as "
+                                 "rsa-sha1, the RFC 7296 method 1; its RFC 7427 RSA signatures are RSASSA-PSS)")
+    bits = digest.removeprefix("sha")
+    if family == "pss":
+        return "rsa-sha2" if major < 5 and bits == "256" else f"rsa-sha2_{bits}"
+    # 4.10 knows authby=ecdsa only (any SHA-2 hash): the hash then follows the other end's SIGNATURE_HASH_ALGORITHMS
+    return "ecdsa" if major < 5 else f"ecdsa-sha2_{bits}"
 
 
 def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nickname: str = "ipsi-local") -> str:
@@ -137,7 +153,7 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
         "remote_addr": c.remote_addr,
         "local_id": "%fromcert" if c.auth.method == "pubkey" and c.local_id is None else lsw_identity(c.local_id, c.local_addr),
         "remote_id": "%fromcert" if c.auth.method == "pubkey" and c.remote_id is None else lsw_identity(c.remote_id, c.remote_addr),
-        "authby": "secret" if c.auth.method == "psk" else signature_policy(c), "ike": ike.value, "protocol": c.protocol,
+        "authby": "secret" if c.auth.method == "psk" else signature_policy(c, major), "ike": ike.value, "protocol": c.protocol,
         "child_proposals": child.value, "pfs": "yes" if child.pfs else "no", "esn": child.esn, "mode": c.mode,
         "rekey": "yes" if c.rekey else "no", "encapsulation": "yes" if c.encap == "force" else "auto",
         "fragmentation": c.fragmentation, "auto": auto, "options": "".join(f"\t{o}\n" for o in options).rstrip("\n")})
@@ -460,7 +476,7 @@ class LibreswanAdapter(NodeBase):
         t0 = time.monotonic()
         c = connection
         if c.auth.method == "pubkey":
-            signature_policy(c)  # UNIMPLEMENTED for a key pluto cannot sign with, before NSS is touched
+            signature_policy(c, self.major())  # UNIMPLEMENTED for a key or scheme pluto cannot sign with, before NSS is touched
             self._import_certificates(c)
         secrets = ipsec_secrets(c)
         steps = [f"cat > {CONF_PATH}"]  # the rendered ipsec.conf comes on stdin: no round trip of its own

@@ -81,8 +81,9 @@ def conn_message(c: Connection, daemon_major: int = 5) -> dict[str, Any]:
     restart = "start" if daemon_major >= 6 else "restart"
     child["dpd_action"] = {"none": "none", "clear": "clear", "trap": "trap", "restart": restart}[c.dpd.action]
     child["start_action"] = {"initiator": "start", "responder": "none", "trap": "trap"}[c.role]
-    local: dict[str, Any] = {"auth": c.auth.method, "id": identity(c.local_id, c.local_addr)}
-    remote: dict[str, Any] = {"auth": c.auth.method, "id": identity(c.remote_id, c.remote_addr)}
+    auth = signature_constraint(c.auth.signature) if c.auth.method == "pubkey" else c.auth.method
+    local: dict[str, Any] = {"auth": auth, "id": identity(c.local_id, c.local_addr)}
+    remote: dict[str, Any] = {"auth": auth, "id": identity(c.remote_id, c.remote_addr)}
     if c.auth.method == "pubkey":
         local["certs"] = [c.auth.cert_pem]
         remote["cacerts"] = [c.auth.ca_pem]
@@ -99,6 +100,16 @@ def conn_message(c: Connection, daemon_major: int = 5) -> dict[str, Any]:
     if c.dpd.delay:
         conn["dpd_delay"] = f"{c.dpd.delay}s"
     return {c.name: conn}
+
+
+def signature_constraint(scheme: str | None) -> str:
+    """swanctl's auth= for a signature scheme: an IKEv2 signature constraint ("ike:" prefix, swanctl.conf(5)), which
+    charon signs with and requires of the remote end, leaving the certificates' own signatures unconstrained. legacy is
+    plain pubkey: charon signs by the RFC 7296/4754 methods when the other end announced no SIGNATURE_HASH_ALGORITHMS."""
+    if scheme is None or scheme == "legacy":
+        return "pubkey"
+    family, _, digest = scheme.partition("-")
+    return "ike:" + {"pkcs1": f"rsa-{digest}", "pss": f"rsa/pss-{digest}", "ecdsa": f"ecdsa-{digest}"}.get(family, scheme)
 
 
 def shared_message(c: Connection) -> dict[str, Any] | None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization as ser
 
+from pathlib import Path
+
 from harness.cases.pair import WAIT
-from harness.cases.table import CaseRow, Expect, Requirement
-from harness.errors import NotEstablished, PeerFault, Refused
-from harness.ike.events import ChildSaEstablished
+from harness.cases.table import CaseRow, Expect, Requirement, table_params
+from harness.errors import LabError, NotEstablished, PeerFault, Refused
+from harness.ike.events import ChildSaEstablished, IkeSaEstablished
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 
@@ -89,15 +91,37 @@ def stranger():
 @pytest.mark.rfc(7296, "2.15", "MUST")
 @pytest.mark.parametrize("untrusted", ["initiator", "responder"])
 def test_a_certificate_from_an_untrusted_ca_is_refused(pair, ca, stranger, untrusted):
-    """An end whose certificate was issued by a CA the other does not trust is refused (RFC 7296 s2.15, s2.21.2):
-    an untrusted initiator gets AUTHENTICATION_FAILED in the IKE_AUTH response and neither end keeps an IKE SA; an
-    untrusted responder's IKE_AUTH response is rejected by the initiator, which keeps no IKE SA and no kernel SA
-    (telling the responder is a MAY: Libreswan does not, and revives the connection, so the responder may still
-    hold what it answered)."""
+    """An end whose certificate was issued by a CA the other does not trust is refused (RFC 7296 s2.15, s2.21.2), in
+    either role (_refused)."""
     bad = pair.initiator if untrusted == "initiator" else pair.responder
     conn, responder = _signed(pair, {e.name: stranger if e is bad else ca for e in pair.ends}, ca, "rsa2048")
-    if untrusted == "initiator":
-        row = CaseRow("untrusted-certificate", Requirement(7296, "2.15", "MUST"), {}, Expect("refused", "AUTHENTICATION_FAILED"),
+    _refused(pair, conn, responder, untrusted, "a certificate no CA it trusts issued")
+
+
+@pytest.mark.ends("builtin>peer", "peer>builtin")
+@pytest.mark.rfc(7296, "2.15", "MUST")
+@pytest.mark.parametrize("kind", ["rsa2048", "p256"])
+def test_a_signature_that_does_not_verify_is_refused(pair, ca, kind):
+    """The built-in end signs its AUTH payload and flips one bit of the signature (Bugs.wrong_auth), with a certificate
+    the peer trusts, as initiator and as responder; the peer must refuse it (RFC 7296 s2.15, s2.21.2; _refused)."""
+    from harness.ike.config import Bugs
+
+    conn, responder = _signed(pair, {e.name: ca for e in pair.ends}, ca, kind)
+    pair.builtin.bugs = Bugs(wrong_auth=True)
+    try:
+        _refused(pair, conn, responder, "initiator" if pair.initiator.builtin else "responder",
+                 "an AUTH signature that does not verify")
+    finally:
+        pair.builtin.bugs = Bugs()
+
+
+def _refused(pair, conn, responder, bad: str, what: str) -> None:
+    """The case where the `bad` end's authentication must fail: a bad initiator is answered AUTHENTICATION_FAILED with no
+    IKE SA left; a bad responder's IKE_AUTH response is rejected and the initiator keeps no IKE SA and no Child SA
+    (telling the responder is a MAY: Libreswan does not, and revives the connection, so the responder may still hold
+    what it answered)."""
+    if bad == "initiator":
+        row = CaseRow("authentication-refused", Requirement(7296, "2.15", "MUST"), {}, Expect("refused", "AUTHENTICATION_FAILED"),
                       None, __file__, {k: v for k, v in responder.to_dict().items() if k in ("auth", "local_id", "remote_id")})
         pair.expect(row, conn)
         return
@@ -107,22 +131,40 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(pair, ca, stranger, untru
     except (NotEstablished, Refused):
         pass
     else:
-        raise PeerFault(f"{ini.name} established an IKE SA with a responder whose certificate no CA it trusts issued",
+        raise PeerFault(f"{ini.name} established an IKE SA with a responder that authenticated with {what}",
                         "RFC 7296 s2.15 MUST")
     pair.wait(lambda: not any(s.established for s in pair.ike_sas(ini)) and not (
         ini.adapter.xfrm_state() if not ini.builtin else ini.adapter.children),
-        f"{ini.name} holds no IKE SA and no Child SA after rejecting the responder's certificate")
+        f"{ini.name} holds no IKE SA and no Child SA after rejecting the responder's {what}")
 
 
-def _signed(pair, issuers: dict, trusted, kind: str):
+@pytest.mark.ends("builtin>peer", "peer>builtin")
+@pytest.mark.parametrize("row", table_params(Path(__file__).with_name("signatures.json")))
+def test_signature_scheme(pair, ca, row, record_property):
+    """Both ends sign by the row's scheme; the built-in end announced only its hash (none for legacy), verified the
+    peer's AUTH with it and names the scheme the peer used, which must be the row's (suites/ike/signatures.json)."""
+    scheme = row.connection["auth"]["signature"]
+    conn, responder = _signed(pair, {e.name: ca for e in pair.ends}, ca, row.key, scheme)
+    pair.establish(conn, responder)
+    builtin, peer = sorted(pair.ends, key=lambda e: not e.builtin)
+    used = [e.peer_auth for e in pair.events(builtin) if isinstance(e, IkeSaEstablished)]
+    record_property("peer_signed", ", ".join(used))
+    if used != [scheme]:
+        raise LabError(f"{peer.name} configured for {scheme} signed with {used}, each allowed by what the built-in "
+                       "end announced: the adapter did not express the scheme")
+    pair.traffic(count=1)
+    pair.terminate()
+
+
+def _signed(pair, issuers: dict, trusted, kind: str, signature: str | None = None):
     """The initiator's Connection and the responder's, each end with a certificate for its address from its issuer,
-    trusting `trusted` for the other end."""
+    trusting `trusted` for the other end, signing by `signature` (None: each end's own choice)."""
     addr = {e.name: pair.address(e) for e in pair.ends}
     cred = {n: issuers[n].issue(f"CN=end-{kind}-{i},O=ipsec-interop", [a], kind) for i, (n, a) in enumerate(addr.items())}
 
     def auth(name: str) -> dict:
         return {"method": "pubkey", "cert_pem": _pem(cred[name].cert), "key_pem": _pem(cred[name].key),
-                "ca_pem": _pem(trusted.ca_cert)}
+                "ca_pem": _pem(trusted.ca_cert), "signature": signature}
 
     ini, res = pair.initiator.name, pair.responder.name
     conn = pair.connection(auth=auth(ini), local_id=addr[ini], remote_id=addr[res])

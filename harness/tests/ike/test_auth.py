@@ -7,8 +7,8 @@ import pytest
 
 from harness.crypto import prf
 from harness.errors import AuthenticationFailed, ConfigError
-from harness.ike.auth import (AuthMethod, HashAlg, Identity, IdType, default_signature, psk_auth, sign_auth,
-                              signed_octets, verify_auth, verify_psk)
+from harness.ike.auth import (SCHEMES, AuthMethod, HashAlg, Identity, IdType, default_signature, psk_auth, scheme_hash,
+                              scheme_of, scheme_signature, sign_auth, signed_octets, verify_auth, verify_psk)
 from harness.ike.certs import TestPki, check_peer_cert, new_key
 
 P = prf("PRF_HMAC_SHA2_256")
@@ -115,6 +115,32 @@ def test_default_signature_choice(creds):
     assert default_signature(creds["ed25519"].key, None)[1] == HashAlg.IDENTITY
     with pytest.raises(ConfigError):
         sign_auth(AuthMethod.ECDSA_SHA384_P384, creds["p256"].key, OCTETS)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("kind", ["rsa2048", "p256", "p384", "p521", "ed25519"])
+def test_each_scheme_signs_and_is_named_back(creds, scheme, kind):
+    """A scheme name signs (or refuses the key with ConfigError), verifies, and scheme_of names the AUTH data back."""
+    cred = creds[kind]
+    family = {"rsa2048": ("legacy", "pkcs1", "pss"), "ed25519": ("ed25519",)}.get(kind, ("legacy", "ecdsa"))
+    fits = scheme.split("-")[0] in family
+    if not fits:
+        with pytest.raises(ConfigError, match="cannot sign with a"):
+            scheme_signature(scheme, cred.key)
+        return
+    method, h, pss = scheme_signature(scheme, cred.key)
+    data = sign_auth(method, cred.key, OCTETS, h, pss)
+    assert scheme_of(method, data) == scheme
+    verify_auth(method, cred.cert.public_key(), OCTETS, data, frozenset({scheme_hash(scheme)}) if scheme != "legacy" else None)
+
+
+def test_scheme_names_of_what_a_peer_may_send():
+    assert scheme_of(AuthMethod.SHARED_KEY_MIC, b"x" * 32) == "psk"
+    assert scheme_of(AuthMethod.DSS_SIG, b"") == "method-3"
+    assert scheme_of(14, b"\x30") == "method-14-truncated"
+    assert scheme_of(14, b"\x03\x30\x01\x00") == "method-14-300100"
+    with pytest.raises(ConfigError, match="not one of legacy"):
+        scheme_signature("dsa-sha1", None)
 
 
 @pytest.mark.rfc(7296, "3.5", "MUST")

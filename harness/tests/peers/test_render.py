@@ -223,3 +223,28 @@ def test_template_errors_name_template_and_key(tmp_path: Path, monkeypatch: pyte
         render("strongswan", "strongswan.conf", {})
     with pytest.raises(ConfigError, match="cannot read"):
         render("strongswan", "missing.conf", {})
+
+
+# RFC 7427 schemes: swanctl's "ike:" constraints (swanctl.conf(5) local.auth), pluto's authby= words (ipsec.conf(5))
+@pytest.mark.parametrize("kind,scheme,swanctl,pluto4,pluto5", [
+    ("rsa2048", "legacy", "pubkey", "rsa-sha1", "rsa-sha1"),
+    ("rsa2048", "pss-sha256", "ike:rsa/pss-sha256", "rsa-sha2", "rsa-sha2_256"),
+    ("rsa2048", "pss-sha512", "ike:rsa/pss-sha512", "rsa-sha2_512", "rsa-sha2_512"),
+    ("rsa2048", "pkcs1-sha384", "ike:rsa-sha384", None, None),
+    ("p384", "ecdsa-sha384", "ike:ecdsa-sha384", "ecdsa", "ecdsa-sha2_384"),
+    ("p256", "legacy", "pubkey", "ecdsa", "ecdsa"),
+])
+def test_signature_scheme_renders(pki: TestPki, kind: str, scheme: str, swanctl: str, pluto4: str | None,
+                                  pluto5: str | None) -> None:
+    d = _pubkey(pki, kind)
+    c = connection_from_dict({**d, "auth": {**d["auth"], "signature": scheme}})
+    m = _ss(c)
+    assert m["local"]["auth"] == m["remote"]["auth"] == swanctl
+    for major, authby in ((4, pluto4), (5, pluto5)):
+        if authby is None:
+            with pytest.raises(UnsupportedFeature, match="libreswan: RFC 7427 RSA with PKCS#1"):
+                signature_policy(c, major)
+        else:
+            assert f"authby={authby}" in ipsec_conf(c, major).split()
+    with pytest.raises(ConfigError, match="auth.signature: must be one of legacy"):
+        connection_from_dict({**d, "auth": {**d["auth"], "signature": "rsa-sha1"}})
