@@ -33,6 +33,7 @@ class Bugs:
     corrupt_icv: bool = False  # flip a bit in the integrity checksum of SK payloads we send
     choose_unoffered_transform: bool = False  # responder: answer with a transform the initiator did not offer
     ignore_cookie: bool = False  # initiator: do not retry with the COOKIE the responder asked for
+    half_open: bool = False  # initiator: stop after the IKE_SA_INIT response, leaving the responder a half-open IKE SA
     no_retransmit: bool = False  # never retransmit requests
     wrong_spi_r: bool = False  # initiator: put a wrong responder SPI in IKE_AUTH
     bends: tuple[tuple[str, Bend], ...] = ()  # (exchange and direction, e.g. "IKE_AUTH request", Bend): every such message we send

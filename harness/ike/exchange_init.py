@@ -18,6 +18,7 @@ from harness.ike.proposals import Suite, check_chosen, select, without_ke
 from harness.ike.sa import Address, IkeSa, Pending, State
 from harness.ike.view import IKE_AUTH, IKE_SA_INIT, INFORMATIONAL, Msg, Notify
 
+HALF_OPEN = "half-open on purpose (Bugs.half_open): no IKE_AUTH follows"
 OUR_HASHES = (HashAlg.SHA2_256, HashAlg.SHA2_384, HashAlg.SHA2_512, HashAlg.IDENTITY)
 NATT_PORT = 4500
 # RFC 7296 s2.21.2: the only error notifies an IKE_AUTH response may carry without IDr and AUTH
@@ -176,6 +177,9 @@ def on_init_response(ep, sa: IkeSa, data: bytes, head: Msg, src: Address) -> lis
     sa.window.answered(0)
     sa.pending.clear()
     sa.spi_r, sa.nr, sa.suite, sa.init_response = head.spi_r, msg.nonce, suite, data
+    if ep.config.bugs.half_open:
+        ep.remove_sa(sa, HALF_OPEN)
+        return []
     sa.keys = derive_ike_keys(suite.prf, suite.encr, suite.key_bits, suite.integ,
                               skeyseed(suite.prf, sa.ni, sa.nr, g_ir), sa.ni, sa.nr, sa.spi_i, sa.spi_r)
     _read_capabilities(sa, msg)

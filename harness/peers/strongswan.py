@@ -383,6 +383,14 @@ class StrongswanAdapter(NodeBase):
         serial = child_serial(self.list_sas(), name, spi_in, "strongSwan")
         self._call("terminate", lambda: list(self.session().terminate({"child-id": serial, "timeout": int(timeout * 1000)})))
 
+    def drop_half_open(self, remote_addr: str) -> int:
+        """Destroy the IKE SAs from remote_addr that never got past IKE_SA_INIT (force, no Delete); how many."""
+        half = [s for s in parse_list_sas(self._call("list-sas", lambda: list(self.session().list_sas())))
+                if s.state == "CONNECTING" and s.remote_addr == remote_addr and not s.initiator]
+        for s in half:
+            self._call("terminate", lambda: list(self.session().terminate({"ike-id": s.serial, "force": "yes", "timeout": -1})))
+        return len(half)
+
     def list_sas(self) -> list[IkeSaRecord]:
         """list-sas with counters, joined with the kernel's keys by SPI."""
         events = self._call("list-sas", lambda: list(self.session().list_sas()))

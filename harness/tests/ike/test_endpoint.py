@@ -15,6 +15,7 @@ from harness.ike.auth import Identity
 from harness.ike.certs import TestPki
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import Datagram, IkeEndpoint
+from harness.ike.exchange_init import HALF_OPEN
 from harness.ike.events import (ChildSaDeleted, CookieDemanded, CookieRetry, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, Informational, KeRetry, IkeSaEstablished,
                                 NatDetected, PeerDead, ProbeAnswered)
 from harness.ike.loopback import FakeClock, Wire, seeded_rng
@@ -163,6 +164,12 @@ def test_cookie_then_invalid_ke_payload():
 def test_cookie_ignored_by_buggy_initiator_never_creates_state():
     a, b, w, _ = establish(cfg("moon", bugs=Bugs(ignore_cookie=True)), cfg("sun", require_cookie=True))
     assert not b.sas and not b.half_open and not a.established()
+
+
+def test_half_open_initiator_leaves_the_responder_a_half_open_sa():
+    a, b, w, _ = establish(cfg("moon", bugs=Bugs(half_open=True)), cfg("sun"))
+    assert not a.sas and len(b.half_open) == 1 and not b.established() and len(w.log) == 2
+    assert [e.reason for e in of(a.drain_events(), IkeSaDeleted)] == [HALF_OPEN]
 
 
 @pytest.mark.rfc(7296, "1.3", "MUST")
