@@ -70,7 +70,7 @@ def _selector_set(texts: Iterable[str]) -> frozenset[Any]:
     """Selectors as the ends write them ("198.18.0.1/32", "198.18.0.1", "...[icmp]"), as comparable ranges."""
     from harness.ike.ts import TrafficSelector
 
-    return frozenset(TrafficSelector.of(t.split("[")[0].strip()) for t in texts)
+    return frozenset(TrafficSelector.of(t.strip()) for t in texts)
 
 
 def _live(children: Iterable[ChildSaRecord]) -> list[ChildSaRecord]:
@@ -182,7 +182,11 @@ class Pair:
 
     def selector(self, token: str, end: End, version: int = 4) -> str:
         """A table row's selector token from end's side: own (its address as a host prefix), other (the other
-        end's), segment (the data segment of both), spare (a host of that segment that no node has)."""
+        end's), segment (the data segment of both), spare (a host of that segment that no node has), each
+        optionally with a [PROTOCOL] or [PROTOCOL/PORT] suffix that is kept ("own[udp/40001]")."""
+        if token.endswith("]") and "[" in token:
+            base, _, suffix = token.partition("[")
+            return f"{self.selector(base, end, version)}[{suffix}"
         other = self.responder if end is self.initiator else self.initiator
         seg = self.lab.segments[self._segment(end)]
         net = seg.v4 if version == 4 else seg.v6

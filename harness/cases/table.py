@@ -8,7 +8,8 @@ A table file is {"_source": "...", "cases": [ROW, ...]}; a ROW is
  "answered" (protected, nothing in it), "answered:NOTIFY" or "dropped"),
  "selectors": {"local_ts": [TOKEN, ...], "remote_ts": [...]} (optional: the Child SA's selectors the initiator must
  hold once established), "key": "p384" (optional: certificate authentication, each end with a key of this kind)}. In local_ts/remote_ts (connection, responder, selectors) a TOKEN names a selector by its
- place in the lab, from the side of the end whose fields they are: "own", "other", "segment", "spare" (Pair.selector).
+ place in the lab, from the side of the end whose fields they are: "own", "other", "segment", "spare" (Pair.selector),
+ optionally with strongSwan's [PROTOCOL] or [PROTOCOL/PORT] suffix ("own[udp/40001]").
 `load_table` parses a file once into CaseRow records (ConfigError naming the file, the row and the key);
 `table_params` turns them into pytest params with the row's id and rfc marker.
 """
@@ -25,6 +26,7 @@ from harness.datafile import load_json
 from harness.errors import ConfigError
 from harness.ike.bend import Bend
 from harness.ike.certs import KEY_KINDS
+from harness.ike.ts import protocol_port
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]*$")
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
@@ -81,6 +83,19 @@ class CaseRow:
     key: str | None = None  # certificate authentication: each end's key kind (harness.ike.certs.KEY_KINDS)
 
 
+def _token(t: Any) -> bool:
+    """A selector token: one of SELECTOR_TOKENS, optionally with a [PROTOCOL] or [PROTOCOL/PORT] suffix."""
+    if not isinstance(t, str):
+        return False
+    base, _, suffix = t.partition("[")
+    if suffix:
+        try:
+            protocol_port(suffix.removesuffix("]"))
+        except ConfigError:
+            return False
+    return base in SELECTOR_TOKENS and (not suffix or suffix.endswith("]"))
+
+
 def _row(entry: Any, where: str) -> CaseRow:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be an object")
@@ -117,9 +132,10 @@ def _row(entry: Any, where: str) -> CaseRow:
     for what, fields in (("selectors", selectors), ("connection", conn), ("responder", responder)):
         for key in ("local_ts", "remote_ts") if what != "selectors" else selectors:
             v = fields.get(key, []) if isinstance(fields, dict) else None
-            if key not in ("local_ts", "remote_ts") or not (isinstance(v, list) and all(t in SELECTOR_TOKENS for t in v)):
+            if key not in ("local_ts", "remote_ts") or not (isinstance(v, list) and all(_token(t) for t in v)):
                 raise ConfigError(f"{where} ({ident}): {what}.{key}: must be local_ts/remote_ts, a list of "
-                                  f"{', '.join(SELECTOR_TOKENS)} (selectors by their place in the lab), not {v!r}")
+                                  f"{', '.join(SELECTOR_TOKENS)} (selectors by their place in the lab, each optionally "
+                                  f"with [PROTOCOL] or [PROTOCOL/PORT]), not {v!r}")
     if selectors and expect.outcome != "established":
         raise ConfigError(f"{where} ({ident}): selectors: only an established row holds selectors")
     if bool(parsed) != (expect.outcome in ("answered", "dropped")):

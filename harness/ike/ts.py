@@ -28,7 +28,12 @@ class TrafficSelector:
 
     @classmethod
     def of(cls, spec: str, ip_protocol: int = 0, ports: tuple[int, int] = (0, 65535)) -> "TrafficSelector":
-        """From "198.18.0.0/24", "2001:db8::1" or "198.18.0.1-198.18.0.9"; ConfigError if malformed."""
+        """From "198.18.0.0/24", "2001:db8::1" or "198.18.0.1-198.18.0.9", each optionally with strongSwan's
+        "[PROTOCOL]" or "[PROTOCOL/PORT]" suffix ("[udp/40001]", "[17/1000-2000]", "[icmp]"); ConfigError if malformed."""
+        if spec.endswith("]") and "[" in spec:
+            spec, _, suffix = spec[:-1].partition("[")
+            ip_protocol, ports = protocol_port(suffix, spec)
+        spec = spec.strip()
         try:
             if "-" in spec:
                 a, b = (ipaddress.ip_address(x.strip()) for x in spec.split("-", 1))
@@ -86,6 +91,27 @@ class TrafficSelector:
         proto = f"[{self.ip_protocol}/{self.start_port}-{self.end_port}]" if self.ip_protocol or \
             (self.start_port, self.end_port) != (0, 65535) else ""
         return rng + proto
+
+
+PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132}
+
+
+def protocol_port(text: str, where: str = "") -> tuple[int, tuple[int, int]]:
+    """(IP protocol, port range) of "udp", "udp/40001", "17/1000-2000" or "tcp/%any"; ConfigError naming text."""
+    proto, _, port = text.strip().lower().partition("/")
+    try:
+        number = PROTOCOLS[proto] if proto in PROTOCOLS else int(proto)
+        if not port or port == "%any":
+            lo, hi = 0, 65535
+        else:
+            first, _, last = port.partition("-")
+            lo, hi = int(first), int(last or first)
+    except ValueError:
+        raise ConfigError(f"traffic selector {where}[{text}]: not PROTOCOL or PROTOCOL/PORT (protocols: "
+                          f"{', '.join(PROTOCOLS)} or a number)") from None
+    if not (0 < number <= 255 and 0 <= lo <= hi <= 65535):
+        raise ConfigError(f"traffic selector {where}[{text}]: protocol or port out of range")
+    return number, (lo, hi)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from harness.lab.driver import SocketDriver
 from harness.lab.ping import echo_packet, ipv4_packet, parse_echo
 from harness.peers.algorithms import Algorithms, builtin_algorithms
 from harness.peers.base import ChildSaRecord, IkeSaRecord
-from harness.peers.connection import Connection, Identity
+from harness.peers.connection import Connection, Identity, selector_network
 
 NAME = "builtin"
 VERSION = "ipsec-interop built-in IKEv2/ESP/AH stack"
@@ -273,13 +273,13 @@ class BuiltinEnd:
     def _gateway(self, c: Connection) -> None:
         """Take the tester's LAN interface when c is a tunnel whose local selectors are a subnet behind us."""
         self._lan_sock, self._lan_nets, self._remote_nets = None, (), ()
-        nets = tuple(ipaddress.ip_network(t) for t in c.local_selectors())
+        nets = tuple(selector_network(t) for t in c.local_selectors())
         if c.mode != "tunnel" or any(ipaddress.ip_address(self.address) in n and n.num_addresses == 1 for n in nets):
             return
         for a in self.tester.addresses:
             if a.v4 != self.address and any(ipaddress.ip_address(a.v4) in n for n in nets):
                 self._lan_sock = self.tester.packet[a.ifname]
-                self._lan_nets, self._remote_nets = nets, tuple(ipaddress.ip_network(t) for t in c.remote_selectors())
+                self._lan_nets, self._remote_nets = nets, tuple(selector_network(t) for t in c.remote_selectors())
                 return
 
     def _on_lan(self, frame: bytes, addr: Any) -> None:

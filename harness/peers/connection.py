@@ -18,6 +18,7 @@ from harness.datafile import load_json
 from harness.errors import ConfigError, IpsecInteropError
 from harness.ike.auth import SCHEMES
 from harness.ike.proposals import Proposal, parse_proposal
+from harness.ike.ts import protocol_port
 
 ID_TYPES = ("ipv4", "ipv6", "fqdn", "email", "dn", "keyid")
 MODES = ("transport", "tunnel")
@@ -88,7 +89,7 @@ class Connection:
     child_proposals: tuple[str, ...] = ("aes128gcm16",)
     mode: str = "transport"
     protocol: str = "esp"
-    local_ts: tuple[str, ...] = ()    # empty: this end's address (/32 or /128)
+    local_ts: tuple[str, ...] = ()    # prefixes, each optionally [PROTOCOL] or [PROTOCOL/PORT]; empty: this end's address
     remote_ts: tuple[str, ...] = ()
     lifetimes: Lifetimes = field(default_factory=Lifetimes)
     rekey: bool = True
@@ -133,6 +134,16 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
+
+
+def selector_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The address prefix of a selector ("198.18.0.2/32" of "198.18.0.2/32[udp/40001]")."""
+    return ipaddress.ip_network(text.partition("[")[0].strip())
+
+
+def selector_protoport(text: str) -> str:
+    """The protocol/port part of a selector ("udp/40001" of "198.18.0.2/32[udp/40001]"), "" when there is none."""
+    return text.partition("[")[2].rstrip("]").strip()
 
 
 def _host_prefix(addr: str) -> str:
@@ -224,12 +235,16 @@ def _parsed(c: Connection, src: str) -> Connection:
 def _selectors(d: dict[str, Any], key: str, src: str) -> tuple[str, ...]:
     v = d[key]
     items = [v] if isinstance(v, str) else v
-    _check(isinstance(items, list) and all(isinstance(t, str) for t in items), src, key, f"must be a list of subnets, not {v!r}")
+    _check(isinstance(items, list) and all(isinstance(t, str) for t in items), src, key,
+           f"must be a list of subnets, each optionally with [PROTOCOL] or [PROTOCOL/PORT], not {v!r}")
     out = []
     for i, t in enumerate(items):
         try:
-            out.append(str(ipaddress.ip_network(t, strict=True)))
-        except ValueError as e:
+            net, suffix = str(ipaddress.ip_network(t.partition("[")[0].strip(), strict=True)), selector_protoport(t)
+            if suffix:
+                protocol_port(suffix, net)
+            out.append(f"{net}[{suffix}]" if suffix else net)
+        except (ValueError, ConfigError) as e:
             raise ConfigError(f"{_where(src, f'{key}[{i}]')}: {e}") from None
     return tuple(out)
 
@@ -283,7 +298,7 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
     for k in ("local_ts", "remote_ts"):
         if k in d:
             kw[k] = _selectors(d, k, src)
-            versions = {ipaddress.ip_network(t).version for t in kw[k]}
+            versions = {selector_network(t).version for t in kw[k]}
             _check(versions <= {ipaddress.ip_address(kw["local_addr"]).version} or kw.get("mode", "transport") == "tunnel",
                    src, k, "transport mode selectors must match the address family")
     if "lifetimes" in d:
@@ -301,7 +316,7 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
     if kw.get("mode", "transport") == "transport" and (kw.get("local_ts") or kw.get("remote_ts")):
         for k, addr in (("local_ts", kw["local_addr"]), ("remote_ts", kw["remote_addr"])):
             for t in kw.get(k, ()):
-                _check(ipaddress.ip_address(addr) in ipaddress.ip_network(t), src, k,
+                _check(ipaddress.ip_address(addr) in selector_network(t), src, k,
                        f"transport mode: {t} must contain the address {addr}")
     return _parsed(Connection(**kw), src)
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from harness.errors import ConfigError, LabError, NotEstablished, ParseError, UnsupportedFeature
 from harness.peers.algorithms import Algorithms, parse_whack_status
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
-from harness.peers.connection import Connection, Identity
+from harness.peers.connection import Connection, Identity, selector_network, selector_protoport
+from harness.ike.ts import PROTOCOLS
 from harness.peers.libreswan_proposals import translate
 from harness.peers.templates import render
 
@@ -126,20 +127,38 @@ def signature_policy(c: Connection, major: int = 4) -> str:
     return "ecdsa" if major < 5 else f"ecdsa-sha2_{bits}"
 
 
+def _subnets(c: Connection, major: int) -> list[str]:
+    """left/rightsubnet= (and 4.x's left/rightprotoport=) for c's selectors: 5.x takes a comma separated list, each
+    PREFIX[/PROTOCOL[/PORT]]; 4.x one prefix per side and one protocol/port (ipsec.conf(5) leftsubnet, leftprotoport)."""
+    out = []
+    for side, ts, given in (("left", c.local_selectors(), c.local_ts), ("right", c.remote_selectors(), c.remote_ts)):
+        if not (c.mode == "tunnel" or given):
+            continue
+        parts = []
+        for t in ts:
+            pp = selector_protoport(t)
+            if "-" in pp:
+                raise UnsupportedFeature(f"libreswan: a port range in a selector ({t}): one port or all (ipsec.conf(5))")
+            parts.append((str(selector_network(t)), pp))
+        if major < 5:
+            if len(parts) > 1:
+                raise UnsupportedFeature(f"libreswan {major}.x: {len(parts)} selectors on one side (several and "
+                                         "protocol/port in leftsubnet= came with 5.0, ipsec.conf(5))")
+            out.append(f"{side}subnet={parts[0][0]}")
+            if parts[0][1]:
+                out.append(f"{side}protoport={parts[0][1]}")
+        else:
+            out.append(f"{side}subnet=" + ",".join(f"{n}/{pp}" if pp else n for n, pp in parts))
+    return out
+
+
 def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nickname: str = "ipsi-local") -> str:
     """The node's ipsec.conf for one connection (Libreswan `major` 4 or 5)."""
     ike = translate(c.ike_proposals, "ike")
     child = translate(c.child_proposals, c.protocol)
-    for side, ts in (("local_ts", c.local_ts), ("remote_ts", c.remote_ts)):
-        if len(ts) > 1:
-            raise UnsupportedFeature(f"libreswan: {side} with {len(ts)} selectors (one subnet per side and connection)")
     if c.fragmentation == "accept":
         raise UnsupportedFeature("libreswan: fragmentation accept (only yes, no, force)")
-    options = []
-    if c.mode == "tunnel" or c.local_ts:
-        options.append(f"leftsubnet={c.local_selectors()[0]}")
-    if c.mode == "tunnel" or c.remote_ts:
-        options.append(f"rightsubnet={c.remote_selectors()[0]}")
+    options = _subnets(c, major)
     if c.mode == "tunnel" or c.local_ts or c.remote_ts:
         options.append("narrowing=yes")  # pluto's default refuses selectors other than its own (RFC 7296 s2.9 lets it narrow)
     if c.auth.method == "pubkey":
@@ -308,7 +327,11 @@ _LOG_IKE = re.compile(r'"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #(\d+): (initiato
 # PSK: "... using authby=secret and ID_IPV4_ADDR '198.18.0.4'"; certificates: "... using peer certificate '198.18.0.3' issued by CA '...'"
 _LOG_PEER_ID = re.compile(r"(?: and (ID_\S+)| peer certificate) '([^']*)'")
 _LOG_CHILD = re.compile(r'"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #(\d+): (initiator|responder) established Child SA using #(\d+); IPsec (\w+) '
-                        r'\[(?:([^\]:=]+):[^\]]*\] -> \[([^\]:]+):[^\]]*|([^\]=]+)===([^\]]+))\]')  # 4.x: [a-b:ports] -> [..]; 5.x: [a/n===b/n]
+                        r'((?:\[[^\]]*\][ ->]*)+)')
+# 4.x: [198.18.0.3-198.18.0.3:40001-40001 17] -> [...] (range:ports protocol); 5.x: one [L===R] per selector pair, each
+# side a prefix with /PROTOCOL/PORT when it has them ("198.18.0.3/32/UDP/40001", port 0: any)
+_LOG_TS4 = re.compile(r"\[([^\]:]+):(\d+)-(\d+) (\d+)\] -> \[([^\]:]+):(\d+)-(\d+) (\d+)\]")
+_LOG_TS5 = re.compile(r"\[([^\]=]+)===([^\]]+)\]")
 
 
 def _range_to_prefixes(text: str) -> list[str]:
@@ -318,6 +341,36 @@ def _range_to_prefixes(text: str) -> list[str]:
         return [str(n) for n in ipaddress.summarize_address_range(ipaddress.ip_address(first), ipaddress.ip_address(last or first))]
     except (ValueError, TypeError):
         return [text]
+
+
+def _suffixed(prefixes: list[str], proto: int, lo: int, hi: int) -> list[str]:
+    if not proto and (lo, hi) == (0, 65535):
+        return prefixes
+    port = "" if (lo, hi) == (0, 65535) else f"/{lo}" if lo == hi else f"/{lo}-{hi}"
+    return [f"{p}[{proto}{port}]" for p in prefixes]
+
+
+def _logged_selectors(text: str) -> tuple[list[str], list[str]]:
+    """(local, remote) selectors of a Child SA as pluto logs them (_LOG_TS4, _LOG_TS5), in the project's form
+    ("198.18.0.3/32[17/40001]")."""
+    m = _LOG_TS4.search(text)
+    if m:
+        g = m.groups()
+        return (_suffixed(_range_to_prefixes(g[0]), int(g[3]), int(g[1]), int(g[2])),
+                _suffixed(_range_to_prefixes(g[4]), int(g[7]), int(g[5]), int(g[6])))
+    local: list[str] = []
+    remote: list[str] = []
+    for pair in _LOG_TS5.findall(text):
+        for side, out in zip(pair, (local, remote)):
+            prefix, _, rest = side.strip().partition("/")
+            bits, _, protoport = rest.partition("/")
+            proto, _, port = protoport.partition("/")
+            number = PROTOCOLS.get(proto.lower(), int(proto) if proto.isdigit() else 0) if proto else 0
+            p = int(port) if port.isdigit() else 0
+            for t in _suffixed([f"{prefix}/{bits}" if bits else prefix], number, p, p if p else 65535):
+                if t not in out:
+                    out.append(t)
+    return local, remote
 
 
 def parse_pluto_log(text: str) -> dict[int, dict[str, object]]:
@@ -333,9 +386,9 @@ def parse_pluto_log(text: str) -> dict[int, dict[str, object]]:
             continue
         m = _LOG_CHILD.search(line)
         if m:
+            local, remote = _logged_selectors(m.group(6))
             out[int(m.group(2))] = {"conn": m.group(1), "role": m.group(3), "parent": int(m.group(4)), "mode": m.group(5),
-                                    "local_ts": _range_to_prefixes(m.group(6)) if m.group(6) else [m.group(8)],
-                                    "remote_ts": _range_to_prefixes(m.group(7)) if m.group(7) else [m.group(9)]}
+                                    "local_ts": local, "remote_ts": remote}
     return out
 
 
@@ -408,7 +461,7 @@ def tunnel_routes(c: Connection) -> list[str]:
     if c.mode != "tunnel":
         return []
     gw = ipaddress.ip_address(c.remote_addr)
-    return [ts for ts in c.remote_selectors() if gw not in ipaddress.ip_network(ts)]
+    return [str(selector_network(ts)) for ts in c.remote_selectors() if gw not in selector_network(ts)]
 
 
 class LibreswanAdapter(NodeBase):

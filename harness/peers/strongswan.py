@@ -20,7 +20,8 @@ import vici.exception
 from harness.errors import ConfigError, LabError, NotEstablished
 from harness.peers.algorithms import Algorithms, strongswan_algorithms
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
-from harness.peers.connection import Connection, Identity
+from harness.ike.ts import protocol_port
+from harness.peers.connection import Connection, Identity, selector_network, selector_protoport
 from harness.peers.templates import render
 
 CHARON = "/usr/lib/ipsec/charon"
@@ -66,7 +67,7 @@ def conn_message(c: Connection, daemon_major: int = 5) -> dict[str, Any]:
     """The load-conn message for c (vici's form of a swanctl.conf connection); daemon_major picks 5.x or 6.x keywords."""
     lt = c.lifetimes
     child: dict[str, Any] = {"mode": c.mode, f"{c.protocol}_proposals": list(c.child_proposals),
-                             "local_ts": list(c.local_selectors()), "remote_ts": list(c.remote_selectors())}
+                             "local_ts": [_ts(t) for t in c.local_selectors()], "remote_ts": [_ts(t) for t in c.remote_selectors()]}
     if c.rekey:
         _put(child, "rekey_time", _seconds(lt.child_rekey_time))
         _put(child, "rekey_bytes", lt.child_rekey_bytes)
@@ -100,6 +101,17 @@ def conn_message(c: Connection, daemon_major: int = 5) -> dict[str, Any]:
     if c.dpd.delay:
         conn["dpd_delay"] = f"{c.dpd.delay}s"
     return {c.name: conn}
+
+
+def _ts(text: str) -> str:
+    """A selector as swanctl's local_ts/remote_ts take it, the protocol as a number: charon 5.9 looks names up in
+    /etc/protocols, which the Debian bookworm image does not have (measured: 'invalid value for: local_ts')."""
+    suffix = selector_protoport(text)
+    if not suffix:
+        return text
+    proto, (lo, hi) = protocol_port(suffix, text)
+    port = "" if (lo, hi) == (0, 65535) else f"/{lo}" if lo == hi else f"/{lo}-{hi}"
+    return f"{selector_network(text)}[{proto}{port}]"
 
 
 def signature_constraint(scheme: str | None) -> str:

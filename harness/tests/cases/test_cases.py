@@ -85,6 +85,8 @@ def test_a_table_row_becomes_a_param_with_its_id_and_requirement(tmp_path: Path)
     ([{"id": "a", "rfc": [7296, "2.9", "MUST"], "selectors": {"local": ["own"]}}], r"\(a\): selectors.local: must be"),
     ([{"id": "a", "rfc": [7296, "2.9", "MUST"], "expect": "refused:TS_UNACCEPTABLE", "selectors": {"local_ts": ["own"]}}],
      r"\(a\): selectors: only an established row"),
+    ([{"id": "a", "rfc": [7296, "2.9", "MUST"], "connection": {"local_ts": ["own[udp/port]"]}}],
+     r"\(a\): connection.local_ts: must be .* with \[PROTOCOL\] or \[PROTOCOL/PORT\]"),
     ([{"id": "a", "rfc": [7427, "3", "MUST"], "key": "rsa1024"}], r"\(a\): key: must be one of rsa2048, .* not 'rsa1024'"),
 ])
 def test_a_bad_table_names_file_row_and_key(tmp_path: Path, cases: object, what: str) -> None:
@@ -113,7 +115,7 @@ def test_the_projects_tables_load() -> None:
             pem = {k: f"-----BEGIN {k}-----" for k in ("cert_pem", "key_pem", "ca_pem")}
             auth = {"method": "pubkey", **pem} if row.key else {"psk": "p" * 20}
             for fields in (row.connection, {**row.connection, **row.responder}):
-                fields = {**fields, **{k: [PLACED[t] for t in fields[k]] for k in ("local_ts", "remote_ts") if k in fields}}
+                fields = {**fields, **{k: [PLACED[t.partition("[")[0]] + t[len(t.partition("[")[0]):] for t in fields[k]] for k in ("local_ts", "remote_ts") if k in fields}}
                 fields["auth"] = {**auth, **fields.get("auth", {})}
                 connection_from_dict({"name": "x", "local_addr": "198.18.0.2", "remote_addr": "198.18.0.3", **fields},
                                      f"{t} ({row.id})")

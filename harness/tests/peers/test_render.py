@@ -200,7 +200,8 @@ def test_certificate_keys_libreswan_cannot_use(pki: TestPki) -> None:
 
 
 UNSUPPORTED_LSW = [
-    ({"local_ts": ["198.18.0.3/32", "198.18.0.0/24"]}, UnsupportedFeature, "local_ts"),
+    ({"local_ts": ["198.18.0.3/32", "198.18.0.0/24"]}, UnsupportedFeature, "2 selectors on one side"),
+    ({"mode": "tunnel", "local_ts": ["198.18.0.0/24[udp/1000-2000]"]}, UnsupportedFeature, "a port range"),
     ({"fragmentation": "accept"}, UnsupportedFeature, "fragmentation"),
     ({"dpd": {"delay": 5, "action": "none"}}, UnsupportedFeature, "dpd.action none"),
     ({"lifetimes": {"ike_rekey_time": 10, "ike_reauth_time": 20}}, UnsupportedFeature, "ike_reauth_time"),
@@ -248,3 +249,25 @@ def test_signature_scheme_renders(pki: TestPki, kind: str, scheme: str, swanctl:
             assert f"authby={authby}" in ipsec_conf(c, major).split()
     with pytest.raises(ConfigError, match="auth.signature: must be one of legacy"):
         connection_from_dict({**d, "auth": {**d["auth"], "signature": "rsa-sha1"}})
+
+
+# ipsec.conf(5): 5.x leftsubnet= is a comma separated list of PREFIX[/PROTOCOL[/PORT]]; 4.x one prefix and leftprotoport=
+@pytest.mark.parametrize("major,want", [
+    (5, ["leftsubnet=198.18.0.3/32/udp/40001,198.18.0.9/32", "rightsubnet=198.18.0.4/32/icmp"]),
+    (4, None),
+])
+def test_libreswan_selectors_with_protocol_and_port(major: int, want: list[str] | None) -> None:
+    c = connection_from_dict({**BASE, "mode": "tunnel", "local_ts": ["198.18.0.3/32[udp/40001]", "198.18.0.9/32"],
+                              "remote_ts": ["198.18.0.4/32[icmp]"]})
+    if want is None:
+        with pytest.raises(UnsupportedFeature, match="4.x: 2 selectors on one side"):
+            ipsec_conf(c, major)
+        one = replace(c, local_ts=c.local_ts[:1])
+        lines = ipsec_conf(one, major).split()
+        assert {"leftsubnet=198.18.0.3/32", "leftprotoport=udp/40001", "rightsubnet=198.18.0.4/32",
+                "rightprotoport=icmp"} <= set(lines)
+        return
+    assert set(want) <= set(ipsec_conf(c, major).split())
+    assert _ss(c)["children"]["p2p"]["local_ts"] == ["198.18.0.3/32[17/40001]", "198.18.0.9/32"]
+    with pytest.raises(ConfigError, match=r"local_ts\[0\]: traffic selector 198.18.0.3/32\[udp/x\]"):
+        connection_from_dict({**BASE, "mode": "tunnel", "local_ts": ["198.18.0.3/32[udp/x]"]})
