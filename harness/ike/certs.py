@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -128,30 +129,45 @@ class Credential:
     key: object
     cert: x509.Certificate
     identities: tuple[Identity, ...]
+    chain: tuple[x509.Certificate, ...] = ()  # intermediate CAs from the cert's issuer up, sent as more CERT payloads
 
     @property
     def cert_der(self) -> bytes:
         """The certificate as CERT payload data (encoding 4)."""
         return self.cert.public_bytes(serialization.Encoding.DER)
 
+    @property
+    def chain_der(self) -> tuple[bytes, ...]:
+        """The intermediate CA certificates as CERT payload data, the cert's issuer first."""
+        return tuple(c.public_bytes(serialization.Encoding.DER) for c in self.chain)
+
 
 class TestPki:
-    """A throw-away CA (ECDSA P-256 by default) issuing end-entity certificates."""
+    """A throw-away CA (ECDSA P-256 by default) issuing end-entity certificates, or an intermediate CA of another
+    (`TestPki.intermediate`): its `chain` is then the intermediates from itself up to, not including, the root."""
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, ca_kind: str = "p256", name: str = "CN=ipsec-interop test CA,O=ipsec-interop") -> None:
+    def __init__(self, ca_kind: str = "p256", name: str = "CN=ipsec-interop test CA,O=ipsec-interop",
+                 path_length: int | None = 0, issuer: TestPki | None = None) -> None:
         self.ca_key = new_key(ca_kind)
         subject = x509.Name.from_rfc4514_string(name)
         _NAMES[subject.public_bytes()] = subject
+        signer = issuer.ca_key if issuer else self.ca_key
         self.ca_cert = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.ca_cert.subject if issuer else subject)
             .public_key(self.ca_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(_EPOCH).not_valid_after(_EPOCH + datetime.timedelta(days=365 * 30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .not_valid_before(_EPOCH).not_valid_after(_EPOCH + datetime.timedelta(days=365 * (25 if issuer else 30)))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .sign(self.ca_key, _sig_hash(self.ca_key))
+            .sign(signer, _sig_hash(signer))
         )
+        self.chain: tuple[x509.Certificate, ...] = (self.ca_cert, *issuer.chain) if issuer else ()
+        self.root: x509.Certificate = issuer.root if issuer else self.ca_cert
+
+    def intermediate(self, name: str, kind: str = "p256", path_length: int | None = 0) -> TestPki:
+        """An intermediate CA issued by this CA (which needs a path length above 0, or none, to issue it)."""
+        return TestPki(kind, name, path_length, issuer=self)
 
     def issue(self, subject: str, sans: list[str], kind: str = "p256", key=None) -> Credential:
         """A credential for subject (RFC 4514 DN) with SubjectAltNames from IP/FQDN/RFC822 identity texts."""
@@ -178,7 +194,7 @@ class TestPki:
         )
         if general:
             builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
-        return Credential(key, builder.sign(self.ca_key, _sig_hash(self.ca_key)), tuple(identities))
+        return Credential(key, builder.sign(self.ca_key, _sig_hash(self.ca_key)), tuple(identities), self.chain)
 
 
 def ca_key_hash(ca_cert: x509.Certificate) -> bytes:
@@ -204,28 +220,73 @@ def cert_identities(cert: x509.Certificate) -> set[Identity]:
     return ids
 
 
+def _verify_issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when issuer's key verifies cert's signature."""
+    pub = issuer.public_key()
+    try:
+        if isinstance(pub, ec.EllipticCurvePublicKey):
+            pub.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+        elif isinstance(pub, rsa.RSAPublicKey):
+            pub.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
+        else:
+            pub.verify(cert.signature, cert.tbs_certificate_bytes)
+    except (InvalidSignature, TypeError, ValueError):
+        return False
+    return True
+
+
+def _valid_at(cert: x509.Certificate, now: datetime.datetime, what: str) -> None:
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise AuthenticationFailed(f"{what} {cert.subject.rfc4514_string()} not valid at {now.isoformat()}")
+
+
+def _ca_constraints(ca: x509.Certificate, below: int) -> None:
+    """AuthenticationFailed unless ca may issue certificates with `below` intermediates under it (RFC 5280 s4.2.1.9)."""
+    try:
+        bc = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None or not bc.ca:
+        raise AuthenticationFailed(f"{ca.subject.rfc4514_string()} is not a CA certificate (basicConstraints cA)")
+    if bc.path_length is not None and below > bc.path_length:
+        raise AuthenticationFailed(f"CA {ca.subject.rfc4514_string()} allows {bc.path_length} intermediate(s) below "
+                                   f"it (pathLenConstraint), the chain has {below}")
+    try:
+        ku = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not ku.key_cert_sign:
+        raise AuthenticationFailed(f"CA {ca.subject.rfc4514_string()} lacks keyCertSign")
+
+
 def check_peer_cert(cert_der: bytes, ca_cert: x509.Certificate, identity: Identity,
-                    now: datetime.datetime | None = None):
-    """The peer's public key after checking issuer signature, validity and ID binding; AuthenticationFailed otherwise."""
+                    now: datetime.datetime | None = None, intermediates: Sequence[bytes] = ()):
+    """The peer's public key after checking the chain to the trust anchor ca_cert (through the intermediate CA
+    certificates given, DER, in any order: RFC 7296 s3.6 lets them come in more CERT payloads), each issuer's
+    signature, CA constraints and validity, and the ID binding; AuthenticationFailed otherwise."""
     try:
         cert = x509.load_der_x509_certificate(cert_der)
+        pool = [x509.load_der_x509_certificate(d) for d in intermediates]
     except ValueError as e:
         raise AuthenticationFailed(f"CERT payload is not an X.509 certificate: {e}") from None
-    if cert.issuer != ca_cert.subject:
-        raise AuthenticationFailed(f"certificate issuer {cert.issuer.rfc4514_string()} is not the trusted CA")
-    ca_pub = ca_cert.public_key()
-    try:
-        if isinstance(ca_pub, ec.EllipticCurvePublicKey):
-            ca_pub.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
-        elif isinstance(ca_pub, rsa.RSAPublicKey):
-            ca_pub.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
-        else:
-            ca_pub.verify(cert.signature, cert.tbs_certificate_bytes)
-    except (InvalidSignature, TypeError, ValueError):
-        raise AuthenticationFailed("certificate signature does not verify with the trusted CA") from None
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise AuthenticationFailed(f"certificate not valid at {now.isoformat()}")
+    at, path = cert, []  # path: the intermediates from the end's issuer up
+    while at.issuer != ca_cert.subject:
+        up = next((c for c in pool if c.subject == at.issuer and c not in path and _verify_issued(at, c)), None)
+        if up is None:
+            raise AuthenticationFailed(f"certificate issuer {at.issuer.rfc4514_string()} is not the trusted CA "
+                                       f"and no intermediate CA certificate sent issues it")
+        path.append(up)
+        at = up
+    if not _verify_issued(at, ca_cert):
+        raise AuthenticationFailed(f"{'certificate' if at is cert else 'intermediate CA ' + at.subject.rfc4514_string()} "
+                                   f"signature does not verify with the trusted CA")
+    for depth, ca in enumerate(path):
+        _ca_constraints(ca, depth)
+        _valid_at(ca, now, "intermediate CA")
+    if path:
+        _ca_constraints(ca_cert, len(path))
+    _valid_at(cert, now, "certificate")
     if not any(identity.matches(i) for i in cert_identities(cert)):
         raise AuthenticationFailed(f"identity {identity} is not bound by the certificate")
     return cert.public_key()

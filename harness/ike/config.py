@@ -39,6 +39,34 @@ class Bugs:
     bends: tuple[tuple[str, Bend], ...] = ()  # (exchange and direction, e.g. "IKE_AUTH request", Bend): every such message we send
     refuse_child: str | None = None  # responder: refuse every Child SA with this error notify (e.g. FAILED_CP_REQUIRED)
     auth_error_without_id: str | None = None  # responder: answer IKE_AUTH with only this error notify, no IDr/AUTH
+    # the first sending of each fragmented request, as ops on its fragment numbers 1..n in order: ("reverse", 0),
+    # ("duplicate", k) sends k twice, ("drop", k) leaves k out; its retransmissions resend all in order (RFC 7383 s2.6)
+    fragment_sends: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for op in self.fragment_sends:
+            if not (isinstance(op, (tuple, list)) and len(op) == 2 and op[0] in FRAGMENT_OPS and isinstance(op[1], int)
+                    and (op[0] == "reverse" or op[1] >= 1)):
+                raise ConfigError(f"Bugs: key 'fragment_sends': {op!r} is not (op, fragment number >= 1) with op one of "
+                                  f"{', '.join(FRAGMENT_OPS)}")
+
+
+FRAGMENT_OPS = ("reverse", "duplicate", "drop")
+
+
+def fragment_order(total: int, ops: tuple[tuple[str, int], ...]) -> list[int]:
+    """The fragment numbers (1..total) a first sending carries, in order, after Bugs.fragment_sends ops."""
+    out = list(range(1, total + 1))
+    for op, k in ops:
+        if op != "reverse" and k > total:
+            raise ConfigError(f"Bugs.fragment_sends {op} {k}: the message has {total} fragments")
+        if op == "reverse":
+            out.reverse()
+        elif op == "duplicate":
+            out.insert(out.index(k) + 1, k)
+        elif op == "drop":
+            out.remove(k)
+    return out
 
 
 @dataclass

@@ -11,6 +11,7 @@ Exchanges: harness.ike.exchange_init (IKE_SA_INIT, IKE_AUTH) and harness.ike.exc
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,14 +21,22 @@ from harness.crypto import KeGroup, KePrivate
 from harness.errors import IkeError, IntegrityError, ParseError
 from harness.ike import exchange_child, exchange_init, view
 from harness.ike.bend import Bend
-from harness.ike.config import Bugs, IkeConfig
-from harness.ike.events import ChildSaDeleted, ExchangeFailed, IkeSaDeleted, PeerDead, ProbeAnswered, ProbeSent
+from harness.ike.config import Bugs, IkeConfig, fragment_order
+from harness.ike.events import (ChildSaDeleted, ExchangeFailed, FragmentReceived, FragmentsSent, IkeSaDeleted, PeerDead,
+                                ProbeAnswered, ProbeSent)
 from harness.ike.sa import Address, IkeSa, Pending, State
 from harness.ike.view import INFORMATIONAL, Msg, Notify
 from harness.ike.window import RequestWindow, ResponseCache
 
 
 SKF_PAYLOAD = 53  # RFC 7383 s2.5
+
+
+def _first_sending(datagrams: list[bytes], ops: tuple[tuple[str, int], ...]) -> list[bytes]:
+    """The datagrams of a request's first sending: its fragments shaped by Bugs.fragment_sends when it has several."""
+    if len(datagrams) < 2 or not ops:
+        return datagrams
+    return [datagrams[n - 1] for n in fragment_order(len(datagrams), ops)]
 
 
 @dataclass(frozen=True)
@@ -207,7 +216,11 @@ class IkeEndpoint:
         """The datagrams of msg, SK-protected with the SA's keys when msg.encrypted (fragmented if negotiated)."""
         keys = view.sk_keys(sa, sending=True) if msg.encrypted else None
         frag = self.config.fragment_size if (sa is not None and sa.peer_fragmentation and self.config.fragmentation) else 0
-        return view.encode(msg, keys, self.rng, frag, self.config.bugs)
+        datagrams = view.encode(msg, keys, self.rng, frag, self.config.bugs)
+        if len(datagrams) > 1:
+            self.events.append(FragmentsSent(view.EXCHANGE_NAMES.get(msg.exchange, str(msg.exchange)), msg.message_id,
+                                             msg.response, tuple(len(d) for d in datagrams)))
+        return datagrams
 
     def send_request(self, sa: IkeSa, exchange: int, build: Callable[[Msg], None], pending: Pending) -> list[Datagram]:
         """Send (or queue, when the window is full) an encrypted request; build fills in its payloads."""
@@ -218,9 +231,10 @@ class IkeEndpoint:
         msg = Msg(exchange, mid, False, sa.original_initiator, sa.spi_i, sa.spi_r, encrypted=True)
         build(msg)
         datagrams = self.encode(sa, msg)
+        first = _first_sending(datagrams, self.config.bugs.fragment_sends)
         sa.pending[mid] = pending
         sa.window.sent(mid, datagrams, self.clock(), view.EXCHANGE_NAMES.get(exchange, str(exchange)))
-        return [Datagram(d, sa.local, sa.remote) for d in datagrams]
+        return [Datagram(d, sa.local, sa.remote) for d in first]
 
     def flush_queue(self, sa: IkeSa) -> list[Datagram]:
         """Send queued requests that now fit in the window."""
@@ -260,7 +274,13 @@ class IkeEndpoint:
 
     def _decode(self, sa: IkeSa, data: bytes) -> Msg | None:
         """The message decrypted with the SA's keys; None when it is a fragment still being reassembled."""
-        return view.decode(data, view.sk_keys(sa, sending=False), sa.reassembler)
+        msg = view.decode(data, view.sk_keys(sa, sending=False), sa.reassembler)
+        if data[16] == SKF_PAYLOAD and len(data) >= 36:  # it verified (RFC 7383 s2.5 layout)
+            number, total = struct.unpack_from("!HH", data, 32)
+            self.events.append(FragmentReceived(view.EXCHANGE_NAMES.get(data[18], str(data[18])),
+                                                struct.unpack_from("!I", data, 20)[0], bool(data[19] & 0x20),
+                                                number, total, len(data)))
+        return msg
 
     def _on_response(self, sa: IkeSa, data: bytes, head: Msg, src: Address) -> list[Datagram]:
         pending = sa.pending.get(head.message_id)

@@ -126,3 +126,25 @@ class PeerDead:
 
     exchange: str
     message_id: int
+
+
+@dataclass(frozen=True)
+class FragmentsSent:
+    """A message went out as SKF fragments (RFC 7383 s2.5): the datagram size of each, fragment 1 first."""
+
+    exchange: str
+    message_id: int
+    response: bool
+    sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FragmentReceived:
+    """An SKF fragment arrived and verified (RFC 7383 s2.6): its number, the total announced, its datagram size."""
+
+    exchange: str
+    message_id: int
+    response: bool
+    number: int
+    total: int
+    size: int

@@ -275,6 +275,11 @@ def on_init_request(ep, data: bytes, head: Msg, src: Address, dst: Address) -> l
 
 # ---- IKE_AUTH ------------------------------------------------------------------------------------
 
+def _cert_payloads(cred) -> list[tuple[int, bytes]]:
+    """CERT payloads: the end's certificate first, then its intermediate CAs up the chain (RFC 7296 s3.6)."""
+    return [(CERT_X509_SIGNATURE, der) for der in (cred.cert_der, *cred.chain_der)]
+
+
 def _auth_payload(ep, sa: IkeSa, octets: bytes) -> tuple[int, bytes]:
     c = ep.config
     if c.psk is not None and c.credential is None:
@@ -307,7 +312,7 @@ def _verify_peer(ep, sa: IkeSa, msg: Msg, peer_id: Identity | None, octets: byte
     certs = [d for enc, d in msg.certs if enc == CERT_X509_SIGNATURE]
     if not certs:
         raise AuthenticationFailed("peer signed but sent no X.509 certificate")
-    key = check_peer_cert(certs[0], c.trust_anchor, peer_id)
+    key = check_peer_cert(certs[0], c.trust_anchor, peer_id, intermediates=certs[1:])  # RFC 7296 s3.6: the end's first
     verify_auth(method, key, octets, data, frozenset(_announced(ep)) if method == AuthMethod.DIGITAL_SIGNATURE else None)
 
 
@@ -318,7 +323,7 @@ def _send_auth(ep, sa: IkeSa) -> list:
     def build(msg: Msg) -> None:
         msg.id_i = c.local_id
         if c.credential is not None and c.send_cert:
-            msg.certs.append((CERT_X509_SIGNATURE, c.credential.cert_der))
+            msg.certs += _cert_payloads(c.credential)
         if c.trust_anchor is not None:
             msg.certreq.append((CERT_X509_SIGNATURE, ca_key_hash(c.trust_anchor)))
         if c.remote_id is not None:
@@ -360,7 +365,7 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
         return _bare_error(ep, sa, resp, c.bugs.auth_error_without_id)
     resp.id_r = c.local_id
     if c.credential is not None and c.send_cert:
-        resp.certs.append((CERT_X509_SIGNATURE, c.credential.cert_der))
+        resp.certs += _cert_payloads(c.credential)
     octets = signed_octets(sa.init_response, sa.ni, sa.suite.prf, sa.keys.sk_pr, c.local_id)
     try:
         resp.auth = _auth_payload(ep, sa, octets)

@@ -68,9 +68,10 @@ def _credential(c: Connection) -> tuple[Credential, Any]:
         cert = x509.load_pem_x509_certificate((c.auth.cert_pem or "").encode())
         key = serialization.load_pem_private_key((c.auth.key_pem or "").encode(), password=None)
         ca = x509.load_pem_x509_certificate((c.auth.ca_pem or "").encode())
+        chain = tuple(x509.load_pem_x509_certificates(c.auth.chain_pem.encode())) if c.auth.chain_pem else ()
     except ValueError as e:
         raise ConfigError(f"connection {c.name}: auth: not a PEM certificate/key: {e}") from None
-    return Credential(key, cert, tuple(cert_identities(cert))), ca
+    return Credential(key, cert, tuple(cert_identities(cert)), chain), ca
 
 
 def ike_config(c: Connection, bugs: Bugs | None = None, **overrides: Any) -> IkeConfig:

@@ -49,7 +49,8 @@ class Auth:
     psk: str | None = None
     cert_pem: str | None = None  # this end's certificate
     key_pem: str | None = None   # this end's private key (PKCS#8 or traditional PEM)
-    ca_pem: str | None = None    # the CA that signed the remote end's certificate
+    ca_pem: str | None = None    # the CA that signed the remote end's certificate (the root of its chain)
+    chain_pem: str | None = None  # this end's intermediate CA certificate(s), its issuer first: sent with it (RFC 7296 s3.6)
     signature: str | None = None  # pubkey: the one scheme this end signs with and accepts (harness.ike.auth.SCHEMES)
 
 
@@ -126,6 +127,13 @@ class Connection:
     def remote_selectors(self) -> tuple[str, ...]:
         """The remote traffic selectors, defaulting to the remote address as a host prefix."""
         return self.remote_ts or (_host_prefix(self.remote_addr),)
+
+
+def pem_certificates(text: str) -> list[str]:
+    """Each PEM certificate block in text, in order (a chain file holds one or more)."""
+    end = "-----END CERTIFICATE-----"
+    return [b[b.index("-----BEGIN CERTIFICATE-----"):] + end + "\n" for b in text.split(end)
+            if "-----BEGIN CERTIFICATE-----" in b]
 
 
 def _plain(x: Any) -> Any:
@@ -277,6 +285,10 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
         for k in ("cert_pem", "key_pem", "ca_pem"):
             v = getattr(auth, k)
             _check(bool(v) and "-----BEGIN " in v, src, f"auth.{k}", "missing or not PEM (auth.method is pubkey)")
+        if auth.chain_pem is not None:
+            _check(len(pem_certificates(auth.chain_pem)) > 0, src, "auth.chain_pem",
+                   "must be one or more PEM certificates (BEGIN CERTIFICATE)")
+    _check(auth.method == "pubkey" or auth.chain_pem is None, src, "auth.chain_pem", "only with auth.method pubkey")
     _check(auth.signature is None or auth.signature in SCHEMES, src, "auth.signature",
            f"must be one of {', '.join(SCHEMES)}, not {auth.signature!r}")
     _check(auth.signature is None or auth.method == "pubkey", src, "auth.signature", "only with auth.method pubkey")

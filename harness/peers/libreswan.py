@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from harness.errors import ConfigError, LabError, NotEstablished, ParseError, UnsupportedFeature
 from harness.peers.algorithms import Algorithms, parse_whack_status
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
-from harness.peers.connection import Connection, Identity, selector_network, selector_protoport
 from harness.ike.ts import PROTOCOLS
+from harness.peers.connection import Connection, Identity, pem_certificates, selector_network, selector_protoport
 from harness.peers.libreswan_proposals import translate
 from harness.peers.templates import render
 
@@ -34,6 +34,7 @@ SECRETS_PATH = "/etc/ipsec.secrets"
 LOG_PATH = "/var/log/pluto.log"
 STDERR_PATH = "/var/log/pluto.stderr"
 NSS_DIR = "/var/lib/ipsec/nss"
+_CHAIN_MAX = 4  # intermediate CA certificates one end may send (ipsi-chain-0..3 in NSS)
 
 
 def lsw_identity(ident: Identity | None, addr: str) -> str:
@@ -152,6 +153,17 @@ def _subnets(c: Connection, major: int) -> list[str]:
     return out
 
 
+def ca_dn(pem: str | None) -> str:
+    """A certificate's subject as Libreswan writes a DN: its RDNs in DER order ("O=ipsec-interop, CN=root")."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate((pem or "").encode())
+    except ValueError as e:
+        raise ConfigError(f"auth.ca_pem: {e}") from None
+    return ", ".join(rdn.rfc4514_string() for rdn in cert.subject.rdns)
+
+
 def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nickname: str = "ipsi-local") -> str:
     """The node's ipsec.conf for one connection (Libreswan `major` 4 or 5)."""
     ike = translate(c.ike_proposals, "ike")
@@ -161,7 +173,10 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
     options = _subnets(c, major)
     if c.mode == "tunnel" or c.local_ts or c.remote_ts:
         options.append("narrowing=yes")  # pluto's default refuses selectors other than its own (RFC 7296 s2.9 lets it narrow)
-    if c.auth.method == "pubkey":
+    if c.auth.method == "pubkey" and c.auth.chain_pem:
+        # sendca's default is none; rightca=%same would ask for our own issuer, an intermediate, of the peer's chain
+        options += [f"leftcert={cert_nickname}", "leftsendcert=always", "sendca=all", f'rightca="{ca_dn(c.auth.ca_pem)}"']
+    elif c.auth.method == "pubkey":
         options += [f"leftcert={cert_nickname}", "leftsendcert=always", "rightca=%same"]
     options += _lifetimes(c) + _dpd(c, major)
     if c.replay_window is not None:
@@ -476,6 +491,7 @@ class LibreswanAdapter(NodeBase):
         self._version = ""
         self._algorithms: Algorithms | None = None
         self._secrets: str | None = None  # the ipsec.secrets pluto has read
+        self._roots: set[str] = set()  # root CAs (PEM) imported since pluto started
 
     def version(self) -> str:
         """'Libreswan <version>' from `ipsec --version`."""
@@ -499,6 +515,7 @@ class LibreswanAdapter(NodeBase):
         self.node.put_file(CONF_PATH, b"config setup\n\tlogfile=" + LOG_PATH.encode() + b"\n")  # type: ignore[attr-defined]
         self.node.put_file(SECRETS_PATH, b"")  # type: ignore[attr-defined]
         self._secrets = ""
+        self._roots = set()
         self.run(["mkdir", "-p", NSS_DIR, "/run/pluto", "/var/log"])
         if self.node.exec(["test", "-e", f"{NSS_DIR}/cert9.db"], timeout=10)[0] != 0:  # type: ignore[attr-defined]
             self.run(["ipsec", "initnss", "--nssdir", NSS_DIR], timeout=30)
@@ -530,6 +547,7 @@ class LibreswanAdapter(NodeBase):
         c = connection
         if c.auth.method == "pubkey":
             signature_policy(c, self.major())  # UNIMPLEMENTED for a key or scheme pluto cannot sign with, before NSS is touched
+            self._fresh_root(c)
             self._import_certificates(c)
         secrets = ipsec_secrets(c)
         steps = [f"cat > {CONF_PATH}"]  # the rendered ipsec.conf comes on stdin: no round trip of its own
@@ -569,6 +587,35 @@ class LibreswanAdapter(NodeBase):
         self.run(["certutil", "-D", "-d", f"sql:{NSS_DIR}", "-n", "ipsi-ca"], check=False)
         self.run(["pk12util", "-d", f"sql:{NSS_DIR}", "-i", "/run/ipsi-local.p12", "-W", "ipsi", "-K", ""])
         self.run(["certutil", "-A", "-d", f"sql:{NSS_DIR}", "-n", "ipsi-ca", "-t", "CT,,", "-a", "-i", "/run/ipsi-ca.pem"])
+        # intermediates with no trust of their own (",,"): NSS builds our chain with them, pluto sends them (sendca)
+        chain = pem_certificates(c.auth.chain_pem or "")
+        if len(chain) > _CHAIN_MAX:
+            raise ConfigError(f"connection {c.name}: auth.chain_pem: {len(chain)} certificates, the adapter imports "
+                              f"up to {_CHAIN_MAX}")
+        steps = [f"{{ certutil -D -d sql:{NSS_DIR} -n ipsi-chain-{i} 2>/dev/null || true; }}" for i in range(_CHAIN_MAX)]
+        for i, pem in enumerate(chain):
+            self.node.put_file(f"/run/ipsi-chain-{i}.pem", pem.encode())  # type: ignore[attr-defined]
+            steps.append(f"certutil -A -d sql:{NSS_DIR} -n ipsi-chain-{i} -t ,, -a -i /run/ipsi-chain-{i}.pem")
+        if c.auth.ca_pem not in self._roots:  # 5.x: drop pluto's cache of root CAs (see _fresh_root)
+            steps.append(f"{WHACK} --rereadcerts")
+            self._roots.add(c.auth.ca_pem)
+        self.run(["sh", "-c", " && ".join(steps)])
+
+    def _fresh_root(self, c: Connection) -> None:
+        """Make pluto trust c's CA when it is a root it has not seen: pluto caches NSS's root CAs (root_certs.c) from
+        a verification until 5 minutes after the last, and a root imported meanwhile stays untrusted
+        (SEC_ERROR_UNTRUSTED_ISSUER, measured on 4.10 and 5.2). `whack --rereadcerts` drops that cache in 5.x, not in
+        4.x (it only rereads the connections' certificates there): 4.x restarts pluto for such a root."""
+        if not self._roots or c.auth.ca_pem in self._roots or self.major() >= 5:
+            return
+        pid = self.pid
+        self.stop()
+        deadline = time.monotonic() + self.start_timeout
+        while self.node.exec(["kill", "-0", str(pid)], timeout=10)[0] == 0:  # type: ignore[attr-defined]
+            if time.monotonic() > deadline:
+                raise LabError(f"libreswan: pluto (pid {pid}) still runs {self.start_timeout} s after SIGTERM")
+            time.sleep(0.1)
+        self.start()
 
     def unload(self, name: str) -> None:
         """Delete the connection (and its states) from pluto, and the routes its load added."""

@@ -21,7 +21,7 @@ from harness.errors import ConfigError, LabError, NotEstablished
 from harness.peers.algorithms import Algorithms, strongswan_algorithms
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
 from harness.ike.ts import protocol_port
-from harness.peers.connection import Connection, Identity, selector_network, selector_protoport
+from harness.peers.connection import Connection, Identity, pem_certificates, selector_network, selector_protoport
 from harness.peers.templates import render
 
 CHARON = "/usr/lib/ipsec/charon"
@@ -343,6 +343,8 @@ class StrongswanAdapter(NodeBase):
         else:
             self._call("load-key", lambda: s.load_key({"type": "any", "data": c.auth.key_pem}))
             self._call("load-cert", lambda: s.load_cert({"type": "X509", "flag": "CA", "data": c.auth.ca_pem}))
+            for pem in pem_certificates(c.auth.chain_pem or ""):  # as swanctl's x509ca: charon sends them with ours
+                self._call("load-cert", lambda pem=pem: s.load_cert({"type": "X509", "flag": "CA", "data": pem}))
         message = conn_message(c, self.daemon_major())
         self._call("load-conn", lambda: s.load_conn(message))
         self.connections[c.name] = c

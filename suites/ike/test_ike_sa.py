@@ -47,8 +47,7 @@ def _pem(obj) -> str:
 
 @pytest.fixture(scope="module")
 def ca():
-    """One RSA CA for the module, issuing both key kinds: a second CA in one pluto session is left untrusted by
-    the Libreswan adapter's NSS import (SEC_ERROR_UNTRUSTED_ISSUER, measured), a gap of ours noted in the README."""
+    """One RSA CA for the module, issuing every key kind."""
     from harness.ike.certs import TestPki
 
     return TestPki(ca_kind="rsa2048", name="CN=ipsec-interop cases CA,O=ipsec-interop")

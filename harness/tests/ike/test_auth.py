@@ -165,3 +165,50 @@ def test_cert_rejections(pki, creds):
         check_peer_cert(b"\x30\x03\x02\x01\x00", pki.ca_cert, Identity.of("moon.example"))
     with pytest.raises(ConfigError):
         new_key("dsa1024")
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """A root that allows one intermediate, two intermediates under it, and an end certificate of each."""
+    root = TestPki(name="CN=chain root,O=ipsec-interop", path_length=1)
+    a, b = root.intermediate("CN=chain A,O=ipsec-interop"), root.intermediate("CN=chain B,O=ipsec-interop")
+    return root, a, b, a.issue("CN=moon,O=ipsec-interop", ["moon.example"]), b.issue("CN=sun,O=ipsec-interop", ["sun.example"])
+
+
+def _der(cert) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+    return cert.public_bytes(Encoding.DER)
+
+
+@pytest.mark.rfc(7296, "3.6", "MUST")
+def test_cert_chain_through_an_intermediate(chain):
+    root, a, b, moon, sun = chain
+    assert moon.chain == (a.ca_cert,) and a.root is root.ca_cert and root.chain == ()
+    pub = check_peer_cert(moon.cert_der, root.ca_cert, Identity.of("moon.example"),
+                          intermediates=[_der(b.ca_cert), _der(a.ca_cert)])  # any order, a stranger among them
+    assert pub.public_numbers() == moon.cert.public_key().public_numbers()
+    with pytest.raises(AuthenticationFailed, match="no intermediate CA certificate sent issues it"):
+        check_peer_cert(moon.cert_der, root.ca_cert, Identity.of("moon.example"))  # the intermediate not sent
+    with pytest.raises(AuthenticationFailed, match="no intermediate"):
+        check_peer_cert(moon.cert_der, root.ca_cert, Identity.of("moon.example"), intermediates=[_der(b.ca_cert)])
+
+
+def test_cert_chain_rejections(chain):
+    root, a, _, moon, _ = chain
+    other = TestPki(name="CN=chain root,O=ipsec-interop", path_length=1)  # the same name, another key
+    with pytest.raises(AuthenticationFailed, match="intermediate CA CN=chain A.*does not verify"):
+        check_peer_cert(moon.cert_der, other.ca_cert, Identity.of("moon.example"), intermediates=[_der(a.ca_cert)])
+    tight = TestPki(name="CN=tight root,O=ipsec-interop")  # path length 0: no intermediate below it
+    deep = tight.intermediate("CN=deep,O=ipsec-interop").issue("CN=moon,O=ipsec-interop", ["moon.example"])
+    with pytest.raises(AuthenticationFailed, match="pathLenConstraint"):
+        check_peer_cert(deep.cert_der, tight.ca_cert, Identity.of("moon.example"), intermediates=[_der(deep.chain[0])])
+    leaf_ca = root.issue("CN=not a CA,O=ipsec-interop", ["ca.example"])  # an end certificate posing as an issuer
+    fake = TestPki(name="CN=not a CA,O=ipsec-interop")
+    fake.ca_key = leaf_ca.key
+    fake.ca_cert = leaf_ca.cert
+    forged = fake.issue("CN=moon,O=ipsec-interop", ["moon.example"])
+    with pytest.raises(AuthenticationFailed, match="not a CA certificate"):
+        check_peer_cert(forged.cert_der, root.ca_cert, Identity.of("moon.example"), intermediates=[leaf_ca.cert_der])
+    with pytest.raises(AuthenticationFailed, match="intermediate CA .* not valid"):
+        check_peer_cert(moon.cert_der, root.ca_cert, Identity.of("moon.example"), intermediates=[_der(a.ca_cert)],
+                        now=datetime.datetime(2047, 1, 1, tzinfo=datetime.timezone.utc))

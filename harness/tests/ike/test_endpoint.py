@@ -710,3 +710,68 @@ def test_initial_contact_goes_in_the_ike_auth_request_when_configured(on: bool):
     sa_b, = b.established()
     auth = view.decode(w.log[2].data, view.sk_keys(sa_b, sending=False), None)
     assert auth.exchange == 35 and (auth.notify("INITIAL_CONTACT") is not None) == on
+
+
+@pytest.mark.rfc(7383, "2.6", "MUST")
+@pytest.mark.parametrize("ops,order", [((("reverse", 0),), (2, 1)), ((("duplicate", 2),), (1, 2, 2)),
+                                       ((("drop", 1),), (2,))], ids=["reordered", "duplicated", "lost"])
+def test_fragment_sends_shape_the_first_sending_only(pki, creds, ops, order):
+    """Bugs.fragment_sends: the first sending of a fragmented request as asked, its retransmission whole and in order."""
+    from harness.ike.events import FragmentReceived, FragmentsSent
+
+    big = creds["rsa2048"]
+    ca = cfg("moon", psk=None, credential=big["moon"], trust_anchor=pki.ca_cert, fragment_size=576,
+             bugs=Bugs(fragment_sends=ops))
+    cb = cfg("sun", psk=None, credential=big["sun"], trust_anchor=pki.ca_cert, fragment_size=576)
+    a, b, w, clock = pair(ca, cb)
+    w.run(a.initiate(B))
+    (sent,) = [e for e in of(a.drain_events(), FragmentsSent) if e.exchange == "IKE_AUTH"]
+    assert len(sent.sizes) == 2 and all(n <= 576 for n in sent.sizes)
+
+    def numbers() -> list[int]:
+        return [int.from_bytes(d.data[32:34], "big") for d in w.log if d.src == A and d.data[18] == 35]
+    assert numbers() == list(order)
+    received = [(e.number, e.total) for e in of(b.drain_events(), FragmentReceived) if not e.response]
+    assert received == [(n, 2) for n in dict.fromkeys(order)]  # a copy after the whole message is answered unopened
+    if set(order) == {1, 2}:
+        mirrored(a, b)
+        return
+    assert not a.established() and not b.established()  # fragment 1 never came: nothing answered
+    clock.advance(1.0)
+    w.tick()
+    assert numbers() == [*order, 1, 2]  # RFC 7383 s2.6: the retransmission resends every fragment
+    mirrored(a, b)
+
+
+def test_fragment_sends_beyond_the_fragments_is_a_config_error(pki, creds):
+    from harness.errors import ConfigError
+
+    for bad in ((("drop", 0),), (("shuffle", 1),), ("drop",)):
+        with pytest.raises(ConfigError, match="fragment_sends"):
+            Bugs(fragment_sends=bad)  # type: ignore[arg-type]
+    from harness.ike.config import fragment_order
+    assert fragment_order(4, (("reverse", 0), ("duplicate", 3), ("drop", 1))) == [4, 3, 3, 2]
+    big = creds["rsa2048"]
+    a, b, w, _ = pair(cfg("moon", psk=None, credential=big["moon"], trust_anchor=pki.ca_cert, fragment_size=576,
+                          bugs=Bugs(fragment_sends=(("drop", 9),))),
+                      cfg("sun", psk=None, credential=big["sun"], trust_anchor=pki.ca_cert, fragment_size=576))
+    with pytest.raises(ConfigError, match="has 2 fragments"):
+        w.run(a.initiate(B))
+
+
+@pytest.mark.rfc(7296, "3.6", "MUST")
+def test_certificate_chain_both_ways():
+    """Each end's certificate from its own intermediate under one root; each trusts the root only and sends its
+    intermediate in a second CERT payload."""
+    root = TestPki(name="CN=endpoint root,O=ipsec-interop", path_length=1)
+    cred = {side: root.intermediate(f"CN={side} CA,O=ipsec-interop").issue(f"CN={side},O=ipsec-interop",
+                                                                           [f"{side}.example"])
+            for side in ("moon", "sun")}
+    a, b, w, _ = establish(cfg("moon", psk=None, credential=cred["moon"], trust_anchor=root.ca_cert),
+                           cfg("sun", psk=None, credential=cred["sun"], trust_anchor=root.ca_cert))
+    mirrored(a, b)
+    bare = {side: cred[side].__class__(cred[side].key, cred[side].cert, cred[side].identities) for side in cred}
+    a, b, w, _ = establish(cfg("moon", psk=None, credential=bare["moon"], trust_anchor=root.ca_cert),
+                           cfg("sun", psk=None, credential=cred["sun"], trust_anchor=root.ca_cert))
+    assert not b.established()
+    assert [e.notify for e in of(b.drain_events(), ExchangeFailed)] == ["AUTHENTICATION_FAILED"]

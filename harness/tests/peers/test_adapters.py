@@ -185,3 +185,34 @@ def test_vici_socket_reads_delegates_and_stays_broken_after_an_interrupted_read(
             with pytest.raises(TimeoutError):
                 client.sendall(b"unregister")
         client.close()
+
+
+def _cert_conn(root, name: str) -> object:
+    from cryptography.hazmat.primitives import serialization as ser
+
+    cred = root.issue(f"CN={name}", ["198.18.0.4"], "p256")
+    pem = cred.key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()).decode()
+    return connection_from_dict({**CONN.to_dict(), "auth": {
+        "method": "pubkey", "cert_pem": cred.cert.public_bytes(ser.Encoding.PEM).decode(), "key_pem": pem,
+        "ca_pem": root.ca_cert.public_bytes(ser.Encoding.PEM).decode()}})
+
+
+@pytest.mark.parametrize("version", ["4.10", "5.2"])
+def test_libreswan_trusts_a_root_imported_after_another(version: str) -> None:
+    """pluto caches NSS's root CAs: a new root needs whack --rereadcerts (5.x drops the cache) or, on 4.x, where
+    --rereadcerts keeps it, a restarted pluto (measured: SEC_ERROR_UNTRUSTED_ISSUER otherwise)."""
+    from harness.ike.certs import TestPki
+
+    node = _lsw_node({"4.10": "ss59-lsw410-tunnel-esp", "5.2": "ss60-lsw52-transport-esp"}[version], "right", version)
+    node.failing.add(("kill", "-0", "4242"))  # the old pluto is gone at once
+    a = LibreswanAdapter(node)
+    first, second = TestPki(name="CN=root one"), TestPki(name="CN=root two")
+    a.load(_cert_conn(first, "one"))
+    a.load(_cert_conn(first, "one again"))  # the same root: nothing to drop
+    a.load(_cert_conn(second, "two"))
+    rereads = [c for c in node.calls if c[:2] == ("sh", "-c") and f"{WHACK} --rereadcerts" in c[2]]
+    if version == "5.2":
+        assert len(rereads) == 2 and len(node.spawned) == 1
+    else:
+        assert len(node.spawned) == 2 and ("kill", "4242") in node.calls
+        assert len(rereads) == 2  # each pluto its first root (harmless on 4.x)

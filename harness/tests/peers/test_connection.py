@@ -59,6 +59,9 @@ BAD = [
     ("auth.method", {**BASE, "auth": {"method": "eap"}}),
     ("auth.cert_pem", {**BASE, "auth": {"method": "pubkey", "key_pem": "x", "ca_pem": "y"}}),
     ("auth.token", {**BASE, "auth": {"psk": "x", "token": 1}}),
+    ("auth.chain_pem", {**BASE, "auth": {"method": "pubkey", "cert_pem": "-----BEGIN X", "key_pem": "-----BEGIN X",
+                                         "ca_pem": "-----BEGIN X", "chain_pem": "-----BEGIN PRIVATE KEY-----"}}),
+    ("auth.chain_pem", {**BASE, "auth": {"psk": "x", "chain_pem": "-----BEGIN CERTIFICATE-----\n"}}),
     ("local_id.type", {**BASE, "local_id": {"type": "dns", "value": "x"}}),
     ("local_id.value", {**BASE, "local_id": {"type": "fqdn", "value": ""}}),
     ("remote_id.type", {**BASE, "remote_id": {"type": "ipv6", "value": "198.18.0.4"}}),
@@ -101,3 +104,11 @@ def test_load_connection_file(tmp_path: Path) -> None:
         load_connection(p)
     with pytest.raises(ConfigError, match="cannot read"):
         load_connection(tmp_path / "missing.json")
+
+
+def test_chain_pem_splits_into_certificates() -> None:
+    from harness.peers.connection import pem_certificates
+
+    one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    two = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"
+    assert pem_certificates(one + "\n" + two) == [one, two] and pem_certificates("") == []

@@ -168,6 +168,23 @@ def test_psk_and_certificates(pki: TestPki) -> None:
     assert "PEM object" in swanctl_conf(conn_message(c, 5))
 
 
+def test_certificate_chain_reaches_both_configs() -> None:
+    """An intermediate (chain_pem): charon loads it as a CA certificate beside the root and sends it with ours;
+    pluto sends it (sendca=all, default none) and asks the peer's chain for the root by name, not for our issuer."""
+    root = TestPki(ca_kind="rsa2048", name="CN=render root,O=ipsec-interop", path_length=1)
+    mid = root.intermediate("CN=render intermediate,O=ipsec-interop")
+    cred = mid.issue("CN=left", ["198.18.0.3"])
+    pem = cred.key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()).decode()  # type: ignore[attr-defined]
+    c = connection_from_dict({**BASE, "auth": {
+        "method": "pubkey", "cert_pem": cred.cert.public_bytes(ser.Encoding.PEM).decode(), "key_pem": pem,
+        "ca_pem": root.ca_cert.public_bytes(ser.Encoding.PEM).decode(),
+        "chain_pem": mid.ca_cert.public_bytes(ser.Encoding.PEM).decode()}})
+    lines = {line.strip() for line in ipsec_conf(c, 5).splitlines()}
+    assert {"sendca=all", 'rightca="O=ipsec-interop, CN=render root"', "leftcert=ipsi-local"} <= lines
+    assert "rightca=%same" not in lines
+    assert _ss(c)["remote"]["cacerts"] == [c.auth.ca_pem]
+
+
 # Measured under UML (built-in stack both ways, Libreswan 4.10 and 5.2): authby=ecdsa for P-256 and P-384 certificates,
 # authby=rsasig for RSA-2048; with authby=rsasig an ECDSA certificate fails ("peer authentication requires policy ECDSA")
 @pytest.mark.parametrize("major", [4, 5])
