@@ -35,6 +35,8 @@ class Bugs:
     ignore_cookie: bool = False  # initiator: do not retry with the COOKIE the responder asked for
     half_open: bool = False  # initiator: stop after the IKE_SA_INIT response, leaving the responder a half-open IKE SA
     no_retransmit: bool = False  # never retransmit requests
+    ignore_requests: tuple[str, ...] = ()  # exchanges (e.g. "IKE_SA_INIT", "INFORMATIONAL") whose requests get no
+    # answer and no processing; each arrival is reported (RequestIgnored), so a case sees the peer retransmit
     wrong_spi_r: bool = False  # initiator: put a wrong responder SPI in IKE_AUTH
     bends: tuple[tuple[str, Bend], ...] = ()  # (exchange and direction, e.g. "IKE_AUTH request", Bend): every such message we send
     refuse_child: str | None = None  # responder: refuse every Child SA with this error notify (e.g. FAILED_CP_REQUIRED)

@@ -2,7 +2,8 @@
 
 `IkeEndpoint.process(datagram, src, dst)` returns the datagrams to send; requests start with
 `initiate`, `create_child`, `rekey_child`, `rekey_ike`, `delete_child`, `delete_ike` and
-`liveness` (and `probe`, a request bent on purpose); `tick()` runs retransmissions on the injected clock. Nothing here opens a
+`liveness` (and `probe`, a request bent on purpose or sent with a chosen Message ID; `resend_last`, the last answered
+request again byte for byte); `tick()` runs retransmissions on the injected clock. Nothing here opens a
 socket or installs an SA: results are events (harness.ike.events) the driver acts on, e.g.
 ChildSaEstablished carrying the inbound and outbound SAs for the ESP/AH data plane.
 Exchanges: harness.ike.exchange_init (IKE_SA_INIT, IKE_AUTH) and harness.ike.exchange_child
@@ -23,10 +24,10 @@ from harness.ike import exchange_child, exchange_init, view
 from harness.ike.bend import Bend
 from harness.ike.config import Bugs, IkeConfig, fragment_order
 from harness.ike.events import (ChildSaDeleted, ExchangeFailed, FragmentReceived, FragmentsSent, IkeSaDeleted, PeerDead,
-                                ProbeAnswered, ProbeSent)
+                                ProbeAnswered, ProbeSent, RequestIgnored, ResentAnswered)
 from harness.ike.sa import Address, IkeSa, Pending, State
 from harness.ike.view import INFORMATIONAL, Msg, Notify
-from harness.ike.window import RequestWindow, ResponseCache
+from harness.ike.window import Outstanding, RequestWindow, ResponseCache
 
 
 SKF_PAYLOAD = 53  # RFC 7383 s2.5
@@ -59,6 +60,7 @@ class IkeEndpoint:
         self.events: list = []
         self.cookie_secrets = {1: config.cookie_secret or rng(32)}
         self.invalid_mid_reported: set[bytes] = set()
+        self.resent: dict[tuple[bytes, int], Outstanding] = {}  # (our SPI, Message ID): requests sent again (resend_last)
 
     # ---- public API -------------------------------------------------------------------
 
@@ -75,6 +77,10 @@ class IkeEndpoint:
             return []  # RFC 7296 s2.21.1: malformed messages outside a known SA are dropped
         if head.major_version != 2:
             return exchange_init.invalid_major_version(self, head, src, dst) if not head.response else []
+        name = view.EXCHANGE_NAMES.get(head.exchange, str(head.exchange))
+        if not head.response and name in self.config.bugs.ignore_requests:
+            self.events.append(RequestIgnored(name, head.message_id, head.spi_i, self.clock(), data))
+            return []
         if head.exchange == view.IKE_SA_INIT and not head.response:
             return exchange_init.on_init_request(self, data, head, src, dst)
         if head.exchange == view.IKE_SA_INIT:
@@ -145,12 +151,14 @@ class IkeEndpoint:
         """An empty INFORMATIONAL request (liveness check, RFC 7296 s2.4)."""
         return self.send_request(sa, INFORMATIONAL, lambda m: None, Pending("info"))
 
-    def probe(self, sa: IkeSa, bends: Sequence[Bend], exchange: int = INFORMATIONAL) -> list[Datagram]:
-        """An empty protected request on sa with bends applied, sent once with the next Message ID and not taken
-        unless the peer answers it protected; its answer, if any, is reported as ProbeAnswered (robustness cases)."""
+    def probe(self, sa: IkeSa, bends: Sequence[Bend], exchange: int = INFORMATIONAL,
+              message_id: int | None = None) -> list[Datagram]:
+        """An empty protected request on sa with bends applied, sent once with the next Message ID (or message_id,
+        e.g. one outside the peer's window, RFC 7296 s2.3) and not taken unless the peer answers it protected; its
+        answer, if any, is reported as ProbeAnswered (robustness and window cases)."""
         if sa.pending or sa.queue:
             raise IkeError("probe: a request is outstanding on this IKE SA", "TEMPORARY_FAILURE")
-        mid = sa.window.next_id
+        mid = sa.window.next_id if message_id is None else message_id & 0xFFFFFFFF
         msg = Msg(exchange, mid, False, sa.original_initiator, sa.spi_i, sa.spi_r, encrypted=True)
         name = view.EXCHANGE_NAMES.get(exchange, str(exchange))
         datagrams = view.encode(msg, view.sk_keys(sa, sending=True), self.rng, 0,
@@ -158,6 +166,15 @@ class IkeEndpoint:
         sa.probes.add(mid)
         self.events.append(ProbeSent(mid, tuple(datagrams)))
         return [Datagram(d, sa.local, sa.remote) for d in datagrams]
+
+    def resend_last(self, sa: IkeSa) -> list[Datagram]:
+        """The request on sa answered last, again byte for byte, as a retransmission the peer must answer from its
+        cache (RFC 7296 s2.1); its answer is reported as ResentAnswered and not processed. IkeError if none was."""
+        last = sa.window.last
+        if last is None:
+            raise IkeError("resend_last: no request on this IKE SA was answered yet", "TEMPORARY_FAILURE")
+        self.resent[(sa.local_spi, last.message_id)] = last
+        return [Datagram(d, sa.local, sa.remote) for d in last.datagrams]
 
     def report_invalid_spi(self, sa: IkeSa, spi: int) -> list[Datagram]:
         """INFORMATIONAL with INVALID_SPI for an ESP/AH packet on an unknown SPI (RFC 7296 s2.21.4; data = the SPI)."""
@@ -284,6 +301,9 @@ class IkeEndpoint:
 
     def _on_response(self, sa: IkeSa, data: bytes, head: Msg, src: Address) -> list[Datagram]:
         pending = sa.pending.get(head.message_id)
+        if pending is None and (first := self.resent.get((sa.local_spi, head.message_id))) is not None:
+            self.events.append(ResentAnswered(first.exchange, head.message_id, first.response, data))
+            return []
         if pending is None and head.message_id in sa.probes:
             self._probe_answered(sa, data, head.message_id)
             return []
@@ -302,7 +322,9 @@ class IkeEndpoint:
             for n in msg.notifies:
                 self.fail(view.EXCHANGE_NAMES.get(head.exchange, "?"), IkeError(f"unprotected {n.type}", n.type), True)
             return []
-        sa.window.answered(head.message_id)
+        done = sa.window.answered(head.message_id)
+        if done is not None:
+            done.response = data
         del sa.pending[head.message_id]
         if sa.remote != src:
             sa.remote = src  # RFC 7296 s2.23: follow the peer's (NAT-mapped) address

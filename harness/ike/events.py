@@ -71,6 +71,29 @@ class ProbeAnswered:
 
 
 @dataclass(frozen=True)
+class RequestIgnored:
+    """A request left unanswered on purpose (Bugs.ignore_requests): when it arrived and its bytes, so a case sees
+    each retransmission (RFC 7296 s2.1)."""
+
+    exchange: str
+    message_id: int
+    spi_i: bytes
+    at: float  # arrival on the endpoint's clock
+    datagram: bytes
+
+
+@dataclass(frozen=True)
+class ResentAnswered:
+    """The peer answered a request sent again byte for byte (IkeEndpoint.resend_last): the first answer's datagram
+    and this one, which RFC 7296 s2.1 wants to be the same retransmitted response."""
+
+    exchange: str
+    message_id: int
+    first: bytes
+    again: bytes
+
+
+@dataclass(frozen=True)
 class IkeSaDeleted:
     """The IKE SA is gone (deleted, replaced by a rekey, or failed); reason says why."""
 

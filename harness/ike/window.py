@@ -21,6 +21,7 @@ class Outstanding:
     due: float
     sent: int = 1
     exchange: str = ""
+    response: bytes = b""  # the datagram that answered it (completing it, when fragmented)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RequestWindow:
     backoff: float = 2.0
     max_sends: int = 5
     outstanding: dict[int, Outstanding] = field(default_factory=dict)
+    last: Outstanding | None = None  # the request answered most recently
 
     def can_send(self) -> bool:
         """True when another request fits into the peer's window (RFC 7296 s2.3)."""
@@ -52,8 +54,11 @@ class RequestWindow:
         self.outstanding[mid] = Outstanding(mid, datagrams, now + self.timeout, 1, exchange)
 
     def answered(self, mid: int) -> Outstanding | None:
-        """The request this response answers (removed), or None for an unexpected Message ID."""
-        return self.outstanding.pop(mid, None)
+        """The request this response answers (removed; kept as `last`), or None for an unexpected Message ID."""
+        done = self.outstanding.pop(mid, None)
+        if done is not None:
+            self.last = done
+        return done
 
     def due(self, now: float) -> tuple[list[bytes], list[Outstanding]]:
         """(datagrams to retransmit now, requests that ran out of retransmissions and are given up)."""

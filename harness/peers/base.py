@@ -214,8 +214,8 @@ def sa_keys(states: list[XfrmState]) -> list[IpsecSaKeys]:
     """The keys of the kernel's ESP/AH SAs in the project's keys form (for keys.json and Wireshark's esp_sa)."""
     out = []
     for st in states:
-        if st.proto not in ("esp", "ah"):
-            continue
+        if st.proto not in ("esp", "ah") or not st.algorithms:
+            continue  # no keys: an SPI allocated for a Child SA still being negotiated (a rekey in flight)
         kw: dict[str, object] = {}
         for a in st.algorithms:
             kind, name = kernel_transform(a)

@@ -8,7 +8,8 @@ exist (half-made and deleted ones included), which the case writes beside its ca
 
 Its knobs for negative cases: `bugs` (harness.ike.config.Bugs), `faults` (harness.esp.Faults for the next
 protected packets), `config_overrides` (any IkeConfig field, e.g. window_size, require_cookie), and the
-timing of requests (`send_request` returns at once; `initiate(wait=False)`).
+timing of requests (`send_request` returns at once; `initiate(wait=False)`); `request(make)` sends what make(endpoint)
+returns (e.g. `probe(..., message_id=)`, `resend_last`) and `read(look)` reads the endpoint, both in its loop.
 
 The configuration comes from the case's Connection only (`ike_config`): one description of a connection.
 """
@@ -381,6 +382,11 @@ class BuiltinEnd:
         ep, driver, _ = self._need()
         self._call(lambda: driver.send(make(ep)))
 
+    def read(self, look: Callable[[IkeEndpoint], T]) -> T:
+        """What look(endpoint) returns, run in the loop (e.g. the window size the peer announced on an IKE SA)."""
+        ep, _, _ = self._need()
+        return self._call(lambda: look(ep))
+
     def wait_event(self, want: Callable[[Any], bool], since: int, timeout: float, what: str) -> Any:
         """The first event from index `since` on that `want` accepts; Refused on an error notify, NoAnswer on time-out."""
         deadline = time.monotonic() + timeout
@@ -553,5 +559,12 @@ def _describe(e: Any) -> str:
         return f"{e.protocol} in 0x{e.spi_in:08x} out 0x{e.spi_out:08x}"
     if isinstance(e, (IkeSaEstablished, IkeSaDeleted)):
         return ", ".join(f"{k}={v.hex() if isinstance(v, bytes) else v}" for k, v in vars(e).items() if k != "keys")
-    return ", ".join(f"{k}={v}" for k, v in vars(e).items())
+    return ", ".join(f"{k}={_short(v)}" for k, v in vars(e).items())
+
+
+def _short(v: Any) -> str:
+    """An event field for the log: SPIs in hex, a datagram by its length."""
+    if isinstance(v, bytes):
+        return v.hex() if len(v) <= 16 else f"<{len(v)} bytes>"
+    return str(v)
 

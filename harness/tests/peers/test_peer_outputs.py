@@ -238,3 +238,12 @@ def test_the_responders_refusal_is_read_from_charons_log() -> None:
     assert charon_refusal_in_log(text, "other") is None
     later = text + "2026-12-05T22:10:40 14[IKE] <case|2> initiating IKE_SA case[2] to 198.18.0.4\n"
     assert charon_refusal_in_log(later, "case") is None  # the new IKE SA has not been refused (yet)
+
+
+def test_sa_keys_skips_an_spi_allocated_without_keys() -> None:
+    """A Child SA rekey in flight leaves an allocated SPI (XFRM_MSG_ALLOCSPI: a state without algorithms) in the
+    kernel; it has no keys to write, and it must not stop the keys of the others (seen with charon mid-rekey)."""
+    larval = ("src 198.18.0.2 dst 198.18.0.3\n\tproto esp spi 0xc2b7a1f0 reqid 0 mode transport\n"
+              "\treplay-window 0 \n\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n")
+    states = parse_xfrm_state(larval)
+    assert len(states) == 1 and not states[0].algorithms and sa_keys(states) == []
