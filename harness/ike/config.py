@@ -16,6 +16,8 @@ from harness.ike.certs import Credential
 from harness.ike.proposals import Proposal, Protocol, parse_proposals
 from harness.ike.ts import TrafficSelector
 
+CHILDLESS = ("never", "allow", "force")  # RFC 6023 policies (strongSwan's words)
+
 
 @dataclass
 class Bugs:
@@ -38,6 +40,7 @@ class Bugs:
     bends: tuple[tuple[str, Bend], ...] = ()  # (exchange and direction, e.g. "IKE_AUTH request", Bend): every such message we send
     refuse_child: str | None = None  # responder: refuse every Child SA with this error notify (e.g. FAILED_CP_REQUIRED)
     auth_error_without_id: str | None = None  # responder: answer IKE_AUTH with only this error notify, no IDr/AUTH
+    childless_unannounced: bool = False  # initiator: a childless IKE_AUTH even if the responder did not announce RFC 6023
 
 
 @dataclass
@@ -65,6 +68,8 @@ class IkeConfig:
     fragmentation: bool = True  # announce IKEV2_FRAGMENTATION_SUPPORTED and fragment when both do
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (RFC 7383 s2.5.1)
     tfc_padding: bool = True  # False: send ESP_TFC_PADDING_NOT_SUPPORTED
+    childless: str = "allow"  # RFC 6023, as strongSwan's option: never | allow (announce, accept; initiate childless
+    #                           when asked) | force (always initiate childless; refuse if the responder did not announce)
     half_open_timeout: float = 30.0  # responder: forget an IKE SA whose IKE_AUTH does not come within this
     retransmit_timeout: float = 1.0
     retransmit_tries: int = 5
@@ -80,5 +85,7 @@ class IkeConfig:
             raise ConfigError("IkeConfig: key 'ike_proposals': all must be IKE proposals")
         if any(p.protocol == Protocol.IKE for p in self.child_proposals):
             raise ConfigError("IkeConfig: key 'child_proposals': AH or ESP proposals only")
+        if self.childless not in CHILDLESS:
+            raise ConfigError(f"IkeConfig: key 'childless': {self.childless!r} is not one of {', '.join(CHILDLESS)}")
         if not 16 <= self.nonce_size <= 256:
             raise ConfigError("IkeConfig: key 'nonce_size': RFC 7296 s3.9 allows 16..256 octets")

@@ -99,6 +99,8 @@ class IkeSa:
     peer_id: str = ""
     peer_hashes: frozenset[int] = frozenset()
     peer_fragmentation: bool = False
+    peer_childless: bool = False  # the peer sent N(CHILDLESS_IKEV2_SUPPORTED) in IKE_SA_INIT (RFC 6023)
+    childless: bool = False  # initiator: IKE_AUTH without a Child SA was asked for (RFC 6023)
     peer_window: int = 1
     nat_local: bool = False
     nat_remote: bool = False

@@ -119,6 +119,10 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
             raise UnsupportedFeature(f"libreswan: {side} with {len(ts)} selectors (one subnet per side and connection)")
     if c.fragmentation == "accept":
         raise UnsupportedFeature("libreswan: fragmentation accept (only yes, no, force)")
+    if c.childless != "allow":
+        raise UnsupportedFeature(f"libreswan: childless {c.childless} (RFC 6023): ipsec.conf(5) of 4.10 and 5.2 has no "
+                                 f"such option; pluto always announces CHILDLESS_IKEV2_SUPPORTED and accepts a childless "
+                                 f"IKE_AUTH")
     options = []
     if c.mode == "tunnel" or c.local_ts:
         options.append(f"leftsubnet={c.local_selectors()[0]}")
@@ -533,6 +537,17 @@ class LibreswanAdapter(NodeBase):
                 raise NotEstablished(f"libreswan initiate {name}: no established IKE SA with a Child SA after {timeout} s; "
                                f"log tail:\n{self.logs()[-1500:]}")
             time.sleep(0.2)
+
+    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
+        """UnsupportedFeature: no ipsec.conf option of 4.10/5.2 makes pluto initiate a childless IKE SA (RFC 6023)."""
+        raise UnsupportedFeature("libreswan: initiating a childless IKE SA (RFC 6023): ipsec.conf(5) of 4.10 and 5.2 has "
+                                 "no option for it; pluto omits the Child SA from IKE_AUTH only under --impair "
+                                 "omit-v2-ike-auth-child or, in 5.2, for a parent without a Child SA policy "
+                                 "(labeled IPsec)")
+
+    def create_child(self, name: str, timeout: float = 30.0) -> None:
+        """`whack --initiate` on a connection whose IKE SA stands: pluto creates its Child SA with CREATE_CHILD_SA."""
+        self.initiate(name, timeout)
 
     def terminate(self, name: str, timeout: float = 30.0) -> None:
         """`ipsec whack --terminate --name NAME` (deletes the IKE SA and its Child SAs, keeps the connection)."""

@@ -115,6 +115,7 @@ FIELDS = [
     ("natt-force", {"encap": "force"}, lambda m: m["encap"] == "yes", ["encapsulation=yes"]),
     ("natt-auto", {}, lambda m: m["encap"] == "no", ["encapsulation=auto"]),
     ("fragmentation", {"fragmentation": "force"}, lambda m: m["fragmentation"] == "force", ["fragmentation=force"]),
+    ("childless-allow", {}, lambda m: "childless" not in m, []),  # charon's default, and all pluto does
     ("replay-window", {"replay_window": 128}, lambda m: m["children"]["p2p"]["replay_window"] == 128, ["replay-window=128"]),
     ("role-initiator", {"role": "initiator"}, lambda m: m["children"]["p2p"]["start_action"] == "start", ["auto=start"]),
     ("role-responder", {}, lambda m: m["children"]["p2p"]["start_action"] == "none", ["auto=add"]),
@@ -202,6 +203,8 @@ def test_certificate_keys_libreswan_cannot_use(pki: TestPki) -> None:
 UNSUPPORTED_LSW = [
     ({"local_ts": ["198.18.0.3/32", "198.18.0.0/24"]}, UnsupportedFeature, "local_ts"),
     ({"fragmentation": "accept"}, UnsupportedFeature, "fragmentation"),
+    ({"childless": "force"}, UnsupportedFeature, "childless force"),
+    ({"childless": "never"}, UnsupportedFeature, "childless never"),
     ({"dpd": {"delay": 5, "action": "none"}}, UnsupportedFeature, "dpd.action none"),
     ({"lifetimes": {"ike_rekey_time": 10, "ike_reauth_time": 20}}, UnsupportedFeature, "ike_reauth_time"),
     ({"lifetimes": {"child_rekey_time": 10, "child_life_time": 10}}, ConfigError, "child_life_time"),
@@ -223,3 +226,11 @@ def test_template_errors_name_template_and_key(tmp_path: Path, monkeypatch: pyte
         render("strongswan", "strongswan.conf", {})
     with pytest.raises(ConfigError, match="cannot read"):
         render("strongswan", "missing.conf", {})
+
+
+@pytest.mark.parametrize("policy", ["never", "force"])
+def test_childless_reaches_strongswan_and_the_builtin_end(policy: str) -> None:
+    from harness.peers.builtin import ike_config
+    c = connection_from_dict({**BASE, "childless": policy})
+    assert _ss(c)["childless"] == policy
+    assert ike_config(c).childless == policy
