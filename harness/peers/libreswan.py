@@ -542,8 +542,7 @@ class LibreswanAdapter(NodeBase):
         """UnsupportedFeature: no ipsec.conf option of 4.10/5.2 makes pluto initiate a childless IKE SA (RFC 6023)."""
         raise UnsupportedFeature("libreswan: initiating a childless IKE SA (RFC 6023): ipsec.conf(5) of 4.10 and 5.2 has "
                                  "no option for it; pluto omits the Child SA from IKE_AUTH only under --impair "
-                                 "omit-v2-ike-auth-child or, in 5.2, for a parent without a Child SA policy "
-                                 "(labeled IPsec)")
+                                 "omit-v2-ike-auth-child or for a labeled-IPsec (sec_label) parent connection")
 
     def create_child(self, name: str, timeout: float = 30.0) -> None:
         """`whack --initiate` on a connection whose IKE SA stands: pluto creates its Child SA with CREATE_CHILD_SA."""
