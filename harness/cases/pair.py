@@ -249,6 +249,58 @@ class Pair:
         self.wait(self._established, "both ends report the same Child SA, and each peer's kernel holds both of its SAs")
         return rec
 
+    def establish_childless(self, conn: Connection, responder: Connection | None = None,
+                            timeout: float = WAIT) -> IkeSaRecord:
+        """Load both ends and negotiate the IKE SA without a Child SA (RFC 6023, the initiator's initiate_ike): both
+        must report the same IKE SA, neither a Child SA, and no peer's kernel an ESP/AH SA. FAILED otherwise."""
+        self.load(conn, responder)
+        try:
+            rec = self.initiator.adapter.initiate_ike(conn.name, timeout=timeout)
+        except NotEstablished as e:
+            raise self._refusal(e) from None
+        except (Refused, NoAnswer) as e:
+            e.args = (self._with_requirement(str(e)),)
+            raise
+        finally:
+            self.snapshot()
+        self.wait(self._childless, "both ends report the same IKE SA and no Child SA")
+        for end in self.ends:
+            if not end.builtin and (left := [s for s in end.adapter.xfrm_state() if s.proto in ("esp", "ah")]):
+                raise PeerFault(f"{end.name}: kernel SAs after a childless IKE_AUTH: "
+                                f"{[f'{s.proto} 0x{s.spi:08x}' for s in left]}", self.requirement)
+        return rec
+
+    def create_child(self, by: str = "initiator", timeout: float = WAIT) -> None:
+        """The case's Child SA made on the standing IKE SA by one end (CREATE_CHILD_SA, RFC 7296 s1.3.1): both ends
+        must report it with SPIs crossed, on the same IKE SA, and each peer's kernel both of its SAs."""
+        end = self.initiator if by == "initiator" else self.responder
+        ike = {e.name: {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)} for e in self.ends}
+        try:
+            end.adapter.create_child(self._conn().name, timeout=timeout)
+        except NotEstablished as e:
+            raise self._refusal(e) from None
+        except (Refused, NoAnswer) as e:
+            e.args = (self._with_requirement(str(e)),)
+            raise
+        finally:
+            self.snapshot()
+        self.wait(self._established, f"CREATE_CHILD_SA by {end.name}: both ends report the same Child SA")
+        for e in self.ends:
+            now = {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)}
+            if now != ike[e.name]:
+                raise PeerFault(f"{e.name}: the Child SA came with another IKE SA ({now}, before {ike[e.name]})",
+                                self.requirement)
+        self.snapshot()
+
+    def _childless(self) -> bool:
+        """Each end reports one IKE SA of the case and no live Child SA, with the same SPIs where both report them
+        (Libreswan's whack lists none)."""
+        sas = [self.ike_sas(e) for e in self.ends]
+        if not all(len(s) == 1 and not _live(s[0].children) for s in sas):
+            return False
+        spis = [(s[0].spi_i, s[0].spi_r) for s in sas]
+        return None in spis[0] or None in spis[1] or spis[0] == spis[1]
+
     def expect(self, row: CaseRow, conn: Connection | None = None) -> None:
         """Run a table row: established, or refused with its notify and no IKE SA left on either end."""
         conn = conn or self.from_row(row)

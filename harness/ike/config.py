@@ -16,6 +16,8 @@ from harness.ike.certs import Credential
 from harness.ike.proposals import Proposal, Protocol, parse_proposals
 from harness.ike.ts import TrafficSelector
 
+CHILDLESS = ("never", "allow", "force")  # RFC 6023 policies (strongSwan's words)
+
 
 @dataclass
 class Bugs:
@@ -44,6 +46,7 @@ class Bugs:
     # the first sending of each fragmented request, as ops on its fragment numbers 1..n in order: ("reverse", 0),
     # ("duplicate", k) sends k twice, ("drop", k) leaves k out; its retransmissions resend all in order (RFC 7383 s2.6)
     fragment_sends: tuple[tuple[str, int], ...] = ()
+    childless_unannounced: bool = False  # initiator: a childless IKE_AUTH even if the responder did not announce RFC 6023
 
     def __post_init__(self) -> None:
         for op in self.fragment_sends:
@@ -98,6 +101,8 @@ class IkeConfig:
     fragmentation: bool = True  # announce IKEV2_FRAGMENTATION_SUPPORTED and fragment when both do
     fragment_size: int = 1280  # largest IKE datagram before fragmenting (RFC 7383 s2.5.1)
     tfc_padding: bool = True  # False: send ESP_TFC_PADDING_NOT_SUPPORTED
+    childless: str = "allow"  # RFC 6023, as strongSwan's option: never | allow (announce, accept; initiate childless
+    #                           when asked) | force (always initiate childless; refuse if the responder did not announce)
     half_open_timeout: float = 30.0  # responder: forget an IKE SA whose IKE_AUTH does not come within this
     retransmit_timeout: float = 1.0
     retransmit_tries: int = 5
@@ -113,5 +118,7 @@ class IkeConfig:
             raise ConfigError("IkeConfig: key 'ike_proposals': all must be IKE proposals")
         if any(p.protocol == Protocol.IKE for p in self.child_proposals):
             raise ConfigError("IkeConfig: key 'child_proposals': AH or ESP proposals only")
+        if self.childless not in CHILDLESS:
+            raise ConfigError(f"IkeConfig: key 'childless': {self.childless!r} is not one of {', '.join(CHILDLESS)}")
         if not 16 <= self.nonce_size <= 256:
             raise ConfigError("IkeConfig: key 'nonce_size': RFC 7296 s3.9 allows 16..256 octets")

@@ -64,9 +64,10 @@ class IkeEndpoint:
 
     # ---- public API -------------------------------------------------------------------
 
-    def initiate(self, remote: Address) -> list[Datagram]:
-        """Start an IKE SA (IKE_SA_INIT, then IKE_AUTH with the first Child SA) with the peer at remote."""
-        return exchange_init.start(self, remote)
+    def initiate(self, remote: Address, childless: bool = False) -> list[Datagram]:
+        """Start an IKE SA (IKE_SA_INIT, then IKE_AUTH with the first Child SA, or without one when childless:
+        RFC 6023) with the peer at remote."""
+        return exchange_init.start(self, remote, childless)
 
     def process(self, data: bytes, src: Address, dst: Address | None = None) -> list[Datagram]:
         """Handle one received IKE message (without non-ESP marker); the datagrams to send in return."""

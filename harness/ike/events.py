@@ -19,6 +19,14 @@ class IkeSaEstablished:
 
 
 @dataclass(frozen=True)
+class ChildlessIkeSa:
+    """An IKE SA was made without a Child SA (RFC 6023): its IKE_AUTH request and response carried no SA, TSi or TSr."""
+
+    initiator: bool  # we sent the IKE_AUTH request
+    peer_announced: bool  # the peer sent N(CHILDLESS_IKEV2_SUPPORTED) in IKE_SA_INIT
+
+
+@dataclass(frozen=True)
 class ChildSaEstablished:
     """A Child SA to install: inbound and outbound SAs (harness.keys form), selectors, and the SA it replaces."""
 

@@ -11,7 +11,7 @@ from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, p
     scheme_signature, sign_auth, signed_octets, verify_auth, verify_psk
 from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
 from harness.ike.constants import ERROR_NOTIFY_MAX, NOTIFY
-from harness.ike.events import CookieDemanded, CookieRetry, IkeSaEstablished, KeRetry, NatDetected
+from harness.ike.events import ChildlessIkeSa, CookieDemanded, CookieRetry, IkeSaEstablished, KeRetry, NatDetected
 from harness.ike.keys import derive_ike_keys, skeyseed
 from harness.ike.natt import cookie_valid, make_cookie, nat_detected, nat_detection_hash
 from harness.ike.proposals import Suite, check_chosen, select, without_ke
@@ -23,6 +23,8 @@ OUR_HASHES = (HashAlg.SHA2_256, HashAlg.SHA2_384, HashAlg.SHA2_512, HashAlg.IDEN
 NATT_PORT = 4500
 # RFC 7296 s2.21.2: the only error notifies an IKE_AUTH response may carry without IDr and AUTH
 UNAUTHENTICATED_ERRORS = ("AUTHENTICATION_FAILED", "INVALID_SYNTAX", "UNSUPPORTED_CRITICAL_PAYLOAD")
+# RFC 7296 s2.21.2: in IKE_AUTH these (with AUTHENTICATION_FAILED) leave no IKE SA, without a Delete payload
+IKE_SA_ENDING = ("INVALID_SYNTAX", "UNSUPPORTED_CRITICAL_PAYLOAD")
 
 
 def _dg(ep, data: bytes, src: Address, dst: Address):
@@ -60,6 +62,8 @@ def _capabilities(ep, msg: Msg) -> None:
         msg.notifies.append(Notify("SIGNATURE_HASH_ALGORITHMS", b"".join(h.to_bytes(2, "big") for h in _announced(ep))))
     if ep.config.fragmentation:
         msg.notifies.append(Notify("IKEV2_FRAGMENTATION_SUPPORTED"))
+    if ep.config.childless != "never":
+        msg.notifies.append(Notify("CHILDLESS_IKEV2_SUPPORTED"))  # RFC 6023 s3
 
 
 def _announced(ep) -> tuple[int, ...]:
@@ -74,6 +78,7 @@ def _read_capabilities(sa: IkeSa, msg: Msg) -> None:
     if n is not None:
         sa.peer_hashes = frozenset(int.from_bytes(n.data[i:i + 2], "big") for i in range(0, len(n.data) - 1, 2))
     sa.peer_fragmentation = msg.notify("IKEV2_FRAGMENTATION_SUPPORTED") is not None
+    sa.peer_childless = msg.notify("CHILDLESS_IKEV2_SUPPORTED") is not None
 
 
 def _check_nat(ep, sa: IkeSa, msg: Msg, local: Address, remote: Address) -> None:
@@ -90,10 +95,12 @@ def _check_nat(ep, sa: IkeSa, msg: Msg, local: Address, remote: Address) -> None
 
 # ---- initiator: IKE_SA_INIT ----------------------------------------------------------------------
 
-def start(ep, remote: Address) -> list:
-    """Create an initiator IKE SA and send its IKE_SA_INIT request."""
+def start(ep, remote: Address, childless: bool = False) -> list:
+    """Create an initiator IKE SA and send its IKE_SA_INIT request; childless (or config childless force): its
+    IKE_AUTH will carry no Child SA (RFC 6023)."""
     spi_i = ep.rng(8)
     sa = ep.new_sa(True, spi_i, bytes(8), remote, State.INIT_SENT)
+    sa.childless = childless or ep.config.childless == "force"
     sa.offered = list(ep.config.ike_proposals)
     group = next(t.id for t in sa.offered[0].transforms if t.type == 4)
     ep.sas[spi_i] = sa
@@ -187,6 +194,11 @@ def on_init_response(ep, sa: IkeSa, data: bytes, head: Msg, src: Address) -> lis
     if sa.nat_local or sa.nat_remote:
         sa.local, sa.remote = (sa.local[0], NATT_PORT), (src[0], NATT_PORT)
     sa.state = State.INIT_DONE
+    if sa.childless and not sa.peer_childless and not ep.config.bugs.childless_unannounced:
+        why = "the responder did not announce CHILDLESS_IKEV2_SUPPORTED: no childless IKE_AUTH (RFC 6023 s3)"
+        ep.fail("IKE_SA_INIT", IkeError(why, "NO_PROPOSAL_CHOSEN"), False)
+        ep.remove_sa(sa, why)
+        return []
     return _send_auth(ep, sa)
 
 
@@ -334,7 +346,8 @@ def _send_auth(ep, sa: IkeSa) -> list:
             msg.notifies.append(Notify("SET_WINDOW_SIZE", c.window_size.to_bytes(4, "big")))
         if c.initial_contact:
             msg.notifies.append(Notify("INITIAL_CONTACT"))
-        sa.first_child = child.offer(ep, sa, msg, without_ke(c.child_proposals), ts_local, ts_remote, c.mode)
+        if not sa.childless:  # RFC 6023 s3: a childless IKE_AUTH has no SA, TSi or TSr
+            sa.first_child = child.offer(ep, sa, msg, without_ke(c.child_proposals), ts_local, ts_remote, c.mode)
         if c.bugs.wrong_spi_r:
             msg.spi_r = bytes(8)
 
@@ -379,12 +392,17 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
         resp.notifies.append(Notify("SET_WINDOW_SIZE", c.window_size.to_bytes(4, "big")))
     sa.state = State.ESTABLISHED
     ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth))
+    if msg.sa is None and msg.ts_i is None and msg.ts_r is None and c.childless != "never":
+        ep.events.append(ChildlessIkeSa(False, sa.peer_childless))  # RFC 6023 s3: no Child SA is created
+        return resp
     try:
         ch = child.accept(ep, sa, msg, resp, sa.ni, sa.nr, without_ke(c.child_proposals), allow_ke=False)
     except IkeError as e:
         ep.fail("IKE_AUTH", e, False)
         resp.sa, resp.ts_i, resp.ts_r, resp.ke = None, None, None, None
         resp.notifies = [n for n in resp.notifies if n.type == "SET_WINDOW_SIZE"] + [Notify(e.notify, e.data)]
+        if e.notify in IKE_SA_ENDING:
+            sa.delete_after_response = f"IKE_AUTH answered with {e.notify}: no IKE SA (RFC 7296 s2.21.2)"
         return resp
     child.install(ep, sa, ch)
     return resp
@@ -432,13 +450,28 @@ def on_auth_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
     cerr = child.error_notify(msg)
     if cerr is not None:
         ep.fail("IKE_AUTH", IkeError(f"first Child SA refused: {cerr.type}", cerr.type), True)
+        if cerr.type in IKE_SA_ENDING:
+            ep.remove_sa(sa, f"IKE_AUTH answered with {cerr.type}: no IKE SA (RFC 7296 s2.21.2)")
         return []
+    if sa.childless:
+        return _childless_response(ep, sa, msg)
     try:
         ch = child.complete(ep, sa, msg, sa.first_child, sa.ni, sa.nr)
     except IkeError as e:
         ep.fail("IKE_AUTH", e, False)
         return _delete_unwanted_child(ep, sa, msg)
     child.install(ep, sa, ch)
+    return []
+
+
+def _childless_response(ep, sa: IkeSa, msg: Msg) -> list:
+    """Initiator of a childless IKE_AUTH: the response must carry no Child SA (RFC 6023 s3); one that does is
+    reported (we offered none, so there is no SA of ours to delete) and the IKE SA stands."""
+    if msg.sa is None and msg.ts_i is None and msg.ts_r is None:
+        ep.events.append(ChildlessIkeSa(True, sa.peer_childless))
+    else:
+        ep.fail("IKE_AUTH", IkeError("the response to a childless IKE_AUTH carries SA/TSi/TSr (RFC 6023 s3: "
+                                     "the responder must not create a Child SA)", "INVALID_SYNTAX"), False)
     return []
 
 

@@ -100,6 +100,8 @@ class IkeSa:
     peer_hashes: frozenset[int] = frozenset()
     peer_auth: str = ""  # the peer's AUTH as a scheme name (harness.ike.auth.scheme_of)
     peer_fragmentation: bool = False
+    peer_childless: bool = False  # the peer sent N(CHILDLESS_IKEV2_SUPPORTED) in IKE_SA_INIT (RFC 6023)
+    childless: bool = False  # initiator: IKE_AUTH without a Child SA was asked for (RFC 6023)
     peer_window: int = 1
     nat_local: bool = False
     nat_remote: bool = False

@@ -90,6 +90,12 @@ class PeerAdapter(Protocol):
     def initiate(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
         """Negotiate the connection's IKE SA and Child SA; LabError with the log tail if not established."""
 
+    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
+        """Negotiate the connection's IKE SA without a Child SA (RFC 6023); UnsupportedFeature if the peer cannot."""
+
+    def create_child(self, name: str, timeout: float = 30.0) -> None:
+        """Create the connection's Child SA on its established IKE SA (CREATE_CHILD_SA, RFC 7296 s1.3.1)."""
+
     def terminate(self, name: str, timeout: float = 30.0) -> None:
         """Delete the connection's IKE SA (and its Child SAs)."""
 

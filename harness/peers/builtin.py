@@ -29,13 +29,13 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused
+from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused, UnsupportedFeature
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity, scheme_hash
 from harness.ike.config import Bugs, IkeConfig
 from harness.ike.endpoint import IkeEndpoint
-from harness.ike.events import ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, IkeSaEstablished, PeerDead
+from harness.ike.events import ChildlessIkeSa, ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, IkeSaEstablished, PeerDead
 from harness.ike.export import IkeSaKeys
 from harness.ike.sa import IkeSa
 from harness.ike.ts import TrafficSelector
@@ -83,7 +83,7 @@ def ike_config(c: Connection, bugs: Bugs | None = None, **overrides: Any) -> Ike
         ike_proposals=list(c.ike_offer), child_proposals=list(c.child_offer), mode=c.mode,
         local_ts=[TrafficSelector.of(t) for t in c.local_selectors()],
         remote_ts=[TrafficSelector.of(t) for t in c.remote_selectors()],
-        fragmentation=c.fragmentation != "no", bugs=bugs or Bugs())
+        fragmentation=c.fragmentation != "no", childless=c.childless, bugs=bugs or Bugs())
     if c.auth.method == "psk":
         kw["psk"] = (c.auth.psk or "").encode()
     else:
@@ -376,6 +376,30 @@ class BuiltinEnd:
             return IkeSaRecord(name, "CONNECTING", c.local_addr, c.remote_addr, initiator=True)
         self.wait_event(lambda e: isinstance(e, ChildSaEstablished), mark, timeout, "IKE_AUTH with a Child SA")
         return next(s for s in self.list_sas() if s.established)
+
+    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
+        """IKE_SA_INIT + IKE_AUTH without a Child SA (RFC 6023); Refused if the responder did not announce support
+        or refused, NoAnswer on time-out; the IKE SA's record."""
+        ep, driver, c = self._need()
+        mark = len(self.events)
+        self._call(lambda: driver.send(ep.initiate((c.remote_addr, 500), childless=True)))
+        try:
+            self.wait_event(lambda e: isinstance(e, ChildlessIkeSa), mark, timeout, "IKE_AUTH without a Child SA")
+        except Refused as e:
+            if "did not announce CHILDLESS_IKEV2_SUPPORTED" in str(e) and not self.bugs.childless_unannounced:
+                raise UnsupportedFeature(f"the responder did not announce CHILDLESS_IKEV2_SUPPORTED (RFC 6023): {e}") from None
+            raise
+        return next(s for s in self.list_sas() if s.established)
+
+    def create_child(self, name: str, timeout: float = 30.0) -> None:
+        """CREATE_CHILD_SA for the connection's Child SA on the established IKE SA (RFC 7296 s1.3.1), waiting for it."""
+        ep, driver, _ = self._need()
+        sa = self._call(lambda: ep.established()[0] if ep.established() else None)
+        if sa is None:
+            raise LabError("builtin end: create_child: no established IKE SA")
+        mark = len(self.events)
+        self._call(lambda: driver.send(ep.create_child(sa)))
+        self.wait_event(lambda e: isinstance(e, ChildSaEstablished), mark, timeout, "CREATE_CHILD_SA")
 
     def request(self, make: Callable[[IkeEndpoint], list[Any]]) -> None:
         """Send what make(endpoint) returns (a request of the caller's choosing, e.g. create_child), at once."""

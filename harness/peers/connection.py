@@ -17,6 +17,7 @@ from typing import Any
 from harness.datafile import load_json
 from harness.errors import ConfigError, IpsecInteropError
 from harness.ike.auth import SCHEMES
+from harness.ike.config import CHILDLESS  # RFC 6023 policies: never | allow | force (strongSwan's words)
 from harness.ike.proposals import Proposal, parse_proposal
 from harness.ike.ts import protocol_port
 
@@ -97,6 +98,7 @@ class Connection:
     dpd: Dpd = field(default_factory=Dpd)
     encap: str = "auto"               # "force": UDP encapsulation (RFC 3948) even without NAT
     fragmentation: str = "yes"        # IKEv2 fragmentation (RFC 7383)
+    childless: str = "allow"          # RFC 6023: allow (announce, accept; initiate childless when asked) | never | force
     replay_window: int | None = None  # packets; 0 disables the check; None: default
     role: str = "responder"           # initiator (auto=start) | responder (auto=add) | trap (auto=route)
     child_name: str = ""              # default: the connection's name
@@ -304,7 +306,8 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
         kw["child_proposals"] = _proposals(d, "child_proposals", src)
     elif protocol == "ah":
         kw["child_proposals"] = ("sha256",)
-    for k, choices in (("mode", MODES), ("encap", ENCAP), ("fragmentation", FRAGMENTATION), ("role", ROLES)):
+    for k, choices in (("mode", MODES), ("encap", ENCAP), ("fragmentation", FRAGMENTATION), ("role", ROLES),
+                       ("childless", CHILDLESS)):
         if k in d:
             kw[k] = _choice(d, k, choices, src)
     for k in ("local_ts", "remote_ts"):

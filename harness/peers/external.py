@@ -45,6 +45,14 @@ class ExternalAdapter:
         """Refused: the harness cannot make an external device initiate."""
         raise self._refuse(f"make an external device initiate {name!r}", "the harness cannot command it")
 
+    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
+        """Refused: the harness cannot make an external device initiate."""
+        raise self._refuse(f"make an external device initiate {name!r} childless", "the harness cannot command it")
+
+    def create_child(self, name: str, timeout: float = 30.0) -> None:
+        """Refused: the harness cannot make an external device create a Child SA."""
+        raise self._refuse(f"make an external device create a Child SA of {name!r}", "the harness cannot command it")
+
     def terminate(self, name: str, timeout: float = 30.0) -> None:
         """Refused: the harness cannot make an external device delete its SAs."""
         raise self._refuse(f"make an external device terminate {name!r}", "the harness cannot command it")

@@ -170,6 +170,10 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
     child = translate(c.child_proposals, c.protocol)
     if c.fragmentation == "accept":
         raise UnsupportedFeature("libreswan: fragmentation accept (only yes, no, force)")
+    if c.childless != "allow":
+        raise UnsupportedFeature(f"libreswan: childless {c.childless} (RFC 6023): ipsec.conf(5) of 4.10 and 5.2 has no "
+                                 f"such option; pluto always announces CHILDLESS_IKEV2_SUPPORTED and accepts a childless "
+                                 f"IKE_AUTH")
     options = _subnets(c, major)
     if c.mode == "tunnel" or c.local_ts or c.remote_ts:
         options.append("narrowing=yes")  # pluto's default refuses selectors other than its own (RFC 7296 s2.9 lets it narrow)
@@ -649,6 +653,16 @@ class LibreswanAdapter(NodeBase):
                 raise NotEstablished(f"libreswan initiate {name}: no established IKE SA with a Child SA after {timeout} s; "
                                f"log tail:\n{self.logs()[-1500:]}")
             time.sleep(0.2)
+
+    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
+        """UnsupportedFeature: no ipsec.conf option of 4.10/5.2 makes pluto initiate a childless IKE SA (RFC 6023)."""
+        raise UnsupportedFeature("libreswan: initiating a childless IKE SA (RFC 6023): ipsec.conf(5) of 4.10 and 5.2 has "
+                                 "no option for it; pluto omits the Child SA from IKE_AUTH only under --impair "
+                                 "omit-v2-ike-auth-child or for a labeled-IPsec (sec_label) parent connection")
+
+    def create_child(self, name: str, timeout: float = 30.0) -> None:
+        """`whack --initiate` on a connection whose IKE SA stands: pluto creates its Child SA with CREATE_CHILD_SA."""
+        self.initiate(name, timeout)
 
     def terminate(self, name: str, timeout: float = 30.0) -> None:
         """`ipsec whack --terminate --name NAME` (deletes the IKE SA and its Child SAs, keeps the connection)."""

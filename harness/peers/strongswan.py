@@ -100,6 +100,8 @@ def conn_message(c: Connection, daemon_major: int = 5) -> dict[str, Any]:
         conn.update(rekey_time="0", reauth_time="0")
     if c.dpd.delay:
         conn["dpd_delay"] = f"{c.dpd.delay}s"
+    if c.childless != "allow":  # charon's default is allow (5.9.8 and 6.0.1 both take allow|never|force)
+        conn["childless"] = c.childless
     return {c.name: conn}
 
 
@@ -372,6 +374,27 @@ class StrongswanAdapter(NodeBase):
             if sa.name == name and sa.established:
                 return sa
         raise NotEstablished(f"strongSwan initiate {name}: no established IKE SA afterwards; log tail:\n{self.logs()[-1500:]}")
+
+    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
+        """vici initiate with an IKE SA and no child: charon initiates it childless (RFC 6023) if the responder
+        announced support, and fails otherwise; the established IKE SA's record."""
+        msg = {"ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
+        try:
+            self._call("initiate", lambda: list(self.session().initiate(msg)))
+        except LabError as e:
+            if "vici connection failed" in str(e):
+                raise
+            notify = refusal_in_log(self.logs(), name)
+            raise NotEstablished(str(e), notify=notify) from None
+        for sa in self.list_sas():
+            if sa.name == name and sa.established:
+                return sa
+        raise NotEstablished(f"strongSwan initiate {name} (IKE SA only): no established IKE SA afterwards; "
+                             f"log tail:\n{self.logs()[-1500:]}")
+
+    def create_child(self, name: str, timeout: float = 30.0) -> None:
+        """vici initiate of the connection's child: charon reuses the established IKE SA (CREATE_CHILD_SA)."""
+        self.initiate(name, timeout)
 
     def _child(self, name: str) -> str:
         """The Child SA name of a loaded connection (its own name unless child_name says otherwise)."""

@@ -185,3 +185,33 @@ def test_a_selector_token_is_read_from_the_side_of_its_end() -> None:
          f"{lab.node(spec.nodes()[pair.initiator.name]).address(version=6)}/128"]
     assert pair._placed({"mode": "tunnel", "local_ts": ["segment"]}, pair.responder, 6) == \
         {"mode": "tunnel", "local_ts": ["2001:db8:3::/64"]}
+
+
+class _Sas:
+    """An end that reports the given IKE SA records."""
+
+    def __init__(self, *sas: object) -> None:
+        self.sas, self.events = list(sas), []
+
+    def list_sas(self) -> list:
+        return self.sas
+
+
+def test_childless_means_one_ike_sa_at_each_end_the_same_and_no_child_sa() -> None:
+    from harness.cases.pair import End, Pair
+    from harness.peers.base import ChildSaRecord, IkeSaRecord
+
+    def ike(spi_i=1, spi_r=2, children=()):  # type: ignore[no-untyped-def]
+        return IkeSaRecord("case", "ESTABLISHED", "198.18.0.1", "198.18.0.2", spi_i, spi_r, children=list(children))
+
+    def pair(a, b):  # type: ignore[no-untyped-def]
+        spec = PairSpec("builtin", "libreswan-5.2", "builtin>peer")
+        return Pair(spec, None, {"builtin": End("builtin", "tester", a), "libreswan-5.2": End("libreswan-5.2", "peer", b)},
+                    None, Path("/nonexistent"))
+
+    child = ChildSaRecord("case", "ESP", "transport", 0x1000, 0x2000, "INSTALLED")
+    assert pair(_Sas(ike()), _Sas(ike()))._childless()
+    assert pair(_Sas(ike()), _Sas(ike(None, None)))._childless()  # Libreswan's whack names no IKE SPIs
+    assert not pair(_Sas(ike()), _Sas(ike(children=[child])))._childless()
+    assert not pair(_Sas(ike()), _Sas(ike(3, 4)))._childless()
+    assert not pair(_Sas(ike()), _Sas())._childless()

@@ -775,3 +775,71 @@ def test_certificate_chain_both_ways():
                            cfg("sun", psk=None, credential=cred["sun"], trust_anchor=root.ca_cert))
     assert not b.established()
     assert [e.notify for e in of(b.drain_events(), ExchangeFailed)] == ["AUTHENTICATION_FAILED"]
+
+
+# ---- RFC 6023: childless IKE SAs ----------------------------------------------------------------------
+
+def _payloads_of(w: Wire, exchange: int, ep: IkeEndpoint, sa) -> list:
+    """The decoded messages of one exchange on the wire (requests and responses), read with sa's keys at ep."""
+    from harness.ike import view
+    return [view.decode(d.data, view.sk_keys(sa, sending=d.src == ep.local), None)
+            for d in w.log if view.peek(d.data).exchange == exchange]
+
+
+@pytest.mark.parametrize("policy", ["allow", "force"])
+def test_childless_ike_sa_then_create_child_sa(policy):
+    from harness.ike import view
+    from harness.ike.events import ChildlessIkeSa
+    a, b, w, _ = pair(cfg("moon", childless=policy), cfg("sun"))
+    w.run(a.initiate(B, childless=policy == "allow"))
+    sa_a, sa_b = a.established()[0], b.established()[0]
+    assert not sa_a.children and not sa_b.children
+    ea, eb = a.drain_events(), b.drain_events()
+    assert of(ea, ChildlessIkeSa) == [ChildlessIkeSa(True, True)] and of(eb, ChildlessIkeSa) == [ChildlessIkeSa(False, True)]
+    assert not of(ea + eb, ChildSaEstablished)
+    auth = _payloads_of(w, view.IKE_AUTH, a, sa_a)
+    assert len(auth) == 2
+    for m in auth:  # RFC 6023 s3: neither IKE_AUTH message has SA, TSi or TSr
+        assert m.sa is None and m.ts_i is None and m.ts_r is None
+    inits = [view.decode(d.data, None, None) for d in w.log if view.peek(d.data).exchange == view.IKE_SA_INIT]
+    assert all(m.notify("CHILDLESS_IKEV2_SUPPORTED") is not None for m in inits)
+    w.run(a.create_child(sa_a))  # RFC 7296 s1.3.1: the Child SA comes with CREATE_CHILD_SA
+    ca, cb = of(a.drain_events(), ChildSaEstablished), of(b.drain_events(), ChildSaEstablished)
+    assert len(ca) == len(cb) == 1 and ca[0].inbound.spi == cb[0].outbound.spi
+
+
+def test_childless_responder_may_create_the_child_sa():
+    a, b, w, _ = pair(cfg("moon"), cfg("sun"))
+    w.run(a.initiate(B, childless=True))
+    w.run(b.create_child(b.established()[0]))
+    assert len(a.established()[0].children) == len(b.established()[0].children) == 1
+
+
+def test_childless_asked_of_a_responder_that_never_announces():
+    a, b, w, _ = pair(cfg("moon"), cfg("sun", childless="never"))
+    w.run(a.initiate(B, childless=True))
+    failed = of(a.drain_events(), ExchangeFailed)
+    assert failed and "did not announce CHILDLESS_IKEV2_SUPPORTED" in failed[0].message
+    assert not a.established()  # nothing sent after IKE_SA_INIT: the responder's half-open SA times out
+
+
+def test_childless_unannounced_bug_sends_it_anyway_and_never_responder_refuses_the_child():
+    from harness.ike.events import ChildlessIkeSa
+    a, b, w, _ = pair(cfg("moon", bugs=Bugs(childless_unannounced=True)), cfg("sun", childless="never"))
+    w.run(a.initiate(B, childless=True))
+    assert not of(b.drain_events(), ChildlessIkeSa)
+    assert [f.notify for f in of(a.drain_events(), ExchangeFailed)] == ["INVALID_SYNTAX"]
+    assert not a.established() and not b.established()  # RFC 7296 s2.21.2: INVALID_SYNTAX in IKE_AUTH ends the IKE SA
+
+
+def test_regular_ike_auth_still_makes_the_first_child_sa():
+    from harness.ike.events import ChildlessIkeSa
+    a, b, w, _ = pair(cfg("moon"), cfg("sun"))
+    w.run(a.initiate(B))
+    assert not of(a.drain_events() + b.drain_events(), ChildlessIkeSa)
+    assert len(a.established()[0].children) == 1
+
+
+def test_childless_policy_is_checked():
+    with pytest.raises(Exception, match="childless"):
+        cfg("moon", childless="sometimes")

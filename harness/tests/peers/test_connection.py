@@ -74,6 +74,7 @@ BAD = [
     ("role", {**BASE, "role": "both"}),
     ("encap", {**BASE, "encap": "yes"}),
     ("fragmentation", {**BASE, "fragmentation": "maybe"}),
+    ("childless", {**BASE, "childless": "no"}),
     ("local_ts[0]", {**BASE, "local_ts": ["198.18.0.3/16"]}),
     ("local_ts", {**BASE, "local_ts": ["198.18.9.0/24"]}),
     ("remote_ts", {**BASE, "remote_ts": 5}),

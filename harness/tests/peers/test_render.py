@@ -115,6 +115,7 @@ FIELDS = [
     ("natt-force", {"encap": "force"}, lambda m: m["encap"] == "yes", ["encapsulation=yes"]),
     ("natt-auto", {}, lambda m: m["encap"] == "no", ["encapsulation=auto"]),
     ("fragmentation", {"fragmentation": "force"}, lambda m: m["fragmentation"] == "force", ["fragmentation=force"]),
+    ("childless-allow", {}, lambda m: "childless" not in m, []),  # charon's default, and all pluto does
     ("replay-window", {"replay_window": 128}, lambda m: m["children"]["p2p"]["replay_window"] == 128, ["replay-window=128"]),
     ("role-initiator", {"role": "initiator"}, lambda m: m["children"]["p2p"]["start_action"] == "start", ["auto=start"]),
     ("role-responder", {}, lambda m: m["children"]["p2p"]["start_action"] == "none", ["auto=add"]),
@@ -220,6 +221,8 @@ UNSUPPORTED_LSW = [
     ({"local_ts": ["198.18.0.3/32", "198.18.0.0/24"]}, UnsupportedFeature, "2 selectors on one side"),
     ({"mode": "tunnel", "local_ts": ["198.18.0.0/24[udp/1000-2000]"]}, UnsupportedFeature, "a port range"),
     ({"fragmentation": "accept"}, UnsupportedFeature, "fragmentation"),
+    ({"childless": "force"}, UnsupportedFeature, "childless force"),
+    ({"childless": "never"}, UnsupportedFeature, "childless never"),
     ({"dpd": {"delay": 5, "action": "none"}}, UnsupportedFeature, "dpd.action none"),
     ({"lifetimes": {"ike_rekey_time": 10, "ike_reauth_time": 20}}, UnsupportedFeature, "ike_reauth_time"),
     ({"lifetimes": {"child_rekey_time": 10, "child_life_time": 10}}, ConfigError, "child_life_time"),
@@ -288,3 +291,11 @@ def test_libreswan_selectors_with_protocol_and_port(major: int, want: list[str] 
     assert _ss(c)["children"]["p2p"]["local_ts"] == ["198.18.0.3/32[17/40001]", "198.18.0.9/32"]
     with pytest.raises(ConfigError, match=r"local_ts\[0\]: traffic selector 198.18.0.3/32\[udp/x\]"):
         connection_from_dict({**BASE, "mode": "tunnel", "local_ts": ["198.18.0.3/32[udp/x]"]})
+
+
+@pytest.mark.parametrize("policy", ["never", "force"])
+def test_childless_reaches_strongswan_and_the_builtin_end(policy: str) -> None:
+    from harness.peers.builtin import ike_config
+    c = connection_from_dict({**BASE, "childless": policy})
+    assert _ss(c)["childless"] == policy
+    assert ike_config(c).childless == policy
