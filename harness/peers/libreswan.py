@@ -327,12 +327,18 @@ def own_child_refusal_in_log(text: str, name: str) -> str | None:
     policy does not allow: it deletes the Child SA, RFC 7296 s1.3.1), or None."""
     return next((m.group(0).strip() for m in _LOG_I_CHILD_REJECTED.finditer(text) if m.group(1) == name), None)
 
+# a signature that does not verify (5.2, measured): '"case" #1: authentication failed: using ECDSA with SHA2_256 for
+# '198.18.0.2' tried peer: ...' then 'deleting IKE SA (IKE_AUTH_I) ... and sending notification' (4.10: 'deleting state
+# (STATE_V2_PARENT_I2)'), no fatal error line
+_LOG_I_AUTH = re.compile(r'^.*?"([^"]+)"(?:\[\d+\])?(?: [0-9a-f.:]+)? #(\d+): authentication failed: .*\n.*?#\2: deleting (?:IKE SA|state) '
+                         r'\((?:STATE_V2_PARENT_I2|IKE_AUTH_I)\).*$', re.MULTILINE)
+
 
 def own_refusal_in_log(text: str, name: str) -> str | None:
     """Why pluto, as initiator of connection name, itself refused the IKE_AUTH response (an untrusted certificate,
     a signature that does not verify): its log lines for that IKE SA up to the fatal error; None if there is none or
     the responder refused (refusal_in_log)."""
-    for m in _LOG_I_FATAL.finditer(text):
+    for m in [*_LOG_I_FATAL.finditer(text), *_LOG_I_AUTH.finditer(text)]:
         if m.group(1) != name:
             continue
         tag = re.compile(rf'"{re.escape(name)}"(?:\[\d+\])?(?: [0-9a-f.:]+)? #{m.group(2)}: ')

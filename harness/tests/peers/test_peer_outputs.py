@@ -219,6 +219,16 @@ def test_the_initiators_own_refusal_is_read_from_plutos_log(log: str, state: str
     assert refusal_in_log(refused_by_peer, "case") and own_refusal_in_log(refused_by_peer, "case") is None
 
 
+@pytest.mark.parametrize("log", ["pluto-4.10-rejects-responder-signature.log", "pluto-5.2-rejects-responder-signature.log"])
+def test_a_responder_signature_pluto_rejects_is_its_own_refusal(log: str) -> None:
+    """A signature that does not verify: no fatal error line, but 'authentication failed' and the IKE SA deleted."""
+    text = (Path(__file__).parent / "data" / log).read_text()
+    found = own_refusal_in_log(text, "case")
+    assert found and "authentication failed: using ECDSA" in found and "deleting" in found.splitlines()[-1]
+    assert refusal_in_log(text, "case") is None and own_refusal_in_log(text, "other") is None
+    assert own_refusal_in_log(text.split("deleting")[0], "case") is None
+
+
 @pytest.mark.parametrize("log", ["pluto-4.10-rejects-tunnel-mode.log", "pluto-5.2-rejects-tunnel-mode.log"])
 def test_the_initiators_own_child_sa_refusal_is_read_from_plutos_log(log: str) -> None:
     """pluto initiating in transport mode, answered in tunnel mode, deletes the Child SA (RFC 7296 s1.3.1)."""
