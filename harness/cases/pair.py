@@ -237,15 +237,7 @@ class Pair:
     def establish(self, conn: Connection, responder: Connection | None = None, timeout: float = WAIT) -> IkeSaRecord:
         """Load both ends and negotiate; both must report the same Child SA (SPIs crossed). FAILED otherwise."""
         self.load(conn, responder)
-        try:
-            rec = self.initiator.adapter.initiate(conn.name, timeout=timeout)
-        except NotEstablished as e:
-            raise self._refusal(e) from None
-        except (Refused, NoAnswer) as e:
-            e.args = (self._with_requirement(str(e)),)
-            raise
-        finally:
-            self.snapshot()
+        rec = self._negotiate(lambda: self.initiator.adapter.initiate(conn.name, timeout=timeout))
         self.wait(self._established, "both ends report the same Child SA, and each peer's kernel holds both of its SAs")
         return rec
 
@@ -254,15 +246,7 @@ class Pair:
         """Load both ends and negotiate the IKE SA without a Child SA (RFC 6023, the initiator's initiate_ike): both
         must report the same IKE SA, neither a Child SA, and no peer's kernel an ESP/AH SA. FAILED otherwise."""
         self.load(conn, responder)
-        try:
-            rec = self.initiator.adapter.initiate_ike(conn.name, timeout=timeout)
-        except NotEstablished as e:
-            raise self._refusal(e) from None
-        except (Refused, NoAnswer) as e:
-            e.args = (self._with_requirement(str(e)),)
-            raise
-        finally:
-            self.snapshot()
+        rec = self._negotiate(lambda: self.initiator.adapter.initiate_ike(conn.name, timeout=timeout))
         self.wait(self._childless, "both ends report the same IKE SA and no Child SA")
         for end in self.ends:
             if not end.builtin and (left := [s for s in end.adapter.xfrm_state() if s.proto in ("esp", "ah")]):
@@ -275,15 +259,7 @@ class Pair:
         must report it with SPIs crossed, on the same IKE SA, and each peer's kernel both of its SAs."""
         end = self.initiator if by == "initiator" else self.responder
         ike = {e.name: {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)} for e in self.ends}
-        try:
-            end.adapter.create_child(self._conn().name, timeout=timeout)
-        except NotEstablished as e:
-            raise self._refusal(e) from None
-        except (Refused, NoAnswer) as e:
-            e.args = (self._with_requirement(str(e)),)
-            raise
-        finally:
-            self.snapshot()
+        self._negotiate(lambda: end.adapter.create_child(self._conn().name, timeout=timeout))
         self.wait(self._established, f"CREATE_CHILD_SA by {end.name}: both ends report the same Child SA")
         for e in self.ends:
             now = {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)}
@@ -518,6 +494,19 @@ class Pair:
 
     def _with_requirement(self, message: str) -> str:
         return f"{self.requirement}: {message}" if self.requirement else message
+
+    def _negotiate(self, call: Callable[[], T]) -> T:
+        """call (an end's initiate, initiate_ike or create_child), its failure graded: NotEstablished by the built-in
+        responder's own refusal (_refusal), Refused/NoAnswer with the case's requirement; a snapshot either way."""
+        try:
+            return call()
+        except NotEstablished as e:
+            raise self._refusal(e) from None
+        except (Refused, NoAnswer) as e:
+            e.args = (self._with_requirement(str(e)),)
+            raise
+        finally:
+            self.snapshot()
 
     def _refusal(self, e: NotEstablished) -> PeerFault:
         """A peer initiator that did not establish: the built-in responder's own refusal names the notify."""

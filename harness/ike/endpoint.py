@@ -294,10 +294,9 @@ class IkeEndpoint:
         """The message decrypted with the SA's keys; None when it is a fragment still being reassembled."""
         msg = view.decode(data, view.sk_keys(sa, sending=False), sa.reassembler)
         if data[16] == SKF_PAYLOAD and len(data) >= 36:  # it verified (RFC 7383 s2.5 layout)
-            number, total = struct.unpack_from("!HH", data, 32)
-            self.events.append(FragmentReceived(view.EXCHANGE_NAMES.get(data[18], str(data[18])),
-                                                struct.unpack_from("!I", data, 20)[0], bool(data[19] & 0x20),
-                                                number, total, len(data)))
+            head, (number, total) = view.peek(data), struct.unpack_from("!HH", data, 32)
+            self.events.append(FragmentReceived(view.EXCHANGE_NAMES.get(head.exchange, str(head.exchange)),
+                                                head.message_id, head.response, number, total, len(data)))
         return msg
 
     def _on_response(self, sa: IkeSa, data: bytes, head: Msg, src: Address) -> list[Datagram]:

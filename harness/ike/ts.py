@@ -114,6 +114,14 @@ def protocol_port(text: str, where: str = "") -> tuple[int, tuple[int, int]]:
     return number, (lo, hi)
 
 
+def protoport_suffix(proto: int, lo: int, hi: int) -> str:
+    """The "[PROTOCOL/PORT]" suffix with numbers ("[17/40001]", "[17/1000-2000]", "[1]"), "" for any protocol and port."""
+    if not proto and (lo, hi) == (0, 65535):
+        return ""
+    port = "" if (lo, hi) == (0, 65535) else f"/{lo}" if lo == hi else f"/{lo}-{hi}"
+    return f"[{proto}{port}]"
+
+
 @dataclass(frozen=True)
 class Narrowed:
     """The responder's selectors for one side: narrowed if not all that was proposed, additional if it left some out."""

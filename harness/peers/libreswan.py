@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from harness.errors import ConfigError, LabError, NotEstablished, ParseError, UnsupportedFeature
 from harness.peers.algorithms import Algorithms, parse_whack_status
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
-from harness.ike.ts import PROTOCOLS
+from harness.ike.ts import PROTOCOLS, protoport_suffix
 from harness.peers.connection import Connection, Identity, pem_certificates, selector_network, selector_protoport
 from harness.peers.libreswan_proposals import translate
 from harness.peers.templates import render
@@ -369,10 +369,7 @@ def _range_to_prefixes(text: str) -> list[str]:
 
 
 def _suffixed(prefixes: list[str], proto: int, lo: int, hi: int) -> list[str]:
-    if not proto and (lo, hi) == (0, 65535):
-        return prefixes
-    port = "" if (lo, hi) == (0, 65535) else f"/{lo}" if lo == hi else f"/{lo}-{hi}"
-    return [f"{p}[{proto}{port}]" for p in prefixes]
+    return [p + protoport_suffix(proto, lo, hi) for p in prefixes]
 
 
 def _logged_selectors(text: str) -> tuple[list[str], list[str]]:

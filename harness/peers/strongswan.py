@@ -20,7 +20,7 @@ import vici.exception
 from harness.errors import ConfigError, LabError, NotEstablished
 from harness.peers.algorithms import Algorithms, strongswan_algorithms
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
-from harness.ike.ts import protocol_port
+from harness.ike.ts import protocol_port, protoport_suffix
 from harness.peers.connection import Connection, Identity, pem_certificates, selector_network, selector_protoport
 from harness.peers.templates import render
 
@@ -112,8 +112,7 @@ def _ts(text: str) -> str:
     if not suffix:
         return text
     proto, (lo, hi) = protocol_port(suffix, text)
-    port = "" if (lo, hi) == (0, 65535) else f"/{lo}" if lo == hi else f"/{lo}-{hi}"
-    return f"{selector_network(text)}[{proto}{port}]"
+    return f"{selector_network(text)}{protoport_suffix(proto, lo, hi)}"
 
 
 def signature_constraint(scheme: str | None) -> str:
@@ -359,8 +358,19 @@ class StrongswanAdapter(NodeBase):
 
     def initiate(self, name: str, timeout: float = 30.0, child: str | None = None) -> IkeSaRecord:
         """initiate the connection's Child SA (and IKE SA); the resulting IKE SA record."""
+        return self._initiate(name, timeout, child or self._child(name))
+
+    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
+        """vici initiate with an IKE SA and no child: charon initiates it childless (RFC 6023) if the responder
+        announced support, and fails otherwise; the established IKE SA's record."""
+        return self._initiate(name, timeout, None)
+
+    def _initiate(self, name: str, timeout: float, child: str | None) -> IkeSaRecord:
+        """vici initiate of the IKE SA name with child (None: none); NotEstablished with the responder's notify."""
         t0 = time.monotonic()
-        msg = {"child": child or self._child(name), "ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
+        msg = {"ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
+        if child is not None:
+            msg["child"] = child
         try:
             self._call("initiate", lambda: list(self.session().initiate(msg)))
         except LabError as e:
@@ -373,24 +383,8 @@ class StrongswanAdapter(NodeBase):
         for sa in self.list_sas():
             if sa.name == name and sa.established:
                 return sa
-        raise NotEstablished(f"strongSwan initiate {name}: no established IKE SA afterwards; log tail:\n{self.logs()[-1500:]}")
-
-    def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
-        """vici initiate with an IKE SA and no child: charon initiates it childless (RFC 6023) if the responder
-        announced support, and fails otherwise; the established IKE SA's record."""
-        msg = {"ike": name, "timeout": int(timeout * 1000), "init-limits": "no"}
-        try:
-            self._call("initiate", lambda: list(self.session().initiate(msg)))
-        except LabError as e:
-            if "vici connection failed" in str(e):
-                raise
-            notify = refusal_in_log(self.logs(), name)
-            raise NotEstablished(str(e), notify=notify) from None
-        for sa in self.list_sas():
-            if sa.name == name and sa.established:
-                return sa
-        raise NotEstablished(f"strongSwan initiate {name} (IKE SA only): no established IKE SA afterwards; "
-                             f"log tail:\n{self.logs()[-1500:]}")
+        raise NotEstablished(f"strongSwan initiate {name}{'' if child else ' (IKE SA only)'}: no established IKE SA "
+                             f"afterwards; log tail:\n{self.logs()[-1500:]}")
 
     def create_child(self, name: str, timeout: float = 30.0) -> None:
         """vici initiate of the connection's child: charon reuses the established IKE SA (CREATE_CHILD_SA)."""
