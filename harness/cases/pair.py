@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.cases.dataplane import DataPlane
 from harness.cases.ends import BUILTIN, PairSpec
 from harness.cases.table import CaseRow
 from harness.errors import (CannotReconfigure, ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused,
@@ -78,7 +79,7 @@ def _live(children: Iterable[ChildSaRecord]) -> list[ChildSaRecord]:
     return [c for c in children if "REKEYED" not in c.state and "DELETED" not in c.state]
 
 
-class Pair:
+class Pair(DataPlane):
     """Two ends of a case on one lab (see module doc)."""
 
     def __init__(self, spec: PairSpec, lab: Any, ends: dict[str, End], capture: Any, directory: Path,
@@ -549,7 +550,8 @@ class Pair:
         from harness.tools.wire_check import check_wire
 
         bent = [d for e in self.ends if e.builtin for ev in self.events(e) if isinstance(ev, ProbeSent) for d in ev.datagrams]
-        report = check_wire(dict(self.capture.files), keys, counters, self.directory, bent)
+        crafted = [p for e in self.ends if e.builtin for p in e.adapter.crafted]
+        report = check_wire(dict(self.capture.files), keys, counters, self.directory, bent, crafted)
         files += list(report.decrypted.values())
         wire = self.directory / "wire.json"
         wire.write_text(json.dumps({"problems": report.problems, "counts": report.counts,
@@ -599,7 +601,7 @@ class Pair:
         out = []
         for data in list(end.adapter.children.values()):
             tx, rx = data.sender.sa, data.receiver.sa
-            out.append(SaCounter(tx.protocol, tx.spi, tx.dst, data.sender.next_seq - 1, "out", end.name))
+            out.append(SaCounter(tx.protocol, tx.spi, tx.dst, data.sender.next_seq - 1 - data.crafted_seqs, "out", end.name))
             out.append(SaCounter(rx.protocol, rx.spi, rx.dst, data.receiver.accepted, "in", end.name))
         return out
 

@@ -67,6 +67,12 @@ class Receiver:
         if fast is not None:
             self.unprotect = fast  # type: ignore[method-assign]  # same signature and results, fewer steps
 
+    @property
+    def iv_size(self) -> int:
+        """Bytes of IV in each packet of the SA (0 for AH without AES-GMAC)."""
+        codec = self._esp or self._ah
+        return codec.iv_size if codec is not None else 0
+
     def unprotect(self, outer: bytes) -> Unprotected:
         """The inner packet of outer (a complete IP packet); PacketDropped, counted by reason, when dropped."""
         return self._unprotect_counted(outer)

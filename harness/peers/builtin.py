@@ -110,6 +110,7 @@ class ChildData:
     receiver: Receiver
     echo_replies: list[tuple[int, int]] = field(default_factory=list)  # (identifier, sequence) received
     echo_requests: int = 0  # echo requests received (and answered) through this SA
+    crafted_seqs: int = 0  # sequence numbers the crafted packets (send_crafted) took from the sender's counter
 
 
 class BuiltinEnd:
@@ -130,6 +131,7 @@ class BuiltinEnd:
         self.log: list[str] = []
         self.ike_keys: dict[bytes, IkeSaKeys] = {}      # ledger: every IKE SA's keys, by SPIi|SPIr
         self.ipsec_keys: dict[tuple[str, int, str], IpsecSaKeys] = {}  # ledger: every ESP/AH SA's keys
+        self.crafted: list[bytes] = []  # outer ESP/AH packets sent by hand (send_crafted, faults): the wire check excuses them
         self.children: dict[int, ChildData] = {}        # live Child SAs by inbound SPI
         self.sad = SaDatabase()
         self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
@@ -261,8 +263,19 @@ class BuiltinEnd:
             self._send_ipsec(data, echo_packet(dst, src, ident, seq, payload, reply=True))
 
     def _send_ipsec(self, data: ChildData, inner: bytes) -> None:
-        outer = data.sender.protect(inner, self.faults)
-        sa = data.sender.sa
+        self._emit(data.sender.sa, data.sender.protect(inner, self.faults))  # faults: a buggy end, not excused
+
+    def _craft(self, data: ChildData, make: Callable[[Sender], bytes]) -> bytes:
+        """Send the outer packet make(sender) builds, recorded as crafted (its sequence numbers kept apart)."""
+        before = data.sender.next_seq
+        outer = make(data.sender)
+        data.crafted_seqs += data.sender.next_seq - before
+        self.crafted.append(outer)
+        self._emit(data.sender.sa, outer)
+        return outer
+
+    def _emit(self, sa: SecurityAssociation, outer: bytes) -> None:
+        """Put an outer ESP/AH packet on the wire (UDP 4500 when the SA is encapsulated)."""
         if sa.udp_encap:
             ihl = (outer[0] & 0x0F) * 4
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
@@ -318,6 +331,7 @@ class BuiltinEnd:
         def install() -> None:
             self.ike_keys.clear()  # the ledger is per configuration: a pooled end's next case starts without the
             self.ipsec_keys.clear()  # last case's SAs (they would land in its keys.json and hide unknown SPIs)
+            self.crafted.clear()
             self.ip_version = version
             self.address = connection.local_addr
             self.connection = connection
@@ -546,7 +560,8 @@ class BuiltinEnd:
         return self._call(lambda: len({s for i, s in data.echo_replies if i == ident}))
 
     def send_echo(self, dst: str, ident: int, seq: int, faults: Faults | None = None) -> None:
-        """One echo request through the newest Child SA, with faults (e.g. Faults(corrupt_icv=True)) if given."""
+        """One echo request through the newest Child SA, with faults (e.g. Faults(corrupt_icv=True)) if given, as a
+        buggy end would send it: the wire check faults it (send_crafted sends a case's deliberate packet)."""
         def send() -> None:
             saved, self.faults = self.faults, faults
             try:
@@ -555,6 +570,15 @@ class BuiltinEnd:
                 self.faults = saved
 
         self._call(send)
+
+    def send_crafted(self, make: Callable[[Sender], bytes]) -> bytes:
+        """Send the outer packet make(sender of the newest Child SA) returns (e.g. tx.protect(inner, Faults(seq=7)),
+        tx.dummy(), tx.replay()), recorded as crafted so the wire check excuses it; the packet sent."""
+        return self._call(lambda: self._craft(self._newest_child(), make))
+
+    def echo_replied(self, ident: int, seq: int) -> bool:
+        """True once an echo reply (ident, seq) came back through any live Child SA."""
+        return self._call(lambda: any((ident, seq) in d.echo_replies for d in self.children.values()))
 
     def _newest_child(self) -> ChildData:
         if not self.children:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import PacketDropped, ParseError
+from harness.esp import Receiver
 from harness.esp.ip import parse_ip
 from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys
@@ -58,6 +59,7 @@ class PacketResult:
     replay: str | None = None  # "duplicate" | "out_of_order" | None
     reason: str = ""
     inner: bytes | None = None  # the decrypted/verified inner IP packet
+    iv: bytes = b""  # the packet's IV (ESP, AH with AES-GMAC) once it opened: never repeated under one key
     link: bytes = b""  # the link-layer header it arrived with
     reassembled: bool = False  # this frame completed a fragmented packet
     part_of: int | None = None  # a fragment: the index of the frame that completed its packet
@@ -142,6 +144,13 @@ def _esn_candidates(track: _SaTrack, seq_lo: int) -> list[int]:
     return [(h << 32) | seq_lo for h in out]
 
 
+def _iv(rx: Receiver, loc: Located) -> bytes:
+    """The IV of an opened packet: after SPI and Sequence Number (ESP, RFC 4303 s2.3), after the AH header's fixed
+    part (AH with AES-GMAC, RFC 4543 s3); empty where the transform has none."""
+    start = loc.offset + (8 if loc.protocol == "esp" else 12)
+    return loc.ip[start:start + rx.iv_size]
+
+
 def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys],
                     ike_sas: Iterable[IkeSaKeys] = ()) -> DecryptReport:
     """Open every ESP/AH packet for which sas has the SA and every IKE message ike_sas has keys for; never raises."""
@@ -207,6 +216,7 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys],
             # esp_sa has no mode column); the packet inside is the one that was protected
             res.inner = res.inner[parse_ip(res.inner, "inner packet").offset:]
         res.status = "verified" if (sa.protocol == "ah" or sa.encryption == "ENCR_NULL") else "decrypted"
+        res.iv = _iv(receivers[(sa, loc.udp_encap)], loc)
         if res.seq in track.seen:
             res.replay = "duplicate"
         elif res.seq < track.highest:

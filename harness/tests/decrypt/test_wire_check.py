@@ -94,6 +94,44 @@ def test_repeated_sequence_number_is_a_problem(tmp_path):
     assert rep.counts["duplicates"] == 1
 
 
+def test_sequence_number_lower_than_the_one_before_is_a_problem(tmp_path):
+    tx = Sender(SecurityAssociation.from_keys(AB))
+    frames = [tx.protect(_inner(A, B, n)) for n in range(3)]
+    frames[1], frames[2] = frames[2], frames[1]
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KeysFile(ipsec_sas=[AB]))
+    assert rep.problems == ["lan (lan.pcap) frame 3: ESP SPI 0x00005001 to 198.18.5.2 seq 2: lower than 3 before it "
+                            "(the sender's counter only increases: RFC 4303 s3.3.3)"]
+
+
+def test_an_sa_whose_first_packet_is_not_sequence_number_1_is_a_problem(tmp_path):
+    frames = _protect(AB, 3)[1:]
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KeysFile(ipsec_sas=[AB]))
+    assert rep.problems == ["lan (lan.pcap) frame 1: ESP SPI 0x00005001 to 198.18.5.2: the SA's first packet has "
+                            "sequence number 2, not 1 (RFC 4303 s3.3.3)"]
+
+
+def test_an_iv_repeated_under_one_key_is_a_problem(tmp_path):
+    from harness.esp import Faults
+
+    tx = Sender(SecurityAssociation.from_keys(AB))
+    frames = [tx.protect(_inner(A, B, n), Faults(iv=bytes(8))) for n in range(2)]
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KeysFile(ipsec_sas=[AB]))
+    assert len(rep.problems) == 1 and "seq 2: IV 0000000000000000 repeated from seq 1" in rep.problems[0]
+
+
+def test_packets_crafted_on_purpose_are_counted_not_problems(tmp_path):
+    from harness.esp import Faults
+
+    tx = Sender(SecurityAssociation.from_keys(AB))
+    good = [tx.protect(_inner(A, B, n)) for n in range(3)]
+    crafted = [tx.protect(_inner(A, B, 9), Faults(corrupt_icv=True)), tx.protect(_inner(A, B, 8), Faults(seq=2))]
+    frames = [good[0], crafted[0], good[1], crafted[1], good[2]]
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KeysFile(ipsec_sas=[AB]),
+                     [SaCounter("esp", SPI_AB, B, 3, "out", "builtin"), SaCounter("esp", SPI_AB, B, 4, "in", "peer")],
+                     crafted=crafted)
+    assert rep.problems == [] and rep.counts["ipsec_crafted"] == 2 and rep.per_sa[("esp", SPI_AB, B)] == 5
+
+
 @pytest.mark.parametrize("direction,packets,ok", [("out", 4, True), ("out", 5, False), ("out", 3, False),
                                                   ("in", 4, True), ("in", 3, True), ("in", 5, False)])
 def test_counters_against_the_wire(tmp_path, direction, packets, ok):
