@@ -12,7 +12,7 @@ import pytest
 from harness.errors import ConfigError, LabError, NotEstablished
 from harness.lab.peering import Unavailable, make_adapter
 from harness.peers import PeerAdapter, connection_from_dict, mirrored
-from harness.peers.libreswan import ADDCONN, WHACK, LibreswanAdapter
+from harness.peers.libreswan import ADDCONN, OUTPUT_SEPARATOR, WHACK, LibreswanAdapter
 from harness.peers.strongswan import StrongswanAdapter
 from harness.runtime.base import ExecResult
 
@@ -37,6 +37,11 @@ class ScriptedNode:
             self.files[argv[2].split()[2]] = input.encode()  # what `cat > PATH` of the script writes
         if argv in self.failing:
             return ExecResult(1, "", "")
+        if argv[:2] == ("sh", "-c") and OUTPUT_SEPARATOR in argv[2]:  # several commands, outputs separated
+            script = argv[2].removeprefix("set -e; ")
+            outs = [self.exec(tuple(cmd.split())).stdout for cmd in script.split(f"; echo '{OUTPUT_SEPARATOR}'; ")]
+            return ExecResult(0, "".join(o + ("" if o.endswith("\n") or not o else "\n") + OUTPUT_SEPARATOR + "\n"
+                                         for o in outs[:-1]) + outs[-1], "")
         for prefix, out in self.answers.items():
             if argv[:len(prefix)] == prefix:
                 return ExecResult(0, out, "")
