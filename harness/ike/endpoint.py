@@ -78,7 +78,7 @@ class IkeEndpoint:
             return []  # RFC 7296 s2.21.1: malformed messages outside a known SA are dropped
         if head.major_version != 2:
             return exchange_init.invalid_major_version(self, head, src, dst) if not head.response else []
-        name = view.EXCHANGE_NAMES.get(head.exchange, str(head.exchange))
+        name = view.exchange_name(head.exchange)
         if not head.response and name in self.config.bugs.ignore_requests:
             self.events.append(RequestIgnored(name, head.message_id, head.spi_i, self.clock(), data))
             return []
@@ -161,7 +161,7 @@ class IkeEndpoint:
             raise IkeError("probe: a request is outstanding on this IKE SA", "TEMPORARY_FAILURE")
         mid = sa.window.next_id if message_id is None else message_id & 0xFFFFFFFF
         msg = Msg(exchange, mid, False, sa.original_initiator, sa.spi_i, sa.spi_r, encrypted=True)
-        name = view.EXCHANGE_NAMES.get(exchange, str(exchange))
+        name = view.exchange_name(exchange)
         datagrams = view.encode(msg, view.sk_keys(sa, sending=True), self.rng, 0,
                                 Bugs(bends=tuple((f"{name} request", b) for b in bends)))
         sa.probes.add(mid)
@@ -236,7 +236,7 @@ class IkeEndpoint:
         frag = self.config.fragment_size if (sa is not None and sa.peer_fragmentation and self.config.fragmentation) else 0
         datagrams = view.encode(msg, keys, self.rng, frag, self.config.bugs)
         if len(datagrams) > 1:
-            self.events.append(FragmentsSent(view.EXCHANGE_NAMES.get(msg.exchange, str(msg.exchange)), msg.message_id,
+            self.events.append(FragmentsSent(view.exchange_name(msg.exchange), msg.message_id,
                                              msg.response, tuple(len(d) for d in datagrams)))
         return datagrams
 
@@ -251,7 +251,7 @@ class IkeEndpoint:
         datagrams = self.encode(sa, msg)
         first = _first_sending(datagrams, self.config.bugs.fragment_sends)
         sa.pending[mid] = pending
-        sa.window.sent(mid, datagrams, self.clock(), view.EXCHANGE_NAMES.get(exchange, str(exchange)))
+        sa.window.sent(mid, datagrams, self.clock(), view.exchange_name(exchange))
         return [Datagram(d, sa.local, sa.remote) for d in first]
 
     def flush_queue(self, sa: IkeSa) -> list[Datagram]:
@@ -295,7 +295,7 @@ class IkeEndpoint:
         msg = view.decode(data, view.sk_keys(sa, sending=False), sa.reassembler)
         if data[16] == SKF_PAYLOAD and len(data) >= 36:  # it verified (RFC 7383 s2.5 layout)
             head, (number, total) = view.peek(data), struct.unpack_from("!HH", data, 32)
-            self.events.append(FragmentReceived(view.EXCHANGE_NAMES.get(head.exchange, str(head.exchange)),
+            self.events.append(FragmentReceived(view.exchange_name(head.exchange),
                                                 head.message_id, head.response, number, total, len(data)))
         return msg
 
@@ -314,13 +314,13 @@ class IkeEndpoint:
         except IntegrityError:
             return []  # RFC 7296 s2.21.2: a message failing integrity is dropped
         except ParseError as e:
-            self.fail(view.EXCHANGE_NAMES.get(head.exchange, "?"), IkeError(str(e), "INVALID_SYNTAX"), True)
+            self.fail(view.exchange_name(head.exchange), IkeError(str(e), "INVALID_SYNTAX"), True)
             return []
         if msg is None:
             return []
         if not msg.encrypted:  # RFC 7296 s2.21.4: an unprotected notify is only a hint; keep waiting
             for n in msg.notifies:
-                self.fail(view.EXCHANGE_NAMES.get(head.exchange, "?"), IkeError(f"unprotected {n.type}", n.type), True)
+                self.fail(view.exchange_name(head.exchange), IkeError(f"unprotected {n.type}", n.type), True)
             return []
         done = sa.window.answered(head.message_id)
         if done is not None:
@@ -385,7 +385,7 @@ class IkeEndpoint:
 
     def _respond(self, sa: IkeSa, head: Msg, src: Address, notifies: list[Notify], why: str) -> list[Datagram]:
         """An encrypted response carrying only error notifies (cached like any response)."""
-        self.fail(view.EXCHANGE_NAMES.get(head.exchange, "?"), IkeError(why, notifies[0].type), False)
+        self.fail(view.exchange_name(head.exchange), IkeError(why, notifies[0].type), False)
         resp = Msg(head.exchange, head.message_id, True, sa.original_initiator, sa.spi_i, sa.spi_r,
                    notifies=notifies, encrypted=True)
         datagrams = self.encode(sa, resp)

@@ -29,6 +29,11 @@ EXCHANGE_NAMES = {IKE_SA_INIT: "IKE_SA_INIT", IKE_AUTH: "IKE_AUTH", CREATE_CHILD
                   INFORMATIONAL: "INFORMATIONAL"}
 
 
+def exchange_name(exchange: int) -> str:
+    """The RFC 7296 s3.1 name of an exchange type, or its number."""
+    return EXCHANGE_NAMES.get(exchange, str(exchange))
+
+
 @dataclass
 class Notify:
     """A Notify payload: type by RFC name, protocol ID and SPI (REKEY_SA, errors about a Child SA), data."""
@@ -84,7 +89,7 @@ class Msg:
     @property
     def name(self) -> str:
         """Exchange name and direction, for messages and logs."""
-        return f"{EXCHANGE_NAMES.get(self.exchange, str(self.exchange))} {'response' if self.response else 'request'}"
+        return f"{exchange_name(self.exchange)} {'response' if self.response else 'request'}"
 
 
 # ---- translation to and from the codec ---------------------------------------------------------------
@@ -174,7 +179,7 @@ def _bends(msg: Msg, bugs) -> list[Bend]:
                         inner=msg.encrypted))
     if bugs.corrupt_icv and msg.encrypted:
         out.append(Bend("sk_icv_flip", index=0))
-    what = f"{EXCHANGE_NAMES.get(msg.exchange, str(msg.exchange))} {'response' if msg.response else 'request'}"
+    what = f"{exchange_name(msg.exchange)} {'response' if msg.response else 'request'}"
     out += [b for target, b in bugs.bends if target == what]
     return out
 
