@@ -72,9 +72,10 @@ def _child_installed(end: Any, mark: int, negotiation: threading.Thread) -> floa
     negotiation ended without one."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
+        ended = not negotiation.is_alive()  # read before the events: a Child SA installed just before the end counts
         if any(isinstance(e, ChildSaEstablished) for e in end.events[mark:]):
             return time.monotonic()
-        if not negotiation.is_alive() and not any(isinstance(e, ChildSaEstablished) for e in end.events[mark:]):
+        if ended:
             return None
         time.sleep(0.002)
     return None

@@ -1,6 +1,6 @@
 """Bad ESP packets into each peer's kernel (RFC 4303 s2.4, s2.6, s2.7, s3.4; RFC 4301 s5.2), one table row a case.
 
-The built-in end establishes an aes128gcm16 Child SA with the peer and sends the row's packets into the peer's
+The built-in end establishes an aes128gcm16 Child SA (aes128-sha256 for the CBC rows) with the peer and sends the row's packets into the peer's
 inbound SA: a wrong ICV, a corrupted ciphertext, bad padding bytes, a Pad Length past the payload, an unknown SPI,
 packets cut inside the ICV, inside the IV and before the end of the ESP header, a wrong Next Header in tunnel and
 transport mode, dummy packets (Next Header 59) and TFC padding. A row expects the packets dropped, each counted in
@@ -34,9 +34,10 @@ def _rows() -> list[Any]:
     return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])]) for r in rows]
 
 
-def _zero_padding(tx: Sender, inner: bytes) -> bytes:
-    """Padding of the right length (4-byte aligned for GCM, RFC 4303 s2.4), four bytes longer, all zero (not 1, 2, 3...)."""
-    return tx.protect(inner, Faults(padding=bytes(-(len(inner) + 2) % 4 + 4)))
+def _zero_padding(align: int) -> Make:
+    """Padding to the cipher's alignment (4 bytes for GCM, the block for CBC: RFC 4303 s2.4), one alignment unit
+    longer than needed, all zero (not 1, 2, 3...); tunnel mode (the payload is the inner packet)."""
+    return lambda tx, inner: tx.protect(inner, Faults(padding=bytes(-(len(inner) + 2) % align + align)))
 
 
 def _cut_to(keep: int) -> Make:
@@ -55,8 +56,8 @@ def _makes(send: dict[str, Any]) -> list[Make]:
         if "padding" in f:
             f["padding"] = bytes.fromhex(f["padding"])
         make = protect_with(Faults(**f))
-    elif send.get("zero_padding"):
-        make = _zero_padding
+    elif "zero_padding" in send:
+        make = _zero_padding(send["zero_padding"])
     elif "keep" in send:
         make = _cut_to(send["keep"])
     elif "dummy" in send:
@@ -70,7 +71,7 @@ def _makes(send: dict[str, Any]) -> list[Make]:
 @pytest.mark.ends("builtin>peer")
 @pytest.mark.parametrize("row", _rows())
 def test_the_peer_kernel_handles_a_bad_esp_packet(pair, row, record_property):
-    pair.establish(pair.connection(mode=row["mode"], child_proposals=[PROPOSAL]))
+    pair.establish(pair.connection(mode=row["mode"], child_proposals=[row.get("proposal", PROPOSAL)]))
     what = f"{row['id']} ({row['mode']} mode)"
     makes = _makes(row["send"])
     if row["expect"] == "accepted":
@@ -87,14 +88,15 @@ def test_the_peer_kernel_handles_a_bad_esp_packet(pair, row, record_property):
             raise PeerFault(f"{pair.peer.name} dropped {len(makes)} packet(s) with {what} but indicated an error: "
                             f"{loud} rose", pair.requirement)
     else:
-        record_property("outcome", _accepted_or_dropped(pair, makes, row["counted"], what))
+        record_property("outcome", _accepted_or_dropped(pair, makes, what))
         pair.expect_accepted([protect_with(Faults())], f"a correct packet after {what}")
     pair.terminate()
 
 
-def _accepted_or_dropped(pair: Any, makes: list[Make], counted: list[str], what: str) -> str:
-    """For a MAY check: every packet answered, or every one dropped and counted in each of counted; which one it was.
-    PeerFault if some were answered and some not, or the drops are not all counted."""
+def _accepted_or_dropped(pair: Any, makes: list[Make], what: str) -> str:
+    """For a MAY check: every packet answered, or every one dropped and counted by some XFRM counter of the peer's
+    kernel (which one is recorded, not prescribed); which it was. PeerFault if some were answered and some not, or if
+    the packets went unanswered and uncounted."""
     inbound, before = pair.inbound(), pair.counters()
     sent = [pair.craft(m) for m in makes]
     seen: dict[str, Any] = {}
@@ -102,10 +104,10 @@ def _accepted_or_dropped(pair: Any, makes: list[Make], counted: list[str], what:
     def settled() -> bool:
         seen["rose"] = pair.counters().rose(before, inbound)
         seen["answered"] = sum(1 for s in sent if pair.builtin.echo_replied(*s))
-        return seen["answered"] == len(sent) or all(seen["rose"].get(c, 0) >= len(sent) for c in counted)
+        return seen["answered"] == len(sent) or any(k.startswith("Xfrm") and v >= len(sent) for k, v in seen["rose"].items())
 
     try:
-        pair.wait(settled, f"{what}: {len(sent)} packet(s) answered, or counted in {', '.join(counted)}")
+        pair.wait(settled, f"{what}: {len(sent)} packet(s) answered, or counted by an XFRM counter")
     except PeerFault as e:
         raise PeerFault(f"{pair.peer.name} neither answered nor counted {len(sent)} packet(s) with {what} "
                         f"(answered {seen.get('answered')}, counters that rose {seen.get('rose')}): {e}",
