@@ -62,8 +62,8 @@ def test_the_peer_protects_its_replies_from_the_ike_auth_response_on(pair, recor
     record_property("echo_requests_before_first_answer", sent)
     pair.directory.mkdir(parents=True, exist_ok=True)
     (pair.directory / "first_packets.json").write_text(json.dumps(
-        {"built_in_role": role, "first_answer_s": round(delay, 4), "echo_requests_sent": sent,
-         "interval_s": INTERVAL}, indent=1) + "\n")
+        {"built_in_role": role, "first_answer_s": round(delay, 4), "echo_requests_sent": sent, "interval_s": INTERVAL},
+        indent=1) + "\n")
     pair.terminate()
 
 
