@@ -24,6 +24,7 @@ selector that names no port range.
 """
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -54,8 +55,6 @@ class ClearPacket:
 
     def describe(self) -> str:
         """One line: "ICMP 198.18.0.3 -> 198.18.0.2 type 0" or "UDP 198.18.0.3:40001 -> ..."."""
-        import ipaddress
-
         s, d = ipaddress.ip_address(self.src), ipaddress.ip_address(self.dst)
         name = {1: "ICMP", 58: "ICMPv6", 6: "TCP", 17: "UDP", 132: "SCTP"}.get(self.proto, f"protocol {self.proto}")
         if self.sport is not None:

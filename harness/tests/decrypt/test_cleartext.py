@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from harness.esp.ip import addr_bytes, ipv6_header
 from harness.ike.ts import TrafficSelector
 from harness.keys import parse_keys
 from harness.lab.ping import echo_packet, ipv4_packet
@@ -64,6 +65,15 @@ def test_what_may_pass_in_clear_is_never_a_problem():
     unreachable = ipv4_packet(B, A, 1, bytes((3, 3, 0, 0)) + bytes(28))
     other = echo_packet(B, C, 7, 1, reply=True)  # outside the selectors
     assert _problems([AUTH, esp, ike, unreachable, other]) == []
+
+
+def test_ipv6_neighbor_discovery_passes_in_clear_and_an_ipv6_echo_reply_does_not():
+    a6, b6 = "2001:db8::2", "2001:db8::3"
+    v6 = ((TrafficSelector.of(f"{a6}/128"),), (TrafficSelector.of(f"{b6}/128"),))
+    solicit = ipv6_header(addr_bytes(b6), addr_bytes(a6), 58, 24) + bytes((135,)) + bytes(23)
+    reply = ipv6_header(addr_bytes(b6), addr_bytes(a6), 58, 8) + bytes((129,)) + bytes(7)
+    problems = _problems([AUTH, solicit, reply], (v6,))
+    assert len(problems) == 1 and "frame 3: ICMPv6 2001:db8::3 -> 2001:db8::2 type 129" in problems[0]
 
 
 def test_selectors_with_a_protocol_and_port_judge_only_that_traffic():
