@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import LabError, PeerFault
+from harness.errors import LabError, ParseError, PeerFault
 from harness.esp import Faults, Sender
 from harness.lab.ping import echo_packet
 from harness.peers.xfrm import XfrmState, parse_xfrm_stat, parse_xfrm_state
@@ -49,10 +49,40 @@ class KernelCounters:
 
 
 def read_counters(adapter: Any) -> KernelCounters:
-    """A peer end's kernel counters in one command (LabError if the node cannot be read)."""
-    text = adapter.run(["sh", "-c", "cat /proc/net/xfrm_stat; echo @@; ip -s xfrm state"])
-    stat_text, _, state_text = text.partition("@@\n")
-    return KernelCounters(parse_xfrm_stat(stat_text), {(s.proto, s.spi): s for s in parse_xfrm_state(state_text)})
+    """A peer end's kernel counters in one command (LabError if the node cannot be read): xfrm_stat, its SAs, and the
+    IP/ICMP/UDP counters of /proc/net/snmp ("Icmp.OutDestUnreachs", "Udp.InErrors") and snmp6 ("Icmp6OutMsgs")."""
+    text = adapter.run(["sh", "-c", "cat /proc/net/xfrm_stat; echo @@; ip -s xfrm state; echo @@; "
+                                    "cat /proc/net/snmp /proc/net/snmp6 2>/dev/null"])
+    stat_text, _, rest = text.partition("@@\n")
+    state_text, _, snmp_text = rest.partition("@@\n")
+    stat = {**parse_snmp(snmp_text), **parse_xfrm_stat(stat_text)}
+    return KernelCounters(stat, {(s.proto, s.spi): s for s in parse_xfrm_state(state_text)})
+
+
+def parse_snmp(text: str) -> dict[str, int]:
+    """/proc/net/snmp (header and value line pairs: "Udp: InDatagrams ..." / "Udp: 5 ...", read as "Udp.InDatagrams")
+    and /proc/net/snmp6 ("Icmp6OutMsgs 3") as one dict; lines of neither shape are ParseError."""
+    out: dict[str, int] = {}
+    lines = text.splitlines()
+    at = [0]
+    for line in lines:
+        at.append(at[-1] + len(line) + 1)  # byte offset of each line, for errors
+    i = 0
+    while i < len(lines):
+        t = lines[i].split()
+        if t and t[0].endswith(":"):
+            v = lines[i + 1].split() if i + 1 < len(lines) else []
+            if len(v) != len(t) or v[0] != t[0] or not all(x.lstrip("-").isdigit() for x in v[1:]):
+                raise ParseError("/proc/net/snmp", lines[i][:60], at[i], "expected a header line and its value line")
+            out.update((f"{t[0][:-1]}.{n}", int(x)) for n, x in zip(t[1:], v[1:]))
+            i += 2
+            continue
+        if t:
+            if len(t) != 2 or not t[1].lstrip("-").isdigit():
+                raise ParseError("/proc/net/snmp6", lines[i][:60], at[i], "expected 'NAME COUNT'")
+            out[t[0]] = int(t[1])
+        i += 1
+    return out
 
 
 def protect_with(faults: Faults) -> Make:

@@ -65,6 +65,7 @@ class Evidence:
     expected: dict[tuple[str, int, str], int] = field(default_factory=dict)  # SA -> packets at least on the wire
     files: list[Path] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    selectors: set[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=set)  # Child SAs' (local, remote)
 
 
 def _selector_set(texts: Iterable[str]) -> frozenset[Any]:
@@ -240,6 +241,7 @@ class Pair(DataPlane):
         self.load(conn, responder)
         rec = self._negotiate(lambda: self.initiator.adapter.initiate(conn.name, timeout=timeout))
         self.wait(self._established, "both ends report the same Child SA, and each peer's kernel holds both of its SAs")
+        self._note_selectors()
         return rec
 
     def establish_childless(self, conn: Connection, responder: Connection | None = None,
@@ -262,6 +264,7 @@ class Pair(DataPlane):
         ike = {e.name: {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)} for e in self.ends}
         self._negotiate(lambda: end.adapter.create_child(self._conn().name, timeout=timeout))
         self.wait(self._established, f"CREATE_CHILD_SA by {end.name}: both ends report the same Child SA")
+        self._note_selectors()
         for e in self.ends:
             now = {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)}
             if now != ike[e.name]:
@@ -368,6 +371,7 @@ class Pair(DataPlane):
             return all(now[n][index] != before[n][index] for n in now) and self._agreed_child()  # type: ignore[index]
 
         self.wait(moved, f"{what} SA rekey by {end.name}: new SPIs on both ends")
+        self._note_selectors()
         self.snapshot()
 
     def terminate(self, by: str = "initiator") -> None:
@@ -422,6 +426,14 @@ class Pair(DataPlane):
             for k in keys.sections.get("ike_sas", []):
                 self.evidence.ike.setdefault(k.spi_i + k.spi_r, k)
         return counters
+
+    def _note_selectors(self) -> None:
+        """Keep the selectors of every Child SA the built-in end (else the initiator) holds now, for the wire check's
+        clear-text check (harness.tools.cleartext)."""
+        end = next((e for e in self.ends if e.builtin), self.initiator)
+        for s in self.ike_sas(end):
+            for c in _live(s.children):
+                self.evidence.selectors.add((tuple(c.local_ts), tuple(c.remote_ts)))
 
     def _conn(self) -> Connection:
         if self.conn is None:
@@ -551,7 +563,11 @@ class Pair(DataPlane):
 
         bent = [d for e in self.ends if e.builtin for ev in self.events(e) if isinstance(ev, ProbeSent) for d in ev.datagrams]
         crafted = [p for e in self.ends if e.builtin for p in e.adapter.crafted]
-        report = check_wire(dict(self.capture.files), keys, counters, self.directory, bent, crafted)
+        from harness.ike.ts import TrafficSelector
+
+        selectors = [(tuple(TrafficSelector.of(t) for t in a), tuple(TrafficSelector.of(t) for t in b))
+                     for a, b in self.evidence.selectors]
+        report = check_wire(dict(self.capture.files), keys, counters, self.directory, bent, crafted, selectors)
         files += list(report.decrypted.values())
         wire = self.directory / "wire.json"
         wire.write_text(json.dumps({"problems": report.problems, "counts": report.counts,

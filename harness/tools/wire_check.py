@@ -12,6 +12,8 @@ reported; a problem, one line naming segment, file, frame and SPI, is recorded f
 - an IV repeated under one SA's key (RFC 4303 s2.3; a counter-mode IV must never repeat,
   RFC 3686 s3, RFC 4106 s3.1, RFC 7634 s2; a CBC IV must be unpredictable, RFC 3602 s3);
 - an IKE message whose SK/SKF payload does not verify (RFC 7296 s3.14, RFC 7383);
+- a clear packet between the ends that a Child SA's selectors cover, sent while the Child SA stood (RFC 4301 s5;
+  what may legitimately pass in clear: harness.tools.cleartext);
 - an ``SaCounter`` that disagrees with the wire: an "out" counter (packets the end's kernel
   sent on the SA) must equal the packets of that SA on the wire, an "in" counter (packets it
   accepted) must not exceed them. A packet crossing two segments is seen twice, so the wire's
@@ -39,6 +41,7 @@ from harness.tools.capture_decrypt import (
     decrypt_capture,
     write_decrypted,
 )
+from harness.tools.cleartext import Selectors, cleartext_problems
 from harness.tools.pcapio import LINKTYPE_ETHERNET, CapturedPacket, read_capture
 
 SaId = tuple[str, int, str]  # (protocol, SPI, destination address): what names an IPsec SA (RFC 4301 s4.1)
@@ -178,10 +181,12 @@ def _linktype(packets: list[CapturedPacket]) -> str:
 
 def check_wire(pcaps: dict[str, Path], keys: KeysFile, counters: Iterable[SaCounter] = (),
                decrypted_dir: Path | None = None, bent: Collection[bytes] = (),
-               crafted: Collection[bytes] = ()) -> WireReport:
+               crafted: Collection[bytes] = (), selectors: Iterable[Selectors] = ()) -> WireReport:
     """Decrypt every segment's capture with keys and report each packet, message and counter that disagrees; never
     raises on packet content. bent: IKE datagrams an end malformed on purpose (counted as ike_bent, not faulted);
-    crafted: outer ESP/AH packets an end sent on purpose (counted as ipsec_crafted, not faulted)."""
+    crafted: outer ESP/AH packets an end sent on purpose (counted as ipsec_crafted, not faulted); selectors: the
+    Child SAs' selector pairs, whose traffic must not cross in clear while one stands (harness.tools.cleartext)."""
+    selectors = list(selectors)
     out = WireReport()
     totals: Counter[str] = Counter()
     seen: dict[SaId, dict[str, int]] = {}
@@ -206,6 +211,7 @@ def check_wire(pcaps: dict[str, Path], keys: KeysFile, counters: Iterable[SaCoun
                 out.problems.append(problem)
             elif r.status in ("decrypted", "verified") and r.dst is not None:
                 opened.setdefault((where, (r.protocol or "", r.spi or 0, r.dst)), []).append(r)
+        out.problems += cleartext_problems(where, packets, report.results, selectors)
         per_sa = _packets_per_sa(report)
         for sa, n in per_sa.items():
             seen.setdefault(sa, {})[segment] = n

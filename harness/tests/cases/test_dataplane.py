@@ -1,7 +1,10 @@
 """The peer-kernel counters the data-plane verbs judge by: read in one command, compared per counter and per SA."""
 from __future__ import annotations
 
-from harness.cases.dataplane import read_counters
+import pytest
+
+from harness.cases.dataplane import parse_snmp, read_counters
+from harness.errors import ParseError
 
 STATE = """src 198.18.0.2 dst 198.18.0.3
 \tproto esp spi 0x0dda283c(232400956) reqid 1(0x00000001) mode tunnel
@@ -47,3 +50,32 @@ def test_an_sa_the_kernel_does_not_hold_counts_zero():
     now = read_counters(a)
     assert now.sa_value("esp", 0x1234, "replay") == 0 and now.sa_value("esp", 0x0DDA283C, "replay") == 2
     assert now.rose(now, ("esp", 0x1234)) == {}
+
+
+SNMP = """Ip: Forwarding DefaultTTL InReceives
+Ip: 1 64 12
+Icmp: InMsgs OutMsgs OutDestUnreachs
+Icmp: 3 4 1
+Tcp: RtoAlgorithm MaxConn
+Tcp: 1 -1
+Icmp6OutMsgs                    \t7
+Udp6InErrors                    \t0
+"""
+
+
+def test_snmp_counters_are_read_beside_xfrm_stat():
+    a = FakeAdapter()
+    a.set(proto_error=0, no_states=0, packets=1, replay=0, failed=0)
+    a.text += "@@\n" + SNMP
+    now = read_counters(a)
+    assert now.stat["Icmp.OutDestUnreachs"] == 1 and now.stat["Tcp.MaxConn"] == -1
+    assert now.stat["Icmp6OutMsgs"] == 7 and now.stat["XfrmInStateProtoError"] == 0
+    a.text = a.text.replace("Icmp: 3 4 1", "Icmp: 3 5 2")
+    assert read_counters(a).rose(now, ("esp", 0x0DDA283C)) == {"Icmp.OutMsgs": 1, "Icmp.OutDestUnreachs": 1}
+
+
+def test_a_snmp_header_without_its_value_line_is_a_parse_error():
+    with pytest.raises(ParseError, match="header line and its value line"):
+        parse_snmp("Udp: InDatagrams InErrors\nIcmp6OutMsgs 3\n")
+    with pytest.raises(ParseError, match="NAME COUNT"):
+        parse_snmp("Icmp6OutMsgs three\n")
