@@ -40,6 +40,7 @@ from harness.ike.export import IkeSaKeys
 from harness.ike.sa import IkeSa
 from harness.ike.ts import TrafficSelector
 from harness.keys import IpsecSaKeys, KeysFile
+from harness.lab import raw6
 from harness.lab.driver import SocketDriver
 from harness.lab.ping import echo_packet, ipv4_packet, parse_echo
 from harness.peers.algorithms import Algorithms, builtin_algorithms
@@ -166,7 +167,7 @@ class BuiltinEnd:
         return value
 
     def _loop(self) -> None:
-        raw = [self.tester.raw[(self.ip_version, p)] for p in IPPROTO.values()]
+        raw = [self.tester.raw[(v, p)] for v in (4, 6) for p in IPPROTO.values()]
         while not self._stop.is_set():
             driver = self.driver
             ike = list(driver.sockets.values()) if driver else []
@@ -180,7 +181,7 @@ class BuiltinEnd:
                 elif lan and s is lan[0]:
                     self._on_lan(*s.recvfrom(65535))
                 elif s in raw:
-                    self._on_ipsec(s.recv(65535))
+                    self._on_ipsec(s.recv(65535) if s.family == socket.AF_INET else raw6.receive(s))
                 elif driver:
                     port = next(p for p, x in driver.sockets.items() if x is s)
                     driver._receive(s, port)  # the driver's own handling: non-ESP marker, keepalives
@@ -281,6 +282,9 @@ class BuiltinEnd:
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
             return
         sock = self.tester.raw[(self.ip_version, IPPROTO[sa.protocol])]
+        if self.ip_version == 6:
+            raw6.send(sock, outer)
+            return
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         sock.sendto(outer, (sa.dst, 0))
 
@@ -322,9 +326,9 @@ class BuiltinEnd:
     # -- the peer protocol --------------------------------------------------------------------------------
     def load(self, connection: Connection) -> None:
         """Take connection as the built-in end's one configuration (replacing any other and its key ledger), ready to answer."""
-        if connection.local_addr != self.address and connection.local_addr != self.tester.address(version=6):
+        if connection.local_addr not in (self.tester.address(version=4), self.tester.address(version=6)):
             raise ConfigError(f"builtin end: connection {connection.name}: local_addr {connection.local_addr} "
-                              f"is not the tester's address ({self.address})")
+                              f"is not the tester's address ({self.tester.address(version=4)} or {self.tester.address(version=6)})")
         version = 6 if ":" in connection.local_addr else 4
         config = ike_config(connection, self.bugs, **self.config_overrides)
 
