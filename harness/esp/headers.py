@@ -4,6 +4,7 @@ AH cases protect a packet and then change its outer header to see which changes 
 mutable fields RFC 4302 s3.3.3.1 zeroes for the ICV) and which it must drop (the immutable ones):
 - `ipv4_with(packet, tos=, ttl=, ident=, df=, src=)`: the IPv4 header changed, its checksum recomputed.
 - `ipv6_with(packet, tclass=, flow=, hop_limit=, src=)`: the IPv6 header changed.
+- `ipv4_with_options(packet, options)`: an IPv4 packet (no options) given options (padded to 32 bits with EOL).
 - `options_header(options)`: a Hop-by-Hop or Destination Options header (RFC 8200 s4.2) of (type, data)
   options padded to 8 octets; `with_extensions(packet, headers)` puts such headers between an IPv6 packet's
   header and its payload; `option_data_at(packet, header_index, option_type)` finds an option's data to edit.
@@ -42,6 +43,22 @@ def ipv4_with(packet: bytes, tos: int | None = None, ttl: int | None = None, ide
     hdr[10:12] = b"\x00\x00"
     struct.pack_into("!H", hdr, 10, checksum(bytes(hdr)))
     return bytes(hdr) + packet[len(hdr):]
+
+
+def ipv4_with_options(packet: bytes, options: bytes) -> bytes:
+    """packet (IPv4 without options) with options after its 20-octet header, End of Option List padding to 32 bits,
+    IHL, Total Length and the checksum fixed."""
+    if len(packet) < 20 or packet[0] != 0x45:
+        raise ParseError("IPv4 packet", "version/IHL", 0, "not an IPv4 packet without options")
+    options += bytes(-len(options) % 4)
+    if len(options) > 40:
+        raise ParseError("IPv4 options", "length", 20, f"{len(options)} octets, at most 40")
+    hdr = bytearray(packet[:20] + options)
+    hdr[0] = 0x40 | len(hdr) // 4
+    struct.pack_into("!H", hdr, 2, len(hdr) + len(packet) - 20)
+    hdr[10:12] = b"\x00\x00"
+    struct.pack_into("!H", hdr, 10, checksum(bytes(hdr)))
+    return bytes(hdr) + packet[20:]
 
 
 def ipv6_with(packet: bytes, tclass: int | None = None, flow: int | None = None, hop_limit: int | None = None,
@@ -103,7 +120,8 @@ def option_data_at(packet: bytes, header_index: int, option_type: int) -> slice:
         if t == option_type:
             return slice(i + 2, i + 2 + n)
         i += 2 + n
-    raise ParseError("IPv6 options header", "option type", off, f"no option {option_type:#04x} in header {header_index}")
+    raise ParseError("IPv6 options header", "option type", off,
+                     f"no option {option_type:#04x} in header {header_index}")
 
 
 def ah_with_reserved(sa: SecurityAssociation, packet: bytes, reserved: int) -> bytes:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused, UnsupportedFeature
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
+from harness.esp.ip import parse_ip
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity, scheme_hash
 from harness.ike.config import Bugs, IkeConfig
@@ -112,6 +113,7 @@ class ChildData:
     echo_replies: list[tuple[int, int]] = field(default_factory=list)  # (identifier, sequence) received
     echo_requests: int = 0  # echo requests received (and answered) through this SA
     crafted_seqs: int = 0  # sequence numbers the crafted packets (send_crafted) took from the sender's counter
+    ah_shapes: dict[tuple[int, int], int] = field(default_factory=dict)  # AH verified: (header octets, AH octets) -> n
 
 
 class BuiltinEnd:
@@ -251,6 +253,10 @@ class BuiltinEnd:
             self.log.append(f"{self.clock() - self._t0:8.3f} dropped: {e}")
             return
         data = self.children.get(opened.spi)
+        if data is not None and data.receiver.sa.protocol == "ah":
+            view = parse_ip(outer)
+            shape = (view.offset, (outer[view.offset + 1] + 2) * 4)
+            data.ah_shapes[shape] = data.ah_shapes.get(shape, 0) + 1
         if self._lan_sock is not None and opened.inner and self._to_lan(opened.inner):
             return
         echo = parse_echo(opened.inner) if opened.inner else None
@@ -583,6 +589,11 @@ class BuiltinEnd:
     def echo_replied(self, ident: int, seq: int) -> bool:
         """True once an echo reply (ident, seq) came back through any live Child SA."""
         return self._call(lambda: any((ident, seq) in d.echo_replies for d in self.children.values()))
+
+    def ah_shapes(self, spi_in: int) -> dict[tuple[int, int], int]:
+        """The AH packets that verified on the inbound SA spi_in: (octets of IP header and extension headers before
+        AH, AH octets as its Payload Len states, RFC 4302 s2.2) -> how many."""
+        return self._call(lambda: dict(self.children[spi_in].ah_shapes) if spi_in in self.children else {})
 
     def _newest_child(self) -> ChildData:
         if not self.children:

@@ -18,8 +18,8 @@ from harness.cases.table import table_params
 from harness.crypto import integ
 from harness.errors import LabError, PeerFault
 from harness.esp import Faults
-from harness.esp.headers import (MUTABLE_OPTION, ah_with_reserved, ipv4_with, ipv6_with, option_data_at,
-                                 options_header, with_extensions)
+from harness.esp.headers import (MUTABLE_OPTION, ah_with_reserved, ipv4_with, ipv4_with_options, ipv6_with,
+                                 option_data_at, options_header, with_extensions)
 from harness.esp.ip import DEST_OPTS, HOP_BY_HOP
 from harness.report.checks import should
 
@@ -27,6 +27,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.root]
 TABLE = Path(__file__).with_name("algorithms.json")
 EXPERIMENT = 0x1E  # RFC 4727 s5.1.2: an experimental option type a node skips when unknown (action 00)
 ICV_FAILED = ("XfrmInStateProtoError", "failed")  # what the peer kernels count for an ICV that does not verify
+RA = bytes((0x94, 4, 0, 0))  # IPv4 Router Alert (RFC 2113): immutable (RFC 4302 Appendix A.1)
+RR = bytes((7, 7, 4)) + bytes(4)  # IPv4 Record Route with one empty slot: mutable (zeroed for the ICV)
+RA_AT, RR_AT = 20, 24  # where they sit in the IPv4 header
 
 
 def _version(row) -> int:
@@ -36,9 +39,9 @@ def _version(row) -> int:
 @pytest.mark.ends("builtin>peer")
 @pytest.mark.parametrize("row", table_params(TABLE))
 def test_ah_carries_traffic_both_ways(pair, row, record_property):
-    """The Child SA of the row's algorithm and mode carries echo requests both ways; over IPv4 the peer's kernel
-    states pad the ICV to 32 bits only (Linux's `align4`: without it Linux pads to 64 bits, more than s2.6 lets a
-    sender insert, and refuses 32-bit-aligned AH); whether the peer takes an AH padded to 64 bits is recorded."""
+    """The Child SA of the row's algorithm and mode carries echo requests both ways; the peer's AH pads the ICV to
+    32 bits over IPv4 and 64 over IPv6 and no more (s2.6; Linux pads to 64 bits over IPv4 unless its state has
+    `align4`: the flags are recorded); whether it takes an IPv4 AH padded to 64 bits is recorded too."""
     v = _version(row)
     pair.expect(row, pair.from_row(row, v))
     pair.traffic(count=3)
@@ -48,34 +51,38 @@ def test_ah_carries_traffic_both_ways(pair, row, record_property):
         raise LabError(f"{pair.peer.name}'s kernel shows no AH state 0x{child.spi_in:08x}/0x{child.spi_out:08x} "
                        f"(it holds {sorted(sas)})")
     flags = {d: sas[("ah", spi)].flags for d, spi in (("in", child.spi_in), ("out", child.spi_out))}
-    if any(p.endswith("-esn") for p in row.connection["child_proposals"]) and not all("esn" in f for f in flags.values()):
+    esn = any(p.endswith("-esn") for p in row.connection["child_proposals"])
+    if esn and not all("esn" in f for f in flags.values()):
         raise PeerFault(f"{pair.peer.name} agreed to ESN but its kernel states lack the esn flag ({flags})",
                         "RFC 4302 s2.5.1 MUST")
     record_property("peer_sa_flags", ", ".join(f"{d}: {' '.join(f) or '-'}" for d, f in flags.items()))
     algorithm = integ(next(k.integrity for k in pair.builtin.sa_keys() if k.spi == child.spi_in))
     fixed = 12 + algorithm.iv_size + algorithm.icv_size  # AH's fixed part, IV (GMAC) and ICV: octets before padding
-    record_property("ah_octets", f"{fixed + -fixed % (4 if v == 4 else 8)} (32-bit aligned), {fixed + -fixed % 8} (64-bit)")
-    if v == 4:
-        lacking = [d for d in ("in", "out") if "align4" not in flags[d]]
-        if lacking and fixed % 8:
-            raise PeerFault(f"{pair.peer.name}'s {' and '.join(lacking)} AH state over IPv4 lacks align4 (flags "
-                            f"{flags}): Linux then pads a {fixed}-octet AH to {fixed + -fixed % 8} octets",
-                            "RFC 4302 s2.6 MUST")
-        if fixed % 8:  # more padding than s2.6 lets a sender insert (what Linux sends without align4): evidence only
-            took, rose = _taken(pair, lambda tx, inner: tx.protect(inner, Faults(padding=bytes(-fixed % 8))),
-                                "an AH padded to 64 bits")
-            record_property("peer_takes_ah_padded_to_64_bits", "yes" if took else f"no, dropped: {rose}")
+    aligned = fixed + -fixed % (4 if v == 4 else 8)
+    sent = {ah for (_, ah) in pair.builtin.ah_shapes(child.spi_out)}
+    record_property("peer_ah_octets", ", ".join(map(str, sorted(sent))))
+    if sent != {aligned}:
+        raise PeerFault(f"{pair.peer.name} sent AH of {sorted(sent)} octets with {algorithm.name} over IPv{v}: "
+                        f"{aligned} is the ICV padded to {32 if v == 4 else 64} bits and no more (its kernel "
+                        f"states' flags: {flags})", "RFC 4302 s2.6 MUST")
+    if v == 4 and fixed % 8:  # more padding than s2.6 lets a sender insert (Linux's without align4): evidence only
+        took, rose = _taken(pair, lambda tx, inner: tx.protect(inner, Faults(padding=bytes(-fixed % 8))),
+                            "an AH padded to 64 bits")
+        record_property("peer_takes_ah_padded_to_64_bits", "yes" if took else f"no, dropped: {rose}")
     pair.terminate()
 
 
 @pytest.mark.ends("builtin>peer")
 @pytest.mark.rfc(4302, "3.3.3.1.1.1", "MUST")
-def test_ipv4_header_fields_changed_in_flight(pair, request):
+def test_ipv4_header_fields_changed_in_flight(pair, request, record_property):
     """IPv4 (transport, HMAC-SHA2-256): TOS (DSCP and ECN), the DF flag, TTL and so the header checksum are
     mutable and changed in flight must be tolerated; the source address and the identification are immutable and
     a packet with either changed after the ICV was computed must be dropped and counted, as one with a wrong ICV.
-    The Reserved field (s2.3: zero from a sender, in the ICV, ignored by a receiver) set to 0xa55a and covered by a
-    right ICV should be taken (NON-STRICT otherwise)."""
+    Options (s3.3.3.1.1.2, Appendix A.1): Router Alert is in the ICV, Record Route zeroed for it, so a packet
+    with both verifies as sent and with Record Route filled in flight, and not with the Router Alert value changed
+    (the peer's echo replies carry the Record Route back: the IP header sizes of the AH packets the built-in end
+    verified are recorded). The Reserved field (s2.3: zero from a sender, in the ICV, ignored by a receiver) set to
+    0xa55a and covered by a right ICV should be taken (NON-STRICT otherwise)."""
     pair.establish(pair.connection(protocol="ah", mode="transport", child_proposals=["sha256"]))
 
     def edited(**fields):  # the inner packet gets an Identification: the tester's kernel gives a packet without DF
@@ -84,9 +91,22 @@ def test_ipv4_header_fields_changed_in_flight(pair, request):
 
     pair.expect_accepted([edited(ttl=3), edited(tos=0xBA), edited(df=False), edited(ttl=200, tos=0x03, df=False)],
                          "TTL, TOS (DSCP/ECN) or DF changed in flight (the header checksum fixed)")
+    def with_options(edit):  # Router Alert (immutable) and Record Route (mutable) before AH
+        return lambda tx, inner: ipv4_with(edit(tx.protect(ipv4_with_options(ipv4_with(inner, ident=0x1234), RA + RR))))
+
+    def recorded(p: bytes) -> bytes:  # a router on the path put its address into Record Route
+        return p[:RR_AT + 2] + bytes((8,)) + bytes((198, 18, 0, 99)) + p[RR_AT + 7:]
+
+    pair.expect_accepted([with_options(lambda p: p), with_options(recorded)],
+                         "IPv4 options before AH: Router Alert, and Record Route filled in flight")
     spare = pair.selector("spare", pair.builtin_end).split("/")[0]
-    pair.expect_dropped([edited(src=spare), edited(ident=0x5AA5), protect_with(Faults(corrupt_icv=True))], ICV_FAILED,
-                        "the source address or the identification changed in flight, or a wrong ICV")
+    alert = with_options(lambda p: p[:RA_AT + 3] + bytes((p[RA_AT + 3] ^ 1,)) + p[RA_AT + 4:])
+    pair.expect_dropped([edited(src=spare), edited(ident=0x5AA5), alert, protect_with(Faults(corrupt_icv=True))],
+                        ICV_FAILED, "the source address, the identification or the Router Alert value changed in "
+                                    "flight, or a wrong ICV")
+    inbound = pair.child(pair.builtin_end).spi_in
+    record_property("peer_ah_headers", ", ".join(f"{n} with a {h}-octet IP header" for (h, _), n in
+                                                 sorted(pair.builtin.ah_shapes(inbound).items())))
     took, rose = _taken(pair, lambda tx, inner: ah_with_reserved(tx.sa, tx.protect(inner), 0xA55A),
                         "an AH whose Reserved field is not zero")
     should(request, took, "RFC 4302 s2.3 SHOULD", f"{pair.peer.name} did not ignore a Reserved field of 0xa55a "

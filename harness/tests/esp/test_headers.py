@@ -8,14 +8,16 @@ import pytest
 
 from harness.errors import ConfigError, PacketDropped, ParseError
 from harness.esp import Receiver, SecurityAssociation, Sender
-from harness.esp.headers import (MUTABLE_OPTION, ah_with_reserved, ipv4_with, ipv6_with, option_data_at, options_header,
-                                 with_extensions)
+from harness.esp.headers import (MUTABLE_OPTION, ah_with_reserved, ipv4_with, ipv4_with_options, ipv6_with,
+                                 option_data_at, options_header, with_extensions)
 from harness.esp.ip import DEST_OPTS, HOP_BY_HOP, checksum, parse_ip
 from harness.lab.ping import echo6_packet, echo_packet, parse_echo
 
 V4 = ("198.18.1.1", "198.18.2.2")
 V6 = ("2001:db8::1", "2001:db8::2")
 EXP = 0x1E
+RA = bytes((0x94, 4, 0, 0))  # Router Alert (RFC 2113): immutable (RFC 4302 Appendix A.1)
+RR = bytes((7, 7, 4)) + bytes(4)  # Record Route with one empty slot: mutable
 
 
 def _ah(v: int) -> SecurityAssociation:
@@ -45,8 +47,9 @@ def test_options_header_pads_to_8_octets_and_options_are_found() -> None:
     for n in range(0, 12):
         h = options_header([(EXP, b"\x01" * n)])
         assert len(h) % 8 == 0 and h[1] == len(h) // 8 - 1
-    p = with_extensions(echo6_packet(*V6, 7, 8), [(HOP_BY_HOP, options_header([(EXP, b"ab"), (EXP | MUTABLE_OPTION, b"cd")])),
-                                                 (DEST_OPTS, options_header([(EXP, b"efgh")]))])
+    p = with_extensions(echo6_packet(*V6, 7, 8),
+                        [(HOP_BY_HOP, options_header([(EXP, b"ab"), (EXP | MUTABLE_OPTION, b"cd")])),
+                         (DEST_OPTS, options_header([(EXP, b"efgh")]))])
     assert p[6] == HOP_BY_HOP and p[40] == DEST_OPTS and p[40 + (p[41] + 1) * 8] == 58
     assert p[option_data_at(p, 0, EXP | MUTABLE_OPTION)] == b"cd" and p[option_data_at(p, 1, EXP)] == b"efgh"
     assert parse_echo(p)[2:5] == (8, 7, 8)
@@ -115,4 +118,23 @@ def test_ah_reserved_field_is_in_the_icv(v: int) -> None:
     with pytest.raises(PacketDropped):  # but it is in the ICV: changed after the ICV, the packet fails
         Receiver(sa).unprotect(sent[:off + 2] + b"\xa5\x5a" + sent[off + 4:])
     with pytest.raises(ConfigError):
-        ah_with_reserved(SecurityAssociation("esp", 1, *V4, encryption="ENCR_AES_GCM_16", encryption_key=bytes(20)), sent, 1)
+        esp = SecurityAssociation("esp", 1, *V4, encryption="ENCR_AES_GCM_16", encryption_key=bytes(20))
+        ah_with_reserved(esp, sent, 1)
+
+
+@pytest.mark.rfc(4302, "3.3.3.1.1.2", "MUST")
+def test_ah_ipv4_options_router_alert_in_the_icv_record_route_out() -> None:
+    sa = _ah(4)
+    inner = ipv4_with_options(echo_packet(*V4, 1, 1), RA + RR)
+    assert inner[0] == 0x48 and len(inner) == len(echo_packet(*V4, 1, 1)) + 12 and checksum(inner[:32]) == 0
+    assert parse_echo(inner)[3:5] == (1, 1)
+    sent = Sender(sa).protect(inner)
+    recorded = bytearray(sent)
+    recorded[26], recorded[27:31] = 8, bytes([198, 18, 0, 3])  # a router recorded its address
+    assert Receiver(sa).unprotect(ipv4_with(bytes(recorded), ttl=1)).inner[20:32] == bytes(recorded[20:32])
+    alert = bytearray(sent)
+    alert[23] ^= 1
+    with pytest.raises(PacketDropped):
+        Receiver(sa).unprotect(ipv4_with(bytes(alert)))
+    with pytest.raises(ParseError):
+        ipv4_with_options(echo_packet(*V4, 1, 1), bytes(41))
