@@ -7,7 +7,7 @@ import os
 import pytest
 
 from harness.errors import ConfigError, PacketDropped, ParseError
-from harness.esp import Receiver, SecurityAssociation, Sender
+from harness.esp import Faults, Receiver, SecurityAssociation, Sender
 from harness.esp.headers import (MUTABLE_OPTION, ah_with_reserved, ipv4_with, ipv4_with_options, ipv6_with,
                                  option_data_at, options_header, with_extensions)
 from harness.esp.ip import DEST_OPTS, HOP_BY_HOP, checksum, parse_ip
@@ -138,3 +138,15 @@ def test_ah_ipv4_options_router_alert_in_the_icv_record_route_out() -> None:
         Receiver(sa).unprotect(ipv4_with(bytes(alert)))
     with pytest.raises(ParseError):
         ipv4_with_options(echo_packet(*V4, 1, 1), bytes(41))
+
+
+@pytest.mark.parametrize("protocol", ["ah", "esp"])
+def test_tunnel_outer_identification_is_never_0(protocol: str) -> None:
+    """A tester kernel replaces Identification 0 of a packet without DF sent with IP_HDRINCL, which AH's ICV covers:
+    the outer IPv4 header of sequence number 65536 (and every multiple) carries 1."""
+    keys = {"integrity": "AUTH_HMAC_SHA2_256_128", "integrity_key": bytes(32)} if protocol == "ah" else \
+        {"encryption": "ENCR_AES_GCM_16", "encryption_key": bytes(20)}
+    sa = SecurityAssociation(protocol, 0x4001, *V4, "tunnel", **keys)
+    inner = echo_packet(*V4, 1, 1)
+    assert Sender(sa).protect(inner, Faults(seq=65536))[4:6] == b"\x00\x01"
+    assert Sender(sa, seq=65536).protect(inner)[4:6] == b"\x00\x01"  # the fast path (ESP) too
