@@ -1,7 +1,8 @@
 """AH (RFC 4302) against each peer's kernel: every integrity algorithm, both modes, IPv4 and IPv6, traffic both
 ways; the ICV's alignment (s2.6, s3.3.3.2.1); and a packet changed in flight after the ICV was computed: a change
 to a field s3.3.3.1 calls mutable (zeroed for the ICV) must be tolerated, a change to an immutable one dropped and
-counted by the kernel (the inbound SA's failed counter and XfrmInStateProtoError, as for a wrong ICV).
+counted by the kernel (the inbound SA's failed counter and XfrmInStateProtoError, as for a wrong ICV); and a
+replayed AH packet dropped (s3.4.3).
 
 Rows of algorithms.json run between the built-in end and each peer (the data plane is the peer's kernel: one IKE
 role suffices); traffic is judged by both ends' SA counters and the wire check, crafted packets by the peer's
@@ -158,8 +159,20 @@ def _taken(pair, make, what: str) -> tuple[bool, dict[str, int]]:
     state: dict[str, dict[str, int]] = {}
 
     def settled() -> bool:
-        state["rose"] = {k: n for k, n in pair.counters().rose(before, inbound).items() if k != "packets"}
+        state["rose"] = {k: n for k, n in pair.counters().rose(before, inbound).items()
+                         if k.startswith("XfrmIn") or k in ("failed", "replay")}  # inbound drops only
         return pair.builtin.echo_replied(*sent) or bool(state["rose"])
 
     pair.wait(settled, f"the peer answers or counts {what}")
     return pair.builtin.echo_replied(*sent), state["rose"]
+
+
+@pytest.mark.ends("builtin>peer")
+@pytest.mark.rfc(4302, "3.4.3", "MUST")
+def test_a_replayed_ah_packet_is_dropped(pair):
+    """An AH packet that verifies but repeats a sequence number the SA already took (the anti-replay service IKE
+    SAs have on by default, s3.4.3) must be dropped and counted (XfrmInStateSeqError and the SA's replay counter)."""
+    pair.establish(pair.connection(version=6, protocol="ah", mode="tunnel", child_proposals=["sha256"]))
+    pair.expect_accepted([protect_with(Faults())], "a correct packet")
+    pair.expect_dropped([lambda tx, inner: tx.replay(1)], ("XfrmInStateSeqError", "replay"), "a replayed AH packet")
+    pair.terminate()
