@@ -37,6 +37,12 @@ def _version(row) -> int:
     return 6 if row.id.endswith("-ipv6") else 4
 
 
+def numbered(inner: bytes) -> bytes:
+    """inner (IPv4) with an Identification: the tester's kernel gives a packet without DF and with Identification 0
+    one of its own (IP_HDRINCL), after AH's ICV covered it."""
+    return ipv4_with(inner, ident=0x1234)
+
+
 @pytest.mark.ends("builtin>peer")
 @pytest.mark.parametrize("row", table_params(TABLE))
 def test_ah_carries_traffic_both_ways(pair, row, record_property):
@@ -86,14 +92,14 @@ def test_ipv4_header_fields_changed_in_flight(pair, request, record_property):
     0xa55a and covered by a right ICV should be taken (NON-STRICT otherwise)."""
     pair.establish(pair.connection(protocol="ah", mode="transport", child_proposals=["sha256"]))
 
-    def edited(**fields):  # the inner packet gets an Identification: the tester's kernel gives a packet without DF
-        # and with Identification 0 one of its own (raw IP_HDRINCL), after the ICV was computed
-        return lambda tx, inner: ipv4_with(tx.protect(ipv4_with(inner, ident=0x1234)), **fields)
+    def edited(**fields):
+        return lambda tx, inner: ipv4_with(tx.protect(numbered(inner)), **fields)
+
+    def with_options(edit):  # Router Alert (immutable) and Record Route (mutable) before AH
+        return lambda tx, inner: ipv4_with(edit(tx.protect(ipv4_with_options(numbered(inner), RA + RR))))
 
     pair.expect_accepted([edited(ttl=3), edited(tos=0xBA), edited(df=False), edited(ttl=200, tos=0x03, df=False)],
                          "TTL, TOS (DSCP/ECN) or DF changed in flight (the header checksum fixed)")
-    def with_options(edit):  # Router Alert (immutable) and Record Route (mutable) before AH
-        return lambda tx, inner: ipv4_with(edit(tx.protect(ipv4_with_options(ipv4_with(inner, ident=0x1234), RA + RR))))
 
     def recorded(p: bytes) -> bytes:  # a router on the path put its address into Record Route
         return p[:RR_AT + 2] + bytes((8,)) + bytes((198, 18, 0, 99)) + p[RR_AT + 7:]
