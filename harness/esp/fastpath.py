@@ -138,7 +138,7 @@ def sender_fast(sender: "Sender", general: Callable[..., bytes]) -> Callable[...
         sender.next_seq = seq + 1
         pad = -(n + 2) & 3
         total = 20 + esp_overhead + n + pad
-        ident = seq & 0xFFFF
+        ident = seq & 0xFFFF or 1  # never 0, as Sender._outer
         c = outer_sum + tos + total + ident
         c = (c & 0xFFFF) + (c >> 16)
         c = (c & 0xFFFF) + (c >> 16)

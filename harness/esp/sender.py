@@ -150,7 +150,9 @@ class Sender:
 
     def _outer(self, proto: int, payload: bytes, seq: int, tos: int) -> bytes:
         if self._v4:
-            total, ident = 20 + len(payload), seq & 0xFFFF
+            # Identification never 0: the tester's kernel gives a packet without DF and with 0 one of its own
+            # (IP_HDRINCL), after AH's ICV covered it
+            total, ident = 20 + len(payload), seq & 0xFFFF or 1
             c = self._v4_sum + tos + proto + total + ident
             c = (c & 0xFFFF) + (c >> 16)
             c = (c & 0xFFFF) + (c >> 16)

@@ -13,6 +13,7 @@ from harness.lab import netns
 
 ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = 8, 0
 ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
+ICMPV6_NEXT_HEADER = 58
 
 
 def checksum(data: bytes) -> int:
@@ -79,14 +80,32 @@ def ipv4_packet(src: str, dst: str, proto: int, payload: bytes, ident: int = 0, 
 
 
 def echo_packet(src: str, dst: str, ident: int, seq: int, payload: bytes = b"ipsec-interop", reply: bool = False) -> bytes:
-    """An IPv4 ICMP echo request (or reply) from src to dst, as a complete IP packet."""
+    """An ICMP (IPv4 addresses) or ICMPv6 (IPv6 addresses) echo request (or reply) from src to dst, as a complete IP packet."""
+    if ip_address(src).version == 6:
+        return echo6_packet(src, dst, ident, seq, payload, reply)
     body = struct.pack("!BBHHH", ICMP_ECHO_REPLY if reply else ICMP_ECHO_REQUEST, 0, 0, ident, seq) + payload
     body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
     return ipv4_packet(src, dst, socket.IPPROTO_ICMP, body)
 
 
+def echo6_packet(src: str, dst: str, ident: int, seq: int, payload: bytes = b"ipsec-interop", reply: bool = False,
+                 ext: bytes = b"", ext_type: int = ICMPV6_NEXT_HEADER) -> bytes:
+    """An ICMPv6 echo request (or reply) from src to dst as a complete IPv6 packet, its checksum over the
+    pseudo-header (RFC 8200 s8.1); ext: extension headers between the IPv6 header and ICMPv6, ext_type the first
+    one's type (each header's own Next Header field must lead to 58)."""
+    s, d = ip_address(src).packed, ip_address(dst).packed
+    body = struct.pack("!BBHHH", ICMPV6_ECHO_REPLY if reply else ICMPV6_ECHO_REQUEST, 0, 0, ident, seq) + payload
+    pseudo = s + d + struct.pack("!I3xB", len(body), ICMPV6_NEXT_HEADER)
+    body = body[:2] + struct.pack("!H", checksum(pseudo + body)) + body[4:]
+    first = ext_type if ext else ICMPV6_NEXT_HEADER
+    return struct.pack("!IHBB16s16s", 0x60000000, len(ext) + len(body), first, 64, s, d) + ext + body
+
+
 def parse_echo(packet: bytes) -> tuple[str, str, int, int, int, bytes] | None:
-    """(src, dst, ICMP type, identifier, sequence, payload) of an IPv4 ICMP echo packet, else None."""
+    """(src, dst, ICMP type, identifier, sequence, payload) of an IPv4 ICMP or IPv6 ICMPv6 echo packet (IPv6:
+    after any Hop-by-Hop or Destination Options headers), else None; the type is given as ICMP's (8 request, 0 reply)."""
+    if packet and packet[0] >> 4 == 6:
+        return _parse_echo6(packet)
     if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_ICMP:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -94,3 +113,16 @@ def parse_echo(packet: bytes) -> tuple[str, str, int, int, int, bytes] | None:
     if kind not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
         return None
     return (str(ip_address(packet[12:16])), str(ip_address(packet[16:20])), kind, ident, seq, packet[ihl + 8:])
+
+
+def _parse_echo6(packet: bytes) -> tuple[str, str, int, int, int, bytes] | None:
+    nh, off = packet[6] if len(packet) >= 40 else -1, 40
+    while nh in (0, 60) and off + 8 <= len(packet):  # Hop-by-Hop, Destination Options
+        nh, off = packet[off], off + (packet[off + 1] + 1) * 8
+    if nh != ICMPV6_NEXT_HEADER or len(packet) < off + 8:
+        return None
+    kind, _, _, ident, seq = struct.unpack_from("!BBHHH", packet, off)
+    if kind not in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY):
+        return None
+    return (str(ip_address(packet[8:24])), str(ip_address(packet[24:40])),
+            ICMP_ECHO_REQUEST if kind == ICMPV6_ECHO_REQUEST else ICMP_ECHO_REPLY, ident, seq, packet[off + 8:])

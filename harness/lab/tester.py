@@ -5,7 +5,7 @@ import socket
 from dataclasses import dataclass, field
 
 from harness.errors import LabError
-from harness.lab import netns
+from harness.lab import netns, raw6
 
 IKE_PORT = 500
 NATT_PORT = 4500
@@ -29,7 +29,8 @@ class Tester:
     """The tester node: its namespace, addresses and the sockets the built-in stack uses.
 
     udp[(version, port)]: UDP sockets bound to 500 and 4500 (IPv4 0.0.0.0, IPv6 ::, v6-only).
-    raw[(version, proto)]: raw IP sockets for ESP (50) and AH (51); IPv4 ones receive the IP header.
+    raw[(version, proto)]: raw IP sockets for ESP (50) and AH (51); IPv4 ones receive the IP header, IPv6 ones
+    send whole packets and are read with harness.lab.raw6.receive (which rebuilds the header).
     packet[ifname]: AF_PACKET sockets (all protocols) bound to each interface, for capture and injection.
     """
 
@@ -57,6 +58,7 @@ class Tester:
             for proto in (IPPROTO_ESP, IPPROTO_AH):
                 self.raw[(4, proto)] = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
                 self.raw[(6, proto)] = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
+                raw6.enable(self.raw[(6, proto)])
             for a in self.addresses:
                 # protocol 0 then bind(ETH_P_ALL): socket(ETH_P_ALL) costs 8-16 ms here (RCU grace period)
                 p = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)

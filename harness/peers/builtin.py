@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused, UnsupportedFeature
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
+from harness.esp.ip import parse_ip
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity, scheme_hash
 from harness.ike.config import Bugs, IkeConfig
@@ -40,6 +41,7 @@ from harness.ike.export import IkeSaKeys
 from harness.ike.sa import IkeSa
 from harness.ike.ts import TrafficSelector
 from harness.keys import IpsecSaKeys, KeysFile
+from harness.lab import raw6
 from harness.lab.driver import SocketDriver
 from harness.lab.ping import echo_packet, ipv4_packet, parse_echo
 from harness.peers.algorithms import Algorithms, builtin_algorithms
@@ -111,6 +113,7 @@ class ChildData:
     echo_replies: list[tuple[int, int]] = field(default_factory=list)  # (identifier, sequence) received
     echo_requests: int = 0  # echo requests received (and answered) through this SA
     crafted_seqs: int = 0  # sequence numbers the crafted packets (send_crafted) took from the sender's counter
+    ah_shapes: dict[tuple[int, int], int] = field(default_factory=dict)  # AH verified: (header octets, AH octets) -> n
 
 
 class BuiltinEnd:
@@ -166,7 +169,7 @@ class BuiltinEnd:
         return value
 
     def _loop(self) -> None:
-        raw = [self.tester.raw[(self.ip_version, p)] for p in IPPROTO.values()]
+        raw = [self.tester.raw[(v, p)] for v in (4, 6) for p in IPPROTO.values()]
         while not self._stop.is_set():
             driver = self.driver
             ike = list(driver.sockets.values()) if driver else []
@@ -180,7 +183,7 @@ class BuiltinEnd:
                 elif lan and s is lan[0]:
                     self._on_lan(*s.recvfrom(65535))
                 elif s in raw:
-                    self._on_ipsec(s.recv(65535))
+                    self._on_ipsec(s.recv(65535) if s.family == socket.AF_INET else raw6.receive(s))
                 elif driver:
                     port = next(p for p, x in driver.sockets.items() if x is s)
                     driver._receive(s, port)  # the driver's own handling: non-ESP marker, keepalives
@@ -250,6 +253,10 @@ class BuiltinEnd:
             self.log.append(f"{self.clock() - self._t0:8.3f} dropped: {e}")
             return
         data = self.children.get(opened.spi)
+        if data is not None and data.receiver.sa.protocol == "ah":
+            view = parse_ip(outer)
+            shape = (view.offset, (outer[view.offset + 1] + 2) * 4)
+            data.ah_shapes[shape] = data.ah_shapes.get(shape, 0) + 1
         if self._lan_sock is not None and opened.inner and self._to_lan(opened.inner):
             return
         echo = parse_echo(opened.inner) if opened.inner else None
@@ -281,6 +288,9 @@ class BuiltinEnd:
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
             return
         sock = self.tester.raw[(self.ip_version, IPPROTO[sa.protocol])]
+        if self.ip_version == 6:
+            raw6.send(sock, outer)
+            return
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
         sock.sendto(outer, (sa.dst, 0))
 
@@ -322,9 +332,9 @@ class BuiltinEnd:
     # -- the peer protocol --------------------------------------------------------------------------------
     def load(self, connection: Connection) -> None:
         """Take connection as the built-in end's one configuration (replacing any other and its key ledger), ready to answer."""
-        if connection.local_addr != self.address and connection.local_addr != self.tester.address(version=6):
+        if connection.local_addr not in (self.tester.address(version=4), self.tester.address(version=6)):
             raise ConfigError(f"builtin end: connection {connection.name}: local_addr {connection.local_addr} "
-                              f"is not the tester's address ({self.address})")
+                              f"is not the tester's address ({self.tester.address(version=4)} or {self.tester.address(version=6)})")
         version = 6 if ":" in connection.local_addr else 4
         config = ike_config(connection, self.bugs, **self.config_overrides)
 
@@ -579,6 +589,11 @@ class BuiltinEnd:
     def echo_replied(self, ident: int, seq: int) -> bool:
         """True once an echo reply (ident, seq) came back through any live Child SA."""
         return self._call(lambda: any((ident, seq) in d.echo_replies for d in self.children.values()))
+
+    def ah_shapes(self, spi_in: int) -> dict[tuple[int, int], int]:
+        """The AH packets that verified on the inbound SA spi_in: (octets of IP header and extension headers before
+        AH, AH octets as its Payload Len states, RFC 4302 s2.2) -> how many."""
+        return self._call(lambda: dict(self.children[spi_in].ah_shapes) if spi_in in self.children else {})
 
     def _newest_child(self) -> ChildData:
         if not self.children:
