@@ -1,5 +1,6 @@
-"""Extended Sequence Numbers against each peer (RFC 4303 s2.2.1, Appendix A; RFC 7296 s3.3.2): ESN offered alone,
-no ESN alone, and both (the responder's choice), in both IKE roles; the peer kernel's SAs carry flag esn exactly
+"""Extended Sequence Numbers against each peer (RFC 4303 s2.2.1, Appendix A; RFC 4302 s2.5.1; RFC 7296 s3.3.2): ESN
+offered alone (with AES-GCM, where the high half is in the AAD; with AES-CBC and HMAC, where it is appended to the
+ICV input; with AH), no ESN alone, and both (the responder's choice), in both IKE roles; the peer kernel's SAs carry flag esn exactly
 when ESN was negotiated; with ESN the built-in end's numbers cross the 2^32 boundary of the low-order bits into
 the peer (it must infer the high half, A2.2) and a packet authenticated with the wrong high half is dropped and
 counted.

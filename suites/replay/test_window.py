@@ -1,8 +1,9 @@
-"""The anti-replay window of each peer's kernel SA (RFC 4303 s3.4.3): for the peer's default window, the check
-turned off (window 0), a window one past the kernel's legacy 32-bit bitmap and the largest the kernel takes (4096),
-the window the kernel really got is the one configured, and sequence numbers the built-in end chooses from the
-window's edges (harness/cases/antireplay.py) are accepted once, dropped as duplicates or as left of the window,
-each drop counted by the peer's replay counters, and no valid packet lost.
+"""The anti-replay window of each peer's kernel SA (RFC 4303 s3.4.3, RFC 4302 s3.4.3 for AH): for the peer's default
+window (ESP and AH), the check turned off (window 0), 33 (one past the kernel's legacy 32-bit bitmap), 64 and the
+largest the kernel takes (4096), the window the kernel really got is the one configured, and sequence numbers the
+built-in end chooses from the window's edges (harness/cases/antireplay.py) are accepted once, dropped as duplicates
+or as left of the window, each drop counted by the peer's replay counters, and no valid packet lost. One beyond the
+largest must be refused, not silently shrunk.
 """
 from __future__ import annotations
 
