@@ -66,6 +66,6 @@ def test_esn_negotiated_is_what_the_peer_kernel_uses(pair, row, record_property)
         if rose.get("packets", 0) != accepted:
             raise PeerFault(f"{pair.peer.name}'s inbound SA 0x{spi_in:08x} accepted {rose.get('packets', 0)} packets "
                             f"across 2^32, the plan has {accepted} valid ones (counters that rose: {rose})",
-                            "RFC 4303 A2.2 MUST")
+                            pair.requirement)
     pair.traffic(count=2)
     pair.terminate()

@@ -57,6 +57,11 @@ def test_small_windows_are_refused_and_a_wrong_design_is_caught() -> None:
     p.add("accepted", [40], "top")
     with pytest.raises(ConfigError, match="gets too_old, designed replayed"):
         p.add("replayed", [8], "below the window")
+    e = PlanBuilder(32, esn=True)
+    e.add("accepted", [40], "top")
+    with pytest.raises(ConfigError, match="gets replayed, designed bad_icv"):  # the replay check comes first
+        e.add("bad_icv", [40], "a duplicate from the wrong epoch", seq_hi=1)
+    e.add("bad_icv", [41], "new, from the wrong epoch", seq_hi=1)
 
 
 @pytest.mark.parametrize("window", [32, 128, 4096])
