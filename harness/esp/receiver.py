@@ -49,7 +49,7 @@ def malformed_from(e: ParseError, spi: int | None = None, seq: int | None = None
 
 
 class Receiver:
-    """Inbound processing for one SA with an anti-replay window of `window` packets (>= 1)."""
+    """Inbound processing for one SA with an anti-replay window of `window` packets (0: off)."""
 
     def __init__(self, sa: SecurityAssociation, window: int = 64, check_padding: bool = True) -> None:
         self.sa, self.spi = sa, sa.spi

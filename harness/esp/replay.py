@@ -4,7 +4,8 @@
 high-order 32 bits by RFC 4303 Appendix A2.2 when `esn`) and raises PacketDropped
 ("replayed" or "too_old") without changing state; `accept(seq)` marks it received and
 is called only once the ICV has verified (RFC 4303 s3.4.3). The bitmap is a Python int:
-bit i stands for sequence number `top - i`.
+bit i stands for sequence number `top - i`. A window of 0 packets is the check turned off (s3.4.3: the receiver
+may disable it): every number is taken.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ class ReplayWindow:
     __slots__ = ("size", "esn", "top", "bits", "_mask")
 
     def __init__(self, size: int = 64, esn: bool = False, top: int = 0) -> None:
-        if size < 1:
-            raise ConfigError(f"replay window size {size} is below 1")
+        if size < 0:
+            raise ConfigError(f"replay window size {size} is below 0")
         self.size, self.esn, self.top, self.bits = size, esn, top, 0
         self._mask = (1 << size) - 1
 
@@ -39,7 +40,7 @@ class ReplayWindow:
         """The full sequence number for seq_low; PacketDropped "too_old" or "replayed" when the window rejects it."""
         seq = self.infer(seq_low)
         top = self.top
-        if seq > top:
+        if seq > top or not self.size:  # size 0: the check is off
             return seq
         if seq <= 0:
             raise PacketDropped("too_old", f"sequence number {seq} is never sent (RFC 4303 s3.3.3)", spi, seq)
@@ -53,7 +54,9 @@ class ReplayWindow:
     def accept(self, seq: int) -> None:
         """Mark seq received (after its ICV verified), sliding the window when seq is new."""
         top = self.top
-        if seq > top:
+        if not self.size:
+            self.top = max(top, seq)
+        elif seq > top:
             shift = seq - top
             self.bits = ((self.bits << shift) | 1) & self._mask if shift < self.size else 1
             self.top = seq
