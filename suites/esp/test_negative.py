@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from harness.cases.dataplane import Make, protect_with
-from harness.errors import PeerFault
+from harness.errors import ConfigError, PeerFault
 from harness.esp import Faults, Sender
 from harness.esp.ip import parse_ip, with_payload
 from harness.ike.events import ChildSaEstablished
@@ -64,7 +64,7 @@ def _makes(send: dict[str, Any]) -> list[Make]:
         n = send["dummy"]
         make = lambda tx, inner: tx.dummy(n)  # noqa: E731 - the inner packet has no place in a dummy packet
     else:
-        raise ValueError(f"{TABLE.name}: a row's send names none of faults, zero_padding, keep, dummy: {send}")
+        raise ConfigError(f"{TABLE.name}: a row's send names none of faults, zero_padding, keep, dummy: {send}")
     return [make] * send.get("count", 1)
 
 
