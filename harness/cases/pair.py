@@ -103,10 +103,7 @@ class Pair(DataPlane):
     @property
     def builtin(self) -> Any:
         """The built-in end's BuiltinEnd (for its knobs: bugs, faults, config_overrides); LabError if neither end is it."""
-        for e in self.ends:
-            if e.builtin:
-                return e.adapter
-        raise LabError(f"pair {self.spec.id}: neither end is the built-in stack")
+        return self.builtin_end.adapter
 
     def address(self, end: End, version: int = 4) -> str:
         """An end's address on the lab's first data segment."""
