@@ -594,11 +594,15 @@ class Pair(DataPlane):
         peers = [e for e in self.ends if not e.builtin]
         if not held:
             return
-        deadline = time.monotonic() + WAIT
+        deadline, asked = time.monotonic() + WAIT, 0.0
         while left := {e.name: states for e in peers if (states := e.adapter.xfrm_state())}:
             if time.monotonic() > deadline:
                 shown = {n: [f"{s.proto} 0x{s.spi:08x}" for s in states] for n, states in left.items()}
                 raise LabError(f"pair {self.spec.id}: SAs left after unload: {shown}")
+            if time.monotonic() - asked < 5.0:  # a terminate returns before its Delete is answered: ask again only after a while
+                time.sleep(0.2)
+                continue
+            asked = time.monotonic()
             for e in peers:
                 if e.name in left:
                     try:

@@ -670,8 +670,10 @@ class LibreswanAdapter(NodeBase):
         self.initiate(name, timeout)
 
     def terminate(self, name: str, timeout: float = 30.0) -> None:
-        """`ipsec whack --terminate --name NAME` (deletes the IKE SA and its Child SAs, keeps the connection)."""
-        self.run([WHACK, "--terminate", "--name", name], timeout=timeout)
+        """`ipsec whack --asynchronous --terminate --name NAME`: pluto sends the Delete of the IKE SA (and its Child
+        SAs) and keeps the connection; the caller waits for the SAs to go (a synchronous whack would hang on pluto's
+        retransmissions, about 31 s, where the other end does not answer, hiding that end's logs behind a LabError)."""
+        self.run([WHACK, "--asynchronous", "--terminate", "--name", name], timeout=timeout)
 
     def rekey(self, name: str, what: str = "child") -> None:
         """Rekey the IKE SA (--rekey-ike) or the Child SA (4.x --rekey-ipsec, 5.x --rekey-child)."""
