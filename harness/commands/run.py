@@ -20,6 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, help="external device profile (with --runtime external)")
     p.add_argument("-n", "--workers", default="0", help="pytest-xdist workers (0: in process)")
     p.add_argument("-m", "--marker", default=DEFAULT_MARKER, help=f"pytest marker expression (default: {DEFAULT_MARKER})")
+    p.add_argument("-k", dest="keyword", default=None, help="pytest -k expression: only the cases it selects")
+    p.add_argument("--shard", default=None, metavar="K/N", help="run shard K of N of the cases (harness.shard); "
+                   "join the shards' folders with `ipsec-interop report merge`")
+    p.add_argument("--shard-durations", default=None, metavar="RESULTS_JSON",
+                   help="balance the shards by the durations of an earlier run's results.json")
     p.add_argument("--out", default="reports", help="report directory (default: reports)")
     p.add_argument("suites", nargs="*", default=list(DEFAULT_SUITES), help="suite paths (default: suites)")
 
@@ -35,6 +40,9 @@ def pytest_argv(args: argparse.Namespace, out: Path) -> list[str]:
         argv.append(f"--runtime={args.runtime}")
     if args.profile:
         argv.append(f"--profile={args.profile}")
+    for opt, value in (("-k", args.keyword), ("--shard", args.shard), ("--shard-durations", args.shard_durations)):
+        if value:
+            argv += [opt, value]
     if args.workers not in ("0", ""):
         argv += ["-n", args.workers, "--dist", "loadgroup"]
     return argv
