@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "run": "run the interop suites against the reference peers and write the matrix report",
     "setup": "start a Docker daemon without bridge or NAT if none answers, build the peers' images, export UML trees",
     "decrypt": "decrypt ESP, verify AH and decrypt IKE SK/SKF payloads in a capture, given the SA keys (JSON keys file, Wireshark esp_sa or ikev2_decryption_table)",
+    "peers": "list the peers built here (versions, images, UML readiness) and the runtimes, with the one auto picks",
     "report": "write a results folder's matrix again, compare two runs (--diff OLD NEW), or join shards (merge DIR...)",
     "clean": "remove what a killed run left: lab namespaces, recorded processes, labelled containers, UML dirs",
 }
