@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, settings
 
 # the lab: --peer/--runtime/--profile/--keep-lab options, `peer`/`lab`/`lab_pool` fixtures; the `pair` fixture of
 # interop cases; verdicts and results (Unimplemented and CannotReconfigure become skips there, documented
-# differences xfails); --shard K/N (harness.shard)
-pytest_plugins = ["harness.lab.fixtures", "harness.cases.plugin", "harness.report.collector", "harness.shard"]
+# differences xfails); --shard K/N (harness.shard); --progress (harness.report.live)
+pytest_plugins = ["harness.lab.fixtures", "harness.cases.plugin", "harness.report.collector", "harness.report.live",
+                  "harness.shard"]
 
 settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)

@@ -33,7 +33,7 @@ def pytest_argv(args: argparse.Namespace, out: Path) -> list[str]:
     """The pytest command line for these options."""
     argv = [sys.executable, "-m", "pytest", *args.suites, "-m", args.marker, "-p", "no:cacheprovider",
             f"--results-json={out / 'results.json'}", f"--junitxml={out / 'junit-interop.xml'}",
-            f"--alluredir={out / 'allure-results'}", "--clean-alluredir"]
+            f"--alluredir={out / 'allure-results'}", "--clean-alluredir", "--progress"]
     for peer in args.peer:
         argv.append(f"--peer={peer}")
     if args.runtime:

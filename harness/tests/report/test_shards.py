@@ -117,3 +117,18 @@ def test_the_ci_examples_call_commands_that_parse(name: str) -> None:
         assert args.command in ("run", "report")
         if args.command == "run":
             parse_shard(args.shard)
+
+
+def test_progress_prints_counts_failures_and_an_eta(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST.replace('"harness.shard"]', '"harness.shard", "harness.report.live"]'))
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--progress", "-s")
+    lines = [line for line in result.outlines if line.startswith("[progress]")]
+    assert any(line.startswith("[progress] FAILED ") and "test_replay[libreswan-4.10-64]" in line for line in lines)
+    assert lines[-1].startswith("[progress] 9/9 tests, 2 failed so far,") and "ETA 0s" in lines[-1]
+
+
+def test_eta_reads_the_pace_so_far() -> None:
+    from harness.report.live import eta
+
+    assert (eta(0, 10, 5.0), eta(5, 10, 50.0), eta(1, 100, 10.0), eta(10, 10, 1.0)) == ("?", "50s", "16m30s", "0s")
