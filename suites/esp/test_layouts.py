@@ -1,4 +1,4 @@
-"""The ESP layouts (RFC 4303 s3.1) between every pair of ends: transport and tunnel mode over IPv4 and IPv6, and
+"""The ESP layouts (RFC 4303 s3.1) between every pair of ends: transport and tunnel mode over IPv6, and
 tunnel mode carrying IPv4 inside IPv6 and IPv6 inside IPv4 (RFC 4301 s5.1.2.1), each with AES-GCM and with
 AES-CBC/HMAC-SHA2-256 (layouts.json).
 
