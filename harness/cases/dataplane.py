@@ -116,7 +116,7 @@ class DataPlane:
         """Send one echo request to the peer, its outer packet built by make(sender, inner); its (ident, seq)."""
         DataPlane._crafted_seq = self._crafted_seq % 0xFFFF + 1
         ident, seq = CRAFTED_IDENT, DataPlane._crafted_seq
-        v = self._version()  # type: ignore[attr-defined]
+        v = self.inner_version()  # type: ignore[attr-defined]
         inner = echo_packet(self.address(self.builtin_end, v), self.address(self.peer, v), ident, seq,  # type: ignore[attr-defined]
                             payload or b"ipsec-interop crafted %d" % seq)
         self.builtin.send_crafted(lambda tx: make(tx, inner))  # type: ignore[attr-defined]

@@ -175,9 +175,10 @@ class Pair(DataPlane):
         self.hosts = hosts
         return connection_from_dict(d, f"case connection ({self.spec.id})")
 
-    def from_row(self, row: CaseRow, version: int = 4) -> Connection:
-        """The Connection of a case table row (its selector tokens read from the initiator's side)."""
-        return self.connection(version, **self._placed(row.connection, self.initiator, version))
+    def from_row(self, row: CaseRow, version: int = 4, inner: int | None = None) -> Connection:
+        """The Connection of a case table row (its selector tokens read from the initiator's side, in the inner IP
+        version if given: a 4-in-6 or 6-in-4 tunnel's selectors are of the other family than its outer addresses)."""
+        return self.connection(version, **self._placed(row.connection, self.initiator, inner or version))
 
     def selector(self, token: str, end: End, version: int = 4) -> str:
         """A table row's selector token from end's side: own (its address as a host prefix), other (the other
@@ -444,6 +445,11 @@ class Pair(DataPlane):
     def _version_of(conn: Connection) -> int:
         return 6 if ":" in conn.local_addr else 4
 
+    def inner_version(self) -> int:
+        """The IP version of the traffic the Child SA carries: its selectors' (a 4-in-6 or 6-in-4 tunnel's differ from
+        the outer addresses')."""
+        return 6 if ":" in self._conn().local_selectors()[0] else 4
+
     def child(self, end: End) -> ChildSaRecord:
         """The end's live Child SA of the case (the busiest if several); PeerFault if it holds none."""
         children = _live(c for s in self.ike_sas(end) for c in s.children)
@@ -482,14 +488,15 @@ class Pair(DataPlane):
             for e in self.ends)
 
     def _ping(self, src: End, dst: End, count: int) -> int:
-        addr = self.address(dst, self._version())
-        argv = ["ping", f"-{self._version()}", "-n", "-c", str(count), "-i", "0.05", "-W", "5"]  # root in the guest: 50 ms is allowed
+        v = self.inner_version()
+        addr = self.address(dst, v)
+        argv = ["ping", f"-{v}", "-n", "-c", str(count), "-i", "0.05", "-W", "5"]  # root in the guest: 50 ms is allowed
         if self.hosts:  # host to host through the two gateways
-            to = self.host_behind(dst).address(version=self._version())
+            to = self.host_behind(dst).address(version=v)
             self.lab.ping(self.host_behind(src).name, to, count=count, timeout=2.0)  # its answer is not the verdict
             return count
         if src.builtin:
-            return int(src.adapter.ping(addr, count))
+            return int(src.adapter.ping(addr, count, src=self.address(src, v)))
         src.runtime_node.exec([*argv, addr], timeout=15 + count)  # its exit status is not the verdict: counters are
         return count
 

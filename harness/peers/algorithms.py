@@ -1,7 +1,8 @@
 """The transforms an end implements, read from its own algorithm list (never guessed).
 
 strongSwan: vici's get-algorithms, the list `swanctl --list-algs` prints (sections encryption, integrity, aead, prf,
-dh/ke; the same list serves the Child SA: charon proposes to the kernel only algorithms it knows). Libreswan: `ipsec whack --status`, whose header lists
+dh/ke; the same list serves the Child SA, with what charon's kernel interface installs although no plugin of its
+lists it: KERNEL_ONLY_CHILD). Libreswan: `ipsec whack --status`, whose header lists
 the IKE algorithms (encrypt with their IANA v2id, PRF, DH) and the kernel's ESP/AH algorithms; Libreswan's IKE
 integrity algorithms are the HMACs/MACs of its PRF list (it builds both from one hash table), so INTEG is derived
 from the PRF names. The built-in stack: harness.crypto. Names map to IANA IDs through algorithm_names.json; a
@@ -20,6 +21,10 @@ from harness.errors import ParseError
 
 _NAMES = json.loads(resources.files("harness.peers").joinpath("algorithm_names.json").read_text())
 Id = tuple[TransformType, int]
+# Child SA transforms charon's kernel-netlink interface installs (the kernel computes them) that no userspace plugin
+# lists, so get-algorithms omits them: ENCR_NULL_AUTH_AES_GMAC (RFC 4543; measured: strongSwan 5.9 and 6.0 negotiate
+# aes128gmac/aes256gmac and their kernels carry it as rfc4543(gcm(aes)))
+KERNEL_ONLY_CHILD: frozenset[Id] = frozenset({(TransformType.ENCR, 21)})
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ def strongswan_algorithms(sections: Mapping[str, Iterable[str]], source: str = "
             else:
                 unknown.append(f"{section}:{name}")
     ids = frozenset(have)
-    return Algorithms(ids, ids, source, tuple(unknown))
+    return Algorithms(ids, ids | KERNEL_ONLY_CHILD, source, tuple(unknown))
 
 
 _LSW = re.compile(r"^(?:000 )?algorithm (IKE encrypt|IKE PRF|IKE DH Key Exchange|ESP encrypt|AH/ESP auth): (.*)$")

@@ -299,7 +299,8 @@ class BuiltinEnd:
         """Take the tester's LAN interface when c is a tunnel whose local selectors are a subnet behind us."""
         self._lan_sock, self._lan_nets, self._remote_nets = None, (), ()
         nets = tuple(selector_network(t) for t in c.local_selectors())
-        if c.mode != "tunnel" or any(ipaddress.ip_address(self.address) in n and n.num_addresses == 1 for n in nets):
+        own = (self.tester.address(version=4), self.tester.address(version=6))  # a 4-in-6 tunnel's selectors: the other
+        if c.mode != "tunnel" or any(ipaddress.ip_address(a) in n and n.num_addresses == 1 for a in own for n in nets):
             return
         for a in self.tester.addresses:
             if a.v4 != self.address and any(ipaddress.ip_address(a.v4) in n for n in nets):
@@ -552,12 +553,13 @@ class BuiltinEnd:
         self._wake_w.close()
 
     # -- traffic -------------------------------------------------------------------------------------------
-    def ping(self, dst: str, count: int = 3, timeout: float = 15.0, ident: int = 0x1515) -> int:
-        """Send count echo requests through the newest Child SA; the number of replies that came back through it."""
+    def ping(self, dst: str, count: int = 3, timeout: float = 15.0, ident: int = 0x1515, src: str | None = None) -> int:
+        """Send count echo requests (from src, default the connection's address) through the newest Child SA; the
+        number of replies that came back through it."""
         def send() -> ChildData:
             data = self._newest_child()
             for seq in range(1, count + 1):
-                self._send_ipsec(data, echo_packet(self.address, dst, ident, seq))
+                self._send_ipsec(data, echo_packet(src or self.address, dst, ident, seq))
             return data
 
         data = self._call(send)

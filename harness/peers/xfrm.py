@@ -100,7 +100,8 @@ class XfrmPolicy:
 _INT = r"(\d+)"
 _SPI = re.compile(r"^proto (\S+) spi 0x([0-9a-f]+)(?:\(\d+\))? reqid (\d+)(?:\(0x[0-9a-f]+\))? mode (\S+)$")
 _REPLAY = re.compile(r"^replay-window (\d+) seq 0x([0-9a-f]+) flag ?(.*)$")
-_ALG = re.compile(r"^(enc|auth|auth-trunc|aead|comp) (\S+) (?:0x([0-9a-f]*)|\"\")(?: ?\((\d+) bits\))?(?: (\d+))?$")
+# the key may be absent: an empty one is printed as nothing at all ("enc ecb(cipher_null) ", ENCR_NULL, measured)
+_ALG = re.compile(r"^(enc|auth|auth-trunc|aead|comp) (\S+)(?: (?:0x([0-9a-f]*)|\"\"))?(?: ?\((\d+) bits\))?(?: (\d+))?$")
 _ENCAP = re.compile(r"^encap type (\S+) sport (\d+) dport (\d+) addr (\S+)$")
 _KV_HEX = re.compile(r"(\w[\w-]*) 0x([0-9a-f]+)")
 _STATS = re.compile(r"^replay-window (\d+) replay (\d+) failed (\d+)$")

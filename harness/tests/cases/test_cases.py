@@ -187,6 +187,30 @@ def test_a_selector_token_is_read_from_the_side_of_its_end() -> None:
         {"mode": "tunnel", "local_ts": ["2001:db8:3::/64"]}
 
 
+def test_a_4in6_row_has_ipv6_outer_addresses_and_ipv4_selectors(tmp_path: Path) -> None:
+    """A tunnel row whose inner family is not the outer one (RFC 4301 s5.1.2.1): from_row(row, 6, inner=4) gives the
+    IPv6 addresses of both ends and their IPv4 host prefixes as selectors, and the traffic takes the inner family."""
+    from harness.cases.ends import pair_specs
+    from harness.cases.pair import End, Pair
+    from harness.lab import Lab
+
+    (row,) = load_table(_table(tmp_path, [{"id": "gcm-tunnel-4in6", "rfc": [4301, "5.1.2.1", "MUST"],
+                                           "connection": {"mode": "tunnel", "local_ts": ["own"], "remote_ts": ["other"]}}]))
+    spec = next(iter(pair_specs(["strongswan-6.0", "libreswan-5.2"], ("peer>peer",), "direct")))
+    lab = Lab(spec.lab_topology, run="0000abcd", worker=3)  # planned, not built: addresses only
+    pair = Pair(spec, lab, {n: End(n, node, None) for n, node in spec.nodes().items()}, None, Path("/nonexistent"))
+    node = {e: lab.node(spec.nodes()[e.name]) for e in pair.ends}
+    conn = pair.from_row(row, 6, inner=4)
+    assert (conn.local_addr, conn.remote_addr) == (node[pair.initiator].address(version=6), node[pair.responder].address(version=6))
+    assert (conn.local_ts, conn.remote_ts) == ((f"{node[pair.initiator].address()}/32",), (f"{node[pair.responder].address()}/32",))
+    pair.conn = conn
+    assert pair.inner_version() == 4 and pair._version() == 6
+    pair.conn = pair.from_row(row, 4, inner=6)
+    assert pair.inner_version() == 6 and pair._version() == 4
+    pair.conn = pair.from_row(row, 6)
+    assert pair.inner_version() == 6
+
+
 class _Sas:
     """An end that reports the given IKE SA records."""
 

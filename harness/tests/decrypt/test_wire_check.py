@@ -119,6 +119,52 @@ def test_an_iv_repeated_under_one_key_is_a_problem(tmp_path):
     assert len(rep.problems) == 1 and "seq 2: IV 0000000000000000 repeated from seq 1" in rep.problems[0]
 
 
+@pytest.mark.rfc(4303, "2.4", "MUST")
+@pytest.mark.parametrize("faults,reason", [({"padding": bytes(-(len(_inner(A, B, 1)) - 20 + 2) % 4 + 4)},
+                                            "Padding is not 1, 2, 3"),  # the right length (GCM: 4 octets), zeros
+                                           ({"pad_length": 200}, "Pad Length 200 exceeds")],
+                         ids=["padding-not-1-2-3", "pad-length-past-the-payload"])
+def test_padding_and_pad_length_are_checked_on_every_packet(tmp_path, faults, reason):
+    """An end's packet (not crafted) whose Padding is not the default 1, 2, 3, ... or whose Pad Length runs past the
+    payload (RFC 4303 s2.4) is a problem of the wire, at the packet's frame."""
+    from harness.esp import Faults
+
+    tx = Sender(SecurityAssociation.from_keys(AB))
+    frames = [tx.protect(_inner(A, B, 0)), tx.protect(_inner(A, B, 1), Faults(**faults))]
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", frames)}, KeysFile(ipsec_sas=[AB]))
+    assert len(rep.problems) == 1 and rep.problems[0].startswith("lan (lan.pcap) frame 2: ESP SPI 0x00005001")
+    assert "bad_padding" in rep.problems[0] and reason in rep.problems[0]
+
+
+def _tunnel(spi: int, outer: tuple[str, str]) -> IpsecSaKeys:
+    return IpsecSaKeys("esp", spi, *outer, "tunnel", "ENCR_AES_GCM_16", bytes(range(20)))
+
+
+@pytest.mark.rfc(4303, "3.1.2", "MUST")
+@pytest.mark.parametrize("outer,inner_v,next_header", [(("2001:db8:5::1", "2001:db8:5::2"), 4, 4),
+                                                       ((A, B), 6, 41)], ids=["4in6", "6in4"])
+def test_a_tunnel_of_the_other_family_opens_and_its_next_header_must_match(tmp_path, outer, inner_v, next_header):
+    """A tunnel-mode SA carrying the other IP family (4-in-6, 6-in-4) opens to the inner packet (Next Header 4 or
+    41); a packet whose Next Header names the other family than the inner packet's is a problem of the wire."""
+    from harness.esp import Faults
+    from harness.esp.ip import parse_ip
+    from harness.tests.esp.packets import inner_packet
+    from harness.tools.capture_decrypt import decrypt_capture
+
+    keys = _tunnel(0x5003, outer)
+    tx = Sender(SecurityAssociation.from_keys(keys))
+    inner = inner_packet(inner_v, 20)
+    good = [tx.protect(inner) for _ in range(2)]
+    path = _pcap(tmp_path / "ok.pcap", good)
+    rep = check_wire({"lan": path}, KeysFile(ipsec_sas=[keys]))
+    assert rep.ok and rep.counts["decrypted"] == 2
+    opened = decrypt_capture(read_capture(path), [keys]).results
+    assert [r.inner for r in opened] == [inner, inner] and parse_ip(good[0]).version != inner_v
+    wrong = tx.protect(inner, Faults(next_header=45 - next_header))  # 41 for an IPv4 packet, 4 for an IPv6 one
+    rep = check_wire({"lan": _pcap(tmp_path / "bad.pcap", [*good, wrong])}, KeysFile(ipsec_sas=[keys]))
+    assert len(rep.problems) == 1 and "frame 3" in rep.problems[0] and "under Next Header" in rep.problems[0]
+
+
 def test_packets_crafted_on_purpose_are_counted_not_problems(tmp_path):
     from harness.esp import Faults
 

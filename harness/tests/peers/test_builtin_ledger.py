@@ -1,5 +1,8 @@
-"""The built-in end's key ledger is per configuration: a pooled end's next case starts without the last case's SAs."""
+"""The built-in end's key ledger is per configuration: a pooled end's next case starts without the last case's SAs;
+a tunnel between its own addresses is not a gateway's, whichever family the selectors have."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from harness.keys import IpsecSaKeys
 from harness.peers.builtin import BuiltinEnd
@@ -12,6 +15,9 @@ class _Tester:
 
     def ike_sockets(self, version: int) -> dict:
         return {}
+
+    addresses = [SimpleNamespace(v4="198.18.0.2", ifname="eth0")]  # its one interface: the data segment
+    packet = {"eth0": "the data segment's packet socket"}
 
 
 def test_load_starts_an_empty_ledger() -> None:
@@ -26,3 +32,18 @@ def test_load_starts_an_empty_ledger() -> None:
                                  "auth": {"psk": "x" * 20}}, "test")
     end.load(conn)
     assert end.ipsec_keys == {} and end.ike_keys == {}
+
+
+def test_a_4in6_tunnel_between_its_own_addresses_is_not_a_gateways() -> None:
+    """IPv6 outer addresses with the two ends' own IPv4 addresses as selectors (RFC 4301 s5.1.2.1): the built-in end
+    answers the traffic itself; it must not take its own IPv4 address for a LAN behind it and forward there."""
+    end = BuiltinEnd(_Tester())
+    end._call = lambda fn, timeout=30.0: fn()  # type: ignore[method-assign]
+    end.load(connection_from_dict({"name": "case", "local_addr": "2001:db8::2", "remote_addr": "2001:db8::3",
+                                   "mode": "tunnel", "local_ts": ["198.18.0.2/32"], "remote_ts": ["198.18.0.3/32"],
+                                   "auth": {"psk": "x" * 20}}, "test"))
+    assert end._lan_sock is None and end._lan_nets == ()
+    end.load(connection_from_dict({"name": "case", "local_addr": "2001:db8::2", "remote_addr": "2001:db8::3",
+                                   "mode": "tunnel", "local_ts": ["198.18.0.0/24"], "remote_ts": ["198.18.5.0/24"],
+                                   "auth": {"psk": "x" * 20}}, "test"))
+    assert end._lan_sock == "the data segment's packet socket"  # a subnet behind it: a gateway's tunnel

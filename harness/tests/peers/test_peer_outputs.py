@@ -257,3 +257,17 @@ def test_sa_keys_skips_an_spi_allocated_without_keys() -> None:
               "\treplay-window 0 \n\tsel src 0.0.0.0/0 dst 0.0.0.0/0 \n")
     states = parse_xfrm_state(larval)
     assert len(states) == 1 and not states[0].algorithms and sa_keys(states) == []
+
+
+def test_encr_null_is_printed_without_a_key() -> None:
+    """iproute2 prints ENCR_NULL's empty key as nothing ("enc ecb(cipher_null) ", measured on every peer's kernel with
+    null-sha256): the state parses, and its keys name ENCR_NULL with the integrity algorithm."""
+    text = ("src 198.18.0.3 dst 198.18.0.2\n"
+            "\tproto esp spi 0xc81b9b5e reqid 1 mode tunnel\n"
+            "\treplay-window 0 flag af-unspec\n"
+            "\tauth-trunc hmac(sha256) 0x" + "11" * 32 + " (256 bits) 128\n"
+            "\tenc ecb(cipher_null) \n")
+    (st,) = parse_xfrm_state(text)
+    assert [(a.kind, a.name, a.key) for a in st.algorithms][1] == ("enc", "ecb(cipher_null)", b"")
+    (keys,) = sa_keys([st])
+    assert keys.encryption == "ENCR_NULL" and keys.integrity == "AUTH_HMAC_SHA2_256_128"
