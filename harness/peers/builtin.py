@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused, UnsupportedFeature
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
+from harness.esp.fragment import fragment
 from harness.esp.ip import parse_ip
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity, scheme_hash
@@ -52,6 +53,7 @@ NAME = "builtin"
 VERSION = "ipsec-interop built-in IKEv2/ESP/AH stack"
 IPPROTO = {"esp": 50, "ah": 51}
 PACKET_OUTGOING = 4  # AF_PACKET pkttype of a frame this host sent
+LINK_MTU = 1500  # the lab links' MTU: a longer outer packet leaves in fragments (RFC 4303 s3.3.4)
 T = TypeVar("T")
 
 
@@ -146,6 +148,8 @@ class BuiltinEnd:
         self._lan_nets: tuple[Any, ...] = ()           # our selectors (the LAN behind us)
         self._remote_nets: tuple[Any, ...] = ()        # the remote selectors (traffic for the tunnel)
         self._macs: dict[str, bytes] = {}              # LAN hosts' MAC addresses, learned from their frames
+        self.inner_hooks: list[Callable[[bytes], bytes | None]] = []  # each gets an inner packet that is no echo;
+        self._frag_ident = 0                           # a packet it returns goes back through the same Child SA
 
     # -- the loop that owns the endpoint and the sockets ----------------------------------------------
     def start(self) -> None:
@@ -260,6 +264,10 @@ class BuiltinEnd:
         if self._lan_sock is not None and opened.inner and self._to_lan(opened.inner):
             return
         echo = parse_echo(opened.inner) if opened.inner else None
+        if data is not None and echo is None and opened.inner:
+            for hook in list(self.inner_hooks):
+                if (reply := hook(opened.inner)) is not None:
+                    self._send_ipsec(data, reply)
         if data is None or echo is None:
             return
         src, dst, kind, ident, seq, payload = echo
@@ -288,11 +296,14 @@ class BuiltinEnd:
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
             return
         sock = self.tester.raw[(self.ip_version, IPPROTO[sa.protocol])]
-        if self.ip_version == 6:
-            raw6.send(sock, outer)
-            return
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-        sock.sendto(outer, (sa.dst, 0))
+        self._frag_ident = self._frag_ident % 0xFFFF + 1
+        ident = int.from_bytes(outer[4:6], "big") or self._frag_ident if self.ip_version == 4 else self._frag_ident
+        for piece in fragment(outer, LINK_MTU, ident):  # longer than the link: fragments after ESP (RFC 4303 s3.3.4)
+            if self.ip_version == 6:
+                raw6.send(sock, piece)
+                continue
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+            sock.sendto(piece, (sa.dst, 0))
 
     # -- gateway mode: the built-in end as a tunnel gateway for the host behind the tester ----------------------
     def _gateway(self, c: Connection) -> None:
@@ -585,6 +596,10 @@ class BuiltinEnd:
         """Send the outer packet make(sender of the newest Child SA) returns (e.g. tx.protect(inner, Faults(seq=7)),
         tx.dummy(), tx.replay()), recorded as crafted so the wire check excuses it; the packet sent."""
         return self._call(lambda: self._craft(self._newest_child(), make))
+
+    def send_inner(self, inner: bytes) -> None:
+        """Send an inner IP packet (any protocol) through the newest Child SA, as the built-in end's own traffic."""
+        self._call(lambda: self._send_ipsec(self._newest_child(), inner))
 
     def echo_replied(self, ident: int, seq: int) -> bool:
         """True once an echo reply (ident, seq) came back through any live Child SA."""
