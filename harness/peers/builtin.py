@@ -53,6 +53,7 @@ NAME = "builtin"
 VERSION = "ipsec-interop built-in IKEv2/ESP/AH stack"
 IPPROTO = {"esp": 50, "ah": 51}
 PACKET_OUTGOING = 4  # AF_PACKET pkttype of a frame this host sent
+ETHERTYPE = {4: b"\x08\x00", 6: b"\x86\xdd"}  # gateway mode: the LAN's frames by IP version
 LINK_MTU = 1500  # the lab links' MTU: a longer outer packet leaves in fragments (RFC 4303 s3.3.4)
 T = TypeVar("T")
 
@@ -313,31 +314,29 @@ class BuiltinEnd:
         if c.mode != "tunnel" or any(ipaddress.ip_address(self.address) in n and n.num_addresses == 1 for n in nets):
             return
         for a in self.tester.addresses:
-            if a.v4 != self.address and any(ipaddress.ip_address(a.v4) in n for n in nets):
+            lan = a.v6 if ":" in self.address else a.v4
+            if lan != self.address and any(ipaddress.ip_address(lan) in n for n in nets):
                 self._lan_sock = self.tester.packet[a.ifname]
                 self._lan_nets, self._remote_nets = nets, tuple(selector_network(t) for t in c.remote_selectors())
                 return
 
     def _on_lan(self, frame: bytes, addr: Any) -> None:
-        """A frame from the LAN: an IPv4 packet for the remote selectors goes into the newest Child SA."""
-        if addr[2] == PACKET_OUTGOING or len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        """A frame from the LAN: an IPv4 or IPv6 packet for the remote selectors goes into the newest Child SA."""
+        if addr[2] == PACKET_OUTGOING or frame[12:14] not in ETHERTYPE.values() or (ends := _ip_ends(frame[14:])) is None:
             return
-        ip = frame[14:]
-        src, dst = ipaddress.ip_address(ip[12:16]), ipaddress.ip_address(ip[16:20])
+        src, dst, length = ends
         self._macs[str(src)] = frame[6:12]
         if self.children and any(dst in n for n in self._remote_nets):
-            self._send_ipsec(self._newest_child(), ip[:int.from_bytes(ip[2:4], "big")])
+            self._send_ipsec(self._newest_child(), frame[14:14 + length])
 
     def _to_lan(self, inner: bytes) -> bool:
         """Put a decapsulated packet for the LAN behind us on the wire; False if it is not for the LAN."""
-        if len(inner) < 20 or inner[0] >> 4 != 4:
-            return False
-        dst = ipaddress.ip_address(inner[16:20])
-        if str(dst) == self.address or not any(dst in n for n in self._lan_nets):
+        ends = _ip_ends(inner)
+        if ends is None or str(ends[1]) == self.address or not any(ends[1] in n for n in self._lan_nets):
             return False
         assert self._lan_sock is not None
         own = self._lan_sock.getsockname()[4]
-        self._lan_sock.send(self._macs.get(str(dst), b"\xff" * 6) + own + b"\x08\x00" + inner)
+        self._lan_sock.send(self._macs.get(str(ends[1]), b"\xff" * 6) + own + ETHERTYPE[inner[0] >> 4] + inner)
         return True
 
     # -- the peer protocol --------------------------------------------------------------------------------
@@ -614,6 +613,15 @@ class BuiltinEnd:
         if not self.children:
             raise LabError("builtin end: no Child SA to send through")
         return self.children[next(reversed(self.children))]
+
+
+def _ip_ends(ip: bytes) -> tuple[Any, Any, int] | None:
+    """(source, destination, length) of an IPv4 or IPv6 packet or fragment, None if it is neither."""
+    if len(ip) >= 20 and ip[0] >> 4 == 4:
+        return ipaddress.ip_address(ip[12:16]), ipaddress.ip_address(ip[16:20]), int.from_bytes(ip[2:4], "big")
+    if len(ip) >= 40 and ip[0] >> 4 == 6:
+        return ipaddress.ip_address(ip[8:24]), ipaddress.ip_address(ip[24:40]), 40 + int.from_bytes(ip[4:6], "big")
+    return None
 
 
 def _udp_wrap(esp: bytes, end: BuiltinEnd) -> bytes | None:
