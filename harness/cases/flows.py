@@ -49,7 +49,9 @@ while True:
         t.accept()[0].close()
 """
 
-# argv: udp|tcp ADDRESS PORT SIZE; prints "echo N", "refused", "connected" or "timeout"
+# argv: udp|tcp ADDRESS PORT SIZE; prints "echo N", "refused", "connected" or "timeout"; a UDP datagram is sent up
+# to 3 times, as an application does when its first is lost to path MTU discovery (an ICMPv6 Packet Too Big or
+# ICMP Fragmentation Needed teaches the sender's kernel the tunnel's MTU: RFC 4301 s8.2); stderr: the attempts
 CLIENT = r"""
 import socket, sys
 kind, addr, port, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -58,8 +60,17 @@ s = socket.socket(fam, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREA
 s.settimeout(10)
 try:
     if kind == "udp":
-        s.sendto(bytes(i % 251 for i in range(size)), (addr, port))
-        print("echo", len(s.recv(65535)))
+        s.settimeout(4)
+        for attempt in range(1, 4):
+            s.sendto(bytes(i % 251 for i in range(size)), (addr, port))
+            try:
+                got = s.recv(65535)
+                break
+            except socket.timeout:
+                if attempt == 3:
+                    raise
+        print("attempts", attempt, file=sys.stderr)
+        print("echo", len(got))
     else:
         s.connect((addr, port))
         print("connected")

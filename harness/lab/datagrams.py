@@ -10,6 +10,7 @@ import struct
 from ipaddress import ip_address
 from typing import NamedTuple
 
+from harness.errors import ParseError
 from harness.esp.ip import checksum, ipv4_header, ipv6_header, parse_ip
 
 UDP, TCP = 17, 6
@@ -78,3 +79,20 @@ def reset_for(segment: Transport) -> bytes:
         return tcp_packet(segment.dst, segment.src, segment.dport, segment.sport, segment.ack, 0, RST)
     length = len(segment.payload) + (1 if segment.flags & SYN else 0)
     return tcp_packet(segment.dst, segment.src, segment.dport, segment.sport, 0, segment.seq + length, RST | ACK)
+
+
+def with_checksum(packet: bytes) -> bytes:
+    """packet with its UDP or TCP checksum computed over the pseudo-header (a NIC's checksum offload done in
+    software: a frame read from a veth with an AF_PACKET socket may carry only the partial sum); packet itself if it
+    is neither or a fragment."""
+    try:
+        view = parse_ip(packet, "packet")
+    except ParseError:
+        return packet
+    if view.proto not in (UDP, TCP) or (view.proto == UDP and view.length - view.offset < 8) or \
+            (view.proto == TCP and view.length - view.offset < 20):
+        return packet
+    at = view.offset + (6 if view.proto == UDP else 16)
+    body = packet[view.offset:at] + b"\0\0" + packet[at + 2:view.length]
+    c = checksum(_pseudo(view.src, view.dst, view.proto, len(body)) + body) or (0xFFFF if view.proto == UDP else 0)
+    return packet[:at] + struct.pack("!H", c) + packet[at + 2:]

@@ -43,6 +43,7 @@ from harness.ike.sa import IkeSa
 from harness.ike.ts import TrafficSelector
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.lab import raw6
+from harness.lab.datagrams import with_checksum
 from harness.lab.driver import SocketDriver
 from harness.lab.ping import echo_packet, ipv4_packet, parse_echo
 from harness.peers.algorithms import Algorithms, builtin_algorithms
@@ -327,7 +328,7 @@ class BuiltinEnd:
         src, dst, length = ends
         self._macs[str(src)] = frame[6:12]
         if self.children and any(dst in n for n in self._remote_nets):
-            self._send_ipsec(self._newest_child(), frame[14:14 + length])
+            self._send_ipsec(self._newest_child(), with_checksum(frame[14:14 + length]))  # veth: maybe a partial sum
 
     def _to_lan(self, inner: bytes) -> bool:
         """Put a decapsulated packet for the LAN behind us on the wire; False if it is not for the LAN."""

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.cases.flows import Flows
+from harness.cases.hostflows import HostFlows
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 
@@ -25,13 +26,31 @@ def _rows() -> list[Any]:
     return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])]) for r in TABLE["rows"]]
 
 
+def _record(pair: Any, measured: list[dict[str, Any]], record_property: Any) -> None:
+    """What each flow measured, to flows.json beside the capture and to the case's record."""
+    pair.directory.mkdir(parents=True, exist_ok=True)
+    (pair.directory / "flows.json").write_text(json.dumps(measured, indent=1) + "\n")
+    record_property("flows", json.dumps(measured))
+
+
 @pytest.mark.ends("builtin>peer", "peer>builtin")
 @pytest.mark.parametrize("row", _rows())
 def test_udp_and_tcp_of_every_size_cross_the_child_sa(pair, row, record_property):
     pair.establish(pair.connection(version=row["version"], mode=row["mode"], child_proposals=[PROPOSAL]))
     with Flows(pair) as flows:
-        measured = [flows.run(flow) for flow in row.get("flows", TABLE["flows"])]
-    pair.directory.mkdir(parents=True, exist_ok=True)
-    (pair.directory / "flows.json").write_text(json.dumps(measured, indent=1) + "\n")
-    record_property("flows", json.dumps(measured))
+        _record(pair, [flows.run(flow) for flow in row.get("flows", TABLE["flows"])], record_property)
+    pair.terminate()
+
+
+def _host_rows() -> list[Any]:
+    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])]) for r in TABLE["host_rows"]]
+
+
+@pytest.mark.topology("tunnel")
+@pytest.mark.ends("builtin>peer", "peer>builtin")
+@pytest.mark.parametrize("row", _host_rows())
+def test_udp_and_tcp_between_hosts_behind_the_gateways(pair, row, record_property):
+    pair.establish(pair.connection(version=row["version"], hosts=True, child_proposals=[PROPOSAL]))
+    with HostFlows(pair) as flows:
+        _record(pair, [flows.run(flow) for flow in TABLE["host_flows"]], record_property)
     pair.terminate()

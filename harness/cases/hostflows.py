@@ -1,0 +1,67 @@
+"""UDP and TCP between the hosts behind two tunnel gateways (RFC 4301 s4.1, RFC 4303 s3.1.2): real sockets.
+
+The hosts are network namespaces with their own stacks: each runs harness.cases.flows.SERVER (an echo on UDP and a
+TCP listener, stopped by its pid at the end), and a flow runs harness.cases.flows.CLIENT in one host towards the
+other. A flow is judged by both gateways' Child SA counters (each inbound SA counts the packets the other gateway
+tunnelled) and by the client's socket receiving the echo or completing the handshake through the tunnel; the
+decrypted capture is checked after the case (wire check).
+"""
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from harness.cases.flows import CLIENT, ECHO_PORT, SERVER
+from harness.errors import LabError, PeerFault
+from harness.lab import netns
+
+READY = 30.0  # bound for a server's first line
+
+
+class HostFlows:
+    """The case's flows between the hosts behind its two ends (see module doc); a context manager."""
+
+    def __init__(self, pair: Any) -> None:
+        self.pair = pair
+        self.version = pair._version()
+        self.hosts = {e.name: pair.host_behind(e) for e in pair.ends}
+        if None in self.hosts.values():
+            raise LabError(f"pair {pair.spec.id}: host flows need a host behind each end (topology 'tunnel')")
+        self._servers: list[subprocess.Popen[str]] = []
+
+    def __enter__(self) -> "HostFlows":
+        for host in self.hosts.values():
+            p = subprocess.Popen(netns.exec_argv(host.netns, ["python3", "-c", SERVER, str(ECHO_PORT)]),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self._servers.append(p)
+            assert p.stdout is not None
+            line = p.stdout.readline()  # the server prints "ready" once bound, or dies with its error
+            if line.strip() != "ready":
+                raise LabError(f"echo server in {host.name}: {line}{p.stdout.read() if p.poll() is not None else ''}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self._servers:
+            p.terminate()
+            p.wait(10)
+
+    def run(self, flow: dict[str, Any]) -> dict[str, Any]:
+        """One flow ({"proto": "udp"|"tcp", "from": "initiator"|"responder", "size": octets}) from the host behind
+        that end to the host behind the other; what was measured. PeerFault if it did not cross the tunnel."""
+        src = self.pair.initiator if flow["from"] == "initiator" else self.pair.responder
+        dst = self.pair.responder if src is self.pair.initiator else self.pair.initiator
+        to = self.hosts[dst.name].address(version=self.version)
+        before = {e.name: self.pair.child(e).packets_in for e in self.pair.ends}
+        n = int(flow.get("size", 64)) if flow["proto"] == "udp" else 0
+        r = self.pair.lab.exec(self.hosts[src.name].name, ["python3", "-c", CLIENT, flow["proto"], to, str(ECHO_PORT),
+                                                           str(n)], timeout=30)
+        out = r.stdout.strip()
+        want = f"echo {n}" if flow["proto"] == "udp" else "connected"
+        counted = {e.name: self.pair._settle(e, lambda c, e=e: c.packets_in > before[e.name]).packets_in - before[e.name]
+                   for e in self.pair.ends}
+        what = f"{flow['proto'].upper()} from the host behind {src.name} to the host behind {dst.name}" + \
+            (f", {n} octets of data" if n else "")
+        if out != want or not all(counted.values()):
+            raise PeerFault(f"{what}: the client said {out!r} ({r.stderr.strip()[-300:]}), the inbound SAs counted "
+                            f"{counted} packet(s)", self.pair.requirement)
+        return {**flow, "client": out, "client_stderr": r.stderr.strip(), "inbound_packets": counted}
