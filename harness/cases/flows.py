@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,8 +125,11 @@ class Flows:
         if node is None or not hasattr(node, "spawn"):
             raise UnsupportedFeature(f"{self.pair.peer.name}: no guest to run the echo server in")
         self.pair.builtin.inner_hooks.append(self._on_inner)
+        run = self.pair.peer.adapter.run
+        run(["rm", "-f", SERVER_LOG])  # a pooled guest keeps the last case's log, "ready" in it
         self._pid = node.spawn(["python3", "-c", SERVER, str(ECHO_PORT)], SERVER_LOG)
-        self.pair.wait(lambda: b"ready" in node.get_file(SERVER_LOG), f"the UDP/TCP echo server in {node.name} ready")
+        self.pair.wait(lambda: "ready" in run(["cat", SERVER_LOG], check=False),
+                       f"the UDP/TCP echo server in {node.name} ready")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -180,9 +184,10 @@ class Flows:
     def run(self, flow: dict[str, Any]) -> dict[str, Any]:
         """Run one flow ({"proto": "udp"|"tcp", "from": "builtin"|"peer", "size": SIZES}); what was measured.
         PeerFault naming the requirement if the peer's kernel did not carry it."""
+        t0 = time.perf_counter()
         before = self.pair.counters()
         inbound = self.pair.inbound()
-        mark = len(self.seen.segments)
+        mark, frags = len(self.seen.segments), self.seen.inner_fragments
         proto, frm = flow["proto"], flow["from"]
         n = self.size(flow.get("size", "small")) if proto == "udp" else 0
         what = f"{proto.upper()} {'from the built-in end to' if frm == 'builtin' else 'from'} {self.pair.peer.name}" + \
@@ -218,8 +223,8 @@ class Flows:
         v6 = self.version == 6
         return {**flow, "octets": n, "peer_reassembled": got.get("Ip6ReasmOKs" if v6 else "Ip.ReasmOKs", 0),
                 "peer_fragments_created": got.get("Ip6FragCreates" if v6 else "Ip.FragCreates", 0),
-                "inner_fragments_seen": self.seen.inner_fragments, "inbound_packets": got.get("packets", 0),
-                "segments_seen": len(self.seen.segments) - mark}
+                "inner_fragments_seen": self.seen.inner_fragments - frags, "inbound_packets": got.get("packets", 0),
+                "segments_seen": len(self.seen.segments) - mark, "seconds": round(time.perf_counter() - t0, 2)}
 
     def _settled(self, before: KernelCounters, inbound: tuple[str, int], replies: int) -> KernelCounters:
         """The peer's counters once its inbound SA counted the built-in end's packets (at least replies of them)."""

@@ -23,7 +23,8 @@ PROPOSAL = "aes128gcm16"
 
 
 def _rows() -> list[Any]:
-    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])]) for r in TABLE["rows"]]
+    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"]), pytest.mark.ends(*r["ends"])])
+            for r in TABLE["rows"]]
 
 
 def _record(pair: Any, measured: list[dict[str, Any]], record_property: Any) -> None:
@@ -33,7 +34,6 @@ def _record(pair: Any, measured: list[dict[str, Any]], record_property: Any) -> 
     record_property("flows", json.dumps(measured))
 
 
-@pytest.mark.ends("builtin>peer", "peer>builtin")
 @pytest.mark.parametrize("row", _rows())
 def test_udp_and_tcp_of_every_size_cross_the_child_sa(pair, row, record_property):
     pair.establish(pair.connection(version=row["version"], mode=row["mode"], child_proposals=[PROPOSAL]))
@@ -43,11 +43,11 @@ def test_udp_and_tcp_of_every_size_cross_the_child_sa(pair, row, record_property
 
 
 def _host_rows() -> list[Any]:
-    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])]) for r in TABLE["host_rows"]]
+    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"]), pytest.mark.ends(*r["ends"])])
+            for r in TABLE["host_rows"]]
 
 
 @pytest.mark.topology("tunnel")
-@pytest.mark.ends("builtin>peer", "peer>builtin")
 @pytest.mark.parametrize("row", _host_rows())
 def test_udp_and_tcp_between_hosts_behind_the_gateways(pair, row, record_property):
     pair.establish(pair.connection(version=row["version"], hosts=True, child_proposals=[PROPOSAL]))
