@@ -51,7 +51,7 @@ while True:
 """
 
 # argv: udp|tcp ADDRESS PORT SIZE; prints "echo N", "refused", "connected" or "timeout"; a UDP datagram is sent up
-# to 3 times, as an application does when its first is lost to path MTU discovery (an ICMPv6 Packet Too Big or
+# to 4 times, as an application does when its first is lost to path MTU discovery (an ICMPv6 Packet Too Big or
 # ICMP Fragmentation Needed teaches the sender's kernel the tunnel's MTU: RFC 4301 s8.2); stderr: the attempts
 CLIENT = r"""
 import socket, sys
@@ -61,14 +61,14 @@ s = socket.socket(fam, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREA
 s.settimeout(10)
 try:
     if kind == "udp":
-        s.settimeout(4)
-        for attempt in range(1, 4):
+        for attempt in range(1, 5):
+            s.settimeout(2 ** (attempt - 1))  # 1, 2, 4, 8 s: a lost first datagram costs 1 s, a slow guest is waited for
             s.sendto(bytes(i % 251 for i in range(size)), (addr, port))
             try:
                 got = s.recv(65535)
                 break
             except socket.timeout:
-                if attempt == 3:
+                if attempt == 4:
                     raise
         print("attempts", attempt, file=sys.stderr)
         print("echo", len(got))
@@ -116,7 +116,9 @@ class Flows:
         self._reasm = Reassembler()
         self._ports = itertools.count(40000)
         self._pid: int | None = None
-        self.version = pair._version()
+        if pair.conn is None:
+            raise LabError("flows: no Child SA established yet (call pair.establish first)")
+        self.mode, self.version = pair.conn.mode, 6 if ":" in pair.conn.local_addr else 4
         self.own = pair.address(pair.builtin_end, self.version)
         self.other = pair.address(pair.peer, self.version)
 
@@ -168,7 +170,7 @@ class Flows:
         if name == "3000":
             return 3000
         codec = EspCodec(self._sa().sa)
-        base = fit(codec, self.pair._conn().mode, self.version) - (20 if self.version == 4 else 40) - 8
+        base = fit(codec, self.mode, self.version) - (20 if self.version == 4 else 40) - 8
         if name == "fit":
             return base
         if name == "over":
@@ -241,7 +243,7 @@ class Flows:
     def _send(self, inner: bytes, split: str) -> None:
         """inner through the Child SA: whole (the built-in end fragments the ESP packet if it is longer than the
         link, RFC 4303 s3.3.4), or split "inner" (tunnel mode: the inner packet in fragments that each fit)."""
-        if split == "inner" and self.pair._conn().mode == "tunnel":
+        if split == "inner" and self.mode == "tunnel":
             pieces = fragment(inner, fit(EspCodec(self._sa().sa), "tunnel", self.version), next(self._ports))
         else:
             pieces = [inner]

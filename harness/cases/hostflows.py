@@ -9,6 +9,7 @@ decrypted capture is checked after the case (wire check).
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any
 
 from harness.cases.flows import CLIENT, ECHO_PORT, SERVER
@@ -23,7 +24,9 @@ class HostFlows:
 
     def __init__(self, pair: Any) -> None:
         self.pair = pair
-        self.version = pair._version()
+        if pair.conn is None:
+            raise LabError("host flows: no Child SA established yet (call pair.establish first)")
+        self.version = 6 if ":" in pair.conn.local_addr else 4
         self.hosts = {e.name: pair.host_behind(e) for e in pair.ends}
         if None in self.hosts.values():
             raise LabError(f"pair {pair.spec.id}: host flows need a host behind each end (topology 'tunnel')")
@@ -48,6 +51,7 @@ class HostFlows:
     def run(self, flow: dict[str, Any]) -> dict[str, Any]:
         """One flow ({"proto": "udp"|"tcp", "from": "initiator"|"responder", "size": octets}) from the host behind
         that end to the host behind the other; what was measured. PeerFault if it did not cross the tunnel."""
+        t0 = time.perf_counter()
         src = self.pair.initiator if flow["from"] == "initiator" else self.pair.responder
         dst = self.pair.responder if src is self.pair.initiator else self.pair.initiator
         to = self.hosts[dst.name].address(version=self.version)
@@ -57,11 +61,18 @@ class HostFlows:
                                                            str(n)], timeout=30)
         out = r.stdout.strip()
         want = f"echo {n}" if flow["proto"] == "udp" else "connected"
-        counted = {e.name: self.pair._settle(e, lambda c, e=e: c.packets_in > before[e.name]).packets_in - before[e.name]
-                   for e in self.pair.ends}
         what = f"{flow['proto'].upper()} from the host behind {src.name} to the host behind {dst.name}" + \
             (f", {n} octets of data" if n else "")
-        if out != want or not all(counted.values()):
-            raise PeerFault(f"{what}: the client said {out!r} ({r.stderr.strip()[-300:]}), the inbound SAs counted "
-                            f"{counted} packet(s)", self.pair.requirement)
-        return {**flow, "client": out, "client_stderr": r.stderr.strip(), "inbound_packets": counted}
+        counted: dict[str, int] = {}
+        if out != want:
+            counted.update({e.name: self.pair.child(e).packets_in - before[e.name] for e in self.pair.ends})
+            raise PeerFault(f"{what}: the client said {out!r} ({r.stderr.strip()[-300:]}); the gateways' inbound SAs "
+                            f"counted {counted} packet(s)", self.pair.requirement)
+
+        def both_counted() -> bool:
+            counted.update({e.name: self.pair.child(e).packets_in - before[e.name] for e in self.pair.ends})
+            return all(v > 0 for v in counted.values())
+
+        self.pair.wait(both_counted, f"{what}: each gateway's inbound SA counts the tunnelled packets ({counted})")
+        return {**flow, "client": out, "client_stderr": r.stderr.strip(), "inbound_packets": counted,
+                "seconds": round(time.perf_counter() - t0, 2)}
