@@ -9,9 +9,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.root]
 
 @pytest.mark.topology("tunnel")
 @pytest.mark.rfc(4301, "4.1", "MUST")
-@pytest.mark.parametrize("esp,version", [("aes128gcm16", 4), ("aes256-sha256", 4), ("aes128gcm16", 6)],
-                         ids=["aes128gcm16", "aes256-sha256", "aes128gcm16-ipv6"])
-def test_hosts_behind_the_gateways_talk_through_the_tunnel(pair, esp, version):
-    pair.establish(pair.connection(version=version, hosts=True, child_proposals=[esp]))
+@pytest.mark.parametrize("esp", ["aes128gcm16", "aes256-sha256"])
+def test_hosts_behind_the_gateways_talk_through_the_tunnel(pair, esp):
+    pair.establish(pair.connection(hosts=True, child_proposals=[esp]))
     pair.traffic(count=3)
     pair.terminate()
