@@ -128,10 +128,14 @@ class Flows:
             raise UnsupportedFeature(f"{self.pair.peer.name}: no guest to run the echo server in")
         self.pair.builtin.inner_hooks.append(self._on_inner)
         run = self.pair.peer.adapter.run
-        run(["rm", "-f", SERVER_LOG])  # a pooled guest keeps the last case's log, "ready" in it
-        self._pid = node.spawn(["python3", "-c", SERVER, str(ECHO_PORT)], SERVER_LOG)
-        self.pair.wait(lambda: "ready" in run(["cat", SERVER_LOG], check=False),
-                       f"the UDP/TCP echo server in {node.name} ready")
+        try:
+            run(["rm", "-f", SERVER_LOG])  # a pooled guest keeps the last case's log, "ready" in it
+            self._pid = node.spawn(["python3", "-c", SERVER, str(ECHO_PORT)], SERVER_LOG)
+            self.pair.wait(lambda: "ready" in run(["cat", SERVER_LOG], check=False),
+                           f"the UDP/TCP echo server in {node.name} ready")
+        except BaseException:
+            self.__exit__()  # the pooled built-in end and guest go to the next case without our hook and server
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,6 +8,7 @@ decrypted capture is checked after the case (wire check).
 """
 from __future__ import annotations
 
+import select
 import subprocess
 import time
 from typing import Any
@@ -38,8 +39,10 @@ class HostFlows:
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             self._servers.append(p)
             assert p.stdout is not None
-            line = p.stdout.readline()  # the server prints "ready" once bound, or dies with its error
+            up = select.select([p.stdout], [], [], READY)[0]  # it prints "ready" once bound, or dies with its error
+            line = p.stdout.readline() if up else f"no line within {READY:.0f} s\n"
             if line.strip() != "ready":
+                self.__exit__()
                 raise LabError(f"echo server in {host.name}: {line}{p.stdout.read() if p.poll() is not None else ''}")
         return self
 
