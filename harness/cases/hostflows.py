@@ -13,11 +13,13 @@ import subprocess
 import time
 from typing import Any
 
+from harness.cases.dataplane import read_counters
 from harness.cases.flows import CLIENT, ECHO_PORT, SERVER
 from harness.errors import LabError, PeerFault
 from harness.lab import netns
 
 READY = 30.0  # bound for a server's first line
+TOO_BIG = ("Icmp.OutDestUnreachs", "Icmp6OutPktTooBigs")  # a gateway telling a host the tunnel's MTU (RFC 4301 s8.2)
 
 
 class HostFlows:
@@ -60,6 +62,8 @@ class HostFlows:
         to = self.hosts[dst.name].address(version=self.version)
         before = {e.name: self.pair.child(e).packets_in for e in self.pair.ends}
         n = int(flow.get("size", 64)) if flow["proto"] == "udp" else 0
+        peers = {e.name: e.adapter for e in self.pair.ends if not e.builtin}
+        icmp_before = {name: read_counters(a) for name, a in peers.items()} if n > 1500 else {}
         r = self.pair.lab.exec(self.hosts[src.name].name, ["python3", "-c", CLIENT, flow["proto"], to, str(ECHO_PORT),
                                                            str(n)], timeout=30)
         out = r.stdout.strip()
@@ -77,5 +81,8 @@ class HostFlows:
             return all(v > 0 for v in counted.values())
 
         self.pair.wait(both_counted, f"{what}: each gateway's inbound SA counts the tunnelled packets ({counted})")
+        now = {name: read_counters(peers[name]) for name in icmp_before}
+        too_big = {name: sum(now[name].stat.get(k, 0) - was.stat.get(k, 0) for k in TOO_BIG)
+                   for name, was in icmp_before.items()}
         return {**flow, "client": out, "client_stderr": r.stderr.strip(), "inbound_packets": counted,
-                "seconds": round(time.perf_counter() - t0, 2)}
+                "peer_sent_too_big": too_big, "seconds": round(time.perf_counter() - t0, 2)}
