@@ -6,6 +6,7 @@ s3.1) and reads what comes back (`parse_transport`). IPv4 packets leave Don't Fr
 """
 from __future__ import annotations
 
+import itertools
 import struct
 from ipaddress import ip_address
 from typing import NamedTuple
@@ -14,6 +15,7 @@ from harness.errors import ParseError
 from harness.esp.ip import checksum, ipv4_header, ipv6_header, parse_ip
 
 UDP, TCP = 17, 6
+_IDENTS = itertools.cycle(range(1, 0x10000))  # IPv4 Identification: distinct for datagrams that may be fragmented
 SYN, RST, ACK = 0x02, 0x04, 0x10
 
 
@@ -43,12 +45,13 @@ def _ip(src: str, dst: str, proto: int, body: bytes, ident: int) -> bytes:
     c = checksum(_pseudo(s, d, proto, len(body)) + body) or (0xFFFF if proto == UDP else 0)
     body = body[:csum_at] + struct.pack("!H", c) + body[csum_at + 2:]
     if len(s) == 4:
-        return ipv4_header(s, d, proto, len(body), ident=ident or 1) + body
+        return ipv4_header(s, d, proto, len(body), ident=ident or next(_IDENTS)) + body
     return ipv6_header(s, d, proto, len(body)) + body
 
 
 def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes, ident: int = 0) -> bytes:
-    """A UDP datagram from src:sport to dst:dport as a complete IPv4 (without DF) or IPv6 packet."""
+    """A UDP datagram from src:sport to dst:dport as a complete IPv4 (without DF; Identification ident, else the next
+    of a counter) or IPv6 packet."""
     return _ip(src, dst, UDP, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload, ident)
 
 

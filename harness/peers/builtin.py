@@ -150,8 +150,8 @@ class BuiltinEnd:
         self._lan_nets: tuple[Any, ...] = ()           # our selectors (the LAN behind us)
         self._remote_nets: tuple[Any, ...] = ()        # the remote selectors (traffic for the tunnel)
         self._macs: dict[str, bytes] = {}              # LAN hosts' MAC addresses, learned from their frames
-        self.inner_hooks: list[Callable[[bytes], bytes | None]] = []  # each gets an inner packet that is no echo;
-        self._frag_ident = 0                           # a packet it returns goes back through the same Child SA
+        self.inner_hooks: list[Callable[[bytes], bytes | None]] = []  # inner packets that are no echo (_on_ipsec)
+        self._frag_ident = 0                           # the Identification of the last IPv6 packet sent in fragments
 
     # -- the loop that owns the endpoint and the sockets ----------------------------------------------
     def start(self) -> None:
@@ -266,7 +266,7 @@ class BuiltinEnd:
         if self._lan_sock is not None and opened.inner and self._to_lan(opened.inner):
             return
         echo = parse_echo(opened.inner) if opened.inner else None
-        if data is not None and echo is None and opened.inner:
+        if data is not None and echo is None and opened.inner:  # a case's own traffic (harness.cases.flows)
             for hook in list(self.inner_hooks):
                 if (reply := hook(opened.inner)) is not None:
                     self._send_ipsec(data, reply)
@@ -298,9 +298,11 @@ class BuiltinEnd:
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
             return
         sock = self.tester.raw[(self.ip_version, IPPROTO[sa.protocol])]
-        self._frag_ident = self._frag_ident % 0xFFFF + 1
-        ident = int.from_bytes(outer[4:6], "big") or self._frag_ident if self.ip_version == 4 else self._frag_ident
-        for piece in fragment(outer, LINK_MTU, ident):  # longer than the link: fragments after ESP (RFC 4303 s3.3.4)
+        pieces = [outer]
+        if len(outer) > LINK_MTU:  # fragments after ESP processing (RFC 4303 s3.3.4); IPv4 keeps its Identification
+            self._frag_ident = self._frag_ident % 0xFFFFFFFF + 1
+            pieces = fragment(outer, LINK_MTU, int.from_bytes(outer[4:6], "big") if self.ip_version == 4 else self._frag_ident)
+        for piece in pieces:
             if self.ip_version == 6:
                 raw6.send(sock, piece)
                 continue
