@@ -162,9 +162,10 @@ class Flows:
             return reset_for(t)
         return None
 
-    def _got(self, want: Any) -> list[Transport]:
+    def _got(self, want: Any, since: int) -> list[Transport]:
+        """The segments decrypted from index since on that want accepts."""
         with self.seen.lock:
-            return [t for t in self.seen.segments if want(t)]
+            return [t for t in self.seen.segments[since:] if want(t)]
 
     # -- one flow ----------------------------------------------------------------------------------------
     def size(self, name: str) -> int:
@@ -191,46 +192,53 @@ class Flows:
         """Run one flow ({"proto": "udp"|"tcp", "from": "builtin"|"peer", "size": SIZES}); what was measured.
         PeerFault naming the requirement if the peer's kernel did not carry it."""
         t0 = time.perf_counter()
-        before = self.pair.counters()
-        inbound = self.pair.inbound()
+        before, inbound = self.pair.counters(), self.pair.inbound()
         mark, frags = len(self.seen.segments), self.seen.inner_fragments
-        proto, frm = flow["proto"], flow["from"]
-        n = self.size(flow.get("size", "small")) if proto == "udp" else 0
-        what = f"{proto.upper()} {'from the built-in end to' if frm == 'builtin' else 'from'} {self.pair.peer.name}" + \
-            (f", {n} octets of data" if proto == "udp" else "")
-        sport = next(self._ports)
-        if frm == "builtin":
-            if proto == "udp":
-                self._send(udp_packet(self.own, self.other, sport, ECHO_PORT, datagram(n)), flow.get("split", "outer"))
-                want = lambda t: (t.proto == UDP and t.sport == ECHO_PORT and t.dport == sport  # noqa: E731
-                                  and t.payload == datagram(n))
-                self.pair.wait(lambda: self._got(want), f"{what}: the echoed datagram back through the Child SA")
-            else:
-                isn = 0x49500000 + sport
-                self._send(tcp_packet(self.own, self.other, sport, ECHO_PORT, isn, 0, SYN), "outer")
-                want = lambda t: (t.proto == TCP and t.dport == sport and t.flags & (SYN | ACK) == SYN | ACK  # noqa: E731
-                                  and t.ack == isn + 1)
-                self.pair.wait(lambda: self._got(want), f"{what}: the listener's SYN-ACK back through the Child SA")
+        n = self.size(flow.get("size", "small")) if flow["proto"] == "udp" else 0
+        what = f"{flow['proto'].upper()} {'from the built-in end to' if flow['from'] == 'builtin' else 'from'} " \
+               f"{self.pair.peer.name}" + (f", {n} octets of data" if n else "")
+        if flow["from"] == "builtin":
+            self._from_builtin(flow, n, mark, what)
             replies = 1
         else:
-            out = self.pair.peer.adapter.run(["python3", "-c", CLIENT, proto, self.own, str(ECHO_PORT), str(n)],
-                                             timeout=30).strip()
-            if proto == "udp":
-                want = lambda t: t.proto == UDP and t.dport == ECHO_PORT and t.payload == datagram(n)  # noqa: E731
-            else:
-                want = lambda t: t.proto == TCP and t.dport == ECHO_PORT and t.flags & (SYN | ACK) == SYN  # noqa: E731
-            if not self._got(want):
-                raise PeerFault(f"{what}: the built-in end decrypted no such {'datagram' if proto == 'udp' else 'SYN'} "
-                                f"(the guest's client said {out!r})", self.pair.requirement)
-            replies = len(self._got(want))
+            out, replies = self._from_peer(flow, n, mark, what)
             flow = {**flow, "client": out}
-        after = self._settled(before, inbound, replies)
-        got = after.rose(before, inbound)
+        got = self._settled(before, inbound, replies).rose(before, inbound)
         v6 = self.version == 6
         return {**flow, "octets": n, "peer_reassembled": got.get("Ip6ReasmOKs" if v6 else "Ip.ReasmOKs", 0),
                 "peer_fragments_created": got.get("Ip6FragCreates" if v6 else "Ip.FragCreates", 0),
                 "inner_fragments_seen": self.seen.inner_fragments - frags, "inbound_packets": got.get("packets", 0),
                 "segments_seen": len(self.seen.segments) - mark, "seconds": round(time.perf_counter() - t0, 2)}
+
+    def _from_builtin(self, flow: dict[str, Any], n: int, mark: int, what: str) -> None:
+        """A UDP datagram (echoed by the guest) or a SYN (answered with SYN-ACK) from the built-in end, waited for."""
+        sport = next(self._ports)
+        if flow["proto"] == "udp":
+            self._send(udp_packet(self.own, self.other, sport, ECHO_PORT, datagram(n)), flow.get("split", "outer"))
+            want = lambda t: (t.proto == UDP and t.sport == ECHO_PORT and t.dport == sport  # noqa: E731
+                              and t.payload == datagram(n))
+            self.pair.wait(lambda: self._got(want, mark), f"{what}: the echoed datagram back through the Child SA")
+            return
+        isn = 0x49500000 + sport
+        self._send(tcp_packet(self.own, self.other, sport, ECHO_PORT, isn, 0, SYN), "outer")
+        want = lambda t: (t.proto == TCP and t.dport == sport and t.flags & (SYN | ACK) == SYN | ACK  # noqa: E731
+                          and t.ack == isn + 1)
+        self.pair.wait(lambda: self._got(want, mark), f"{what}: the listener's SYN-ACK back through the Child SA")
+
+    def _from_peer(self, flow: dict[str, Any], n: int, mark: int, what: str) -> tuple[str, int]:
+        """The guest's client sends a UDP datagram (the built-in end echoes it) or a SYN (the built-in end resets
+        it); the client's output and how many such datagrams or SYNs the built-in end decrypted. PeerFault if none."""
+        out = self.pair.peer.adapter.run(["python3", "-c", CLIENT, flow["proto"], self.own, str(ECHO_PORT), str(n)],
+                                         timeout=30).strip()
+        if flow["proto"] == "udp":
+            want = lambda t: t.proto == UDP and t.dport == ECHO_PORT and t.payload == datagram(n)  # noqa: E731
+        else:
+            want = lambda t: t.proto == TCP and t.dport == ECHO_PORT and t.flags & (SYN | ACK) == SYN  # noqa: E731
+        got = self._got(want, mark)
+        if not got:
+            raise PeerFault(f"{what}: the built-in end decrypted no such {'datagram' if flow['proto'] == 'udp' else 'SYN'}"
+                            f" (the guest's client said {out!r})", self.pair.requirement)
+        return out, len(got)
 
     def _settled(self, before: KernelCounters, inbound: tuple[str, int], replies: int) -> KernelCounters:
         """The peer's counters once its inbound SA counted the built-in end's packets (at least replies of them)."""
