@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused, UnsupportedFeature
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
+from harness.esp.fragment import fragment
 from harness.esp.ip import parse_ip
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity, scheme_hash
@@ -42,6 +43,7 @@ from harness.ike.sa import IkeSa
 from harness.ike.ts import TrafficSelector
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.lab import raw6
+from harness.lab.datagrams import with_checksum
 from harness.lab.driver import SocketDriver
 from harness.lab.ping import echo_packet, ipv4_packet, parse_echo
 from harness.peers.algorithms import Algorithms, builtin_algorithms
@@ -52,6 +54,8 @@ NAME = "builtin"
 VERSION = "ipsec-interop built-in IKEv2/ESP/AH stack"
 IPPROTO = {"esp": 50, "ah": 51}
 PACKET_OUTGOING = 4  # AF_PACKET pkttype of a frame this host sent
+ETHERTYPE = {4: b"\x08\x00", 6: b"\x86\xdd"}  # gateway mode: the LAN's frames by IP version
+LINK_MTU = 1500  # the lab links' MTU: a longer outer packet leaves in fragments (RFC 4303 s3.3.4)
 T = TypeVar("T")
 
 
@@ -146,6 +150,8 @@ class BuiltinEnd:
         self._lan_nets: tuple[Any, ...] = ()           # our selectors (the LAN behind us)
         self._remote_nets: tuple[Any, ...] = ()        # the remote selectors (traffic for the tunnel)
         self._macs: dict[str, bytes] = {}              # LAN hosts' MAC addresses, learned from their frames
+        self.inner_hooks: list[Callable[[bytes], bytes | None]] = []  # inner packets that are no echo (_on_ipsec)
+        self._frag_ident = 0                           # the Identification of the last IPv6 packet sent in fragments
 
     # -- the loop that owns the endpoint and the sockets ----------------------------------------------
     def start(self) -> None:
@@ -260,6 +266,10 @@ class BuiltinEnd:
         if self._lan_sock is not None and opened.inner and self._to_lan(opened.inner):
             return
         echo = parse_echo(opened.inner) if opened.inner else None
+        if data is not None and echo is None and opened.inner:  # a case's own traffic (harness.cases.flows)
+            for hook in list(self.inner_hooks):
+                if (reply := hook(opened.inner)) is not None:
+                    self._send_ipsec(data, reply)
         if data is None or echo is None:
             return
         src, dst, kind, ident, seq, payload = echo
@@ -288,11 +298,16 @@ class BuiltinEnd:
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
             return
         sock = self.tester.raw[(self.ip_version, IPPROTO[sa.protocol])]
-        if self.ip_version == 6:
-            raw6.send(sock, outer)
-            return
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-        sock.sendto(outer, (sa.dst, 0))
+        pieces = [outer]
+        if len(outer) > LINK_MTU:  # fragments after ESP processing (RFC 4303 s3.3.4); IPv4 keeps its Identification
+            self._frag_ident = self._frag_ident % 0xFFFFFFFF + 1
+            pieces = fragment(outer, LINK_MTU, int.from_bytes(outer[4:6], "big") if self.ip_version == 4 else self._frag_ident)
+        for piece in pieces:
+            if self.ip_version == 6:
+                raw6.send(sock, piece)
+                continue
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+            sock.sendto(piece, (sa.dst, 0))
 
     # -- gateway mode: the built-in end as a tunnel gateway for the host behind the tester ----------------------
     def _gateway(self, c: Connection) -> None:
@@ -303,31 +318,29 @@ class BuiltinEnd:
         if c.mode != "tunnel" or any(ipaddress.ip_address(a) in n and n.num_addresses == 1 for a in own for n in nets):
             return
         for a in self.tester.addresses:
-            if a.v4 != self.address and any(ipaddress.ip_address(a.v4) in n for n in nets):
+            lan = a.v6 if ":" in self.address else a.v4
+            if lan != self.address and any(ipaddress.ip_address(lan) in n for n in nets):
                 self._lan_sock = self.tester.packet[a.ifname]
                 self._lan_nets, self._remote_nets = nets, tuple(selector_network(t) for t in c.remote_selectors())
                 return
 
     def _on_lan(self, frame: bytes, addr: Any) -> None:
-        """A frame from the LAN: an IPv4 packet for the remote selectors goes into the newest Child SA."""
-        if addr[2] == PACKET_OUTGOING or len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        """A frame from the LAN: an IPv4 or IPv6 packet for the remote selectors goes into the newest Child SA."""
+        if addr[2] == PACKET_OUTGOING or frame[12:14] not in ETHERTYPE.values() or (ends := _ip_ends(frame[14:])) is None:
             return
-        ip = frame[14:]
-        src, dst = ipaddress.ip_address(ip[12:16]), ipaddress.ip_address(ip[16:20])
+        src, dst, length = ends
         self._macs[str(src)] = frame[6:12]
         if self.children and any(dst in n for n in self._remote_nets):
-            self._send_ipsec(self._newest_child(), ip[:int.from_bytes(ip[2:4], "big")])
+            self._send_ipsec(self._newest_child(), with_checksum(frame[14:14 + length]))  # veth: maybe a partial sum
 
     def _to_lan(self, inner: bytes) -> bool:
         """Put a decapsulated packet for the LAN behind us on the wire; False if it is not for the LAN."""
-        if len(inner) < 20 or inner[0] >> 4 != 4:
-            return False
-        dst = ipaddress.ip_address(inner[16:20])
-        if str(dst) == self.address or not any(dst in n for n in self._lan_nets):
+        ends = _ip_ends(inner)
+        if ends is None or str(ends[1]) == self.address or not any(ends[1] in n for n in self._lan_nets):
             return False
         assert self._lan_sock is not None
         own = self._lan_sock.getsockname()[4]
-        self._lan_sock.send(self._macs.get(str(dst), b"\xff" * 6) + own + b"\x08\x00" + inner)
+        self._lan_sock.send(self._macs.get(str(ends[1]), b"\xff" * 6) + own + ETHERTYPE[inner[0] >> 4] + inner)
         return True
 
     # -- the peer protocol --------------------------------------------------------------------------------
@@ -588,6 +601,10 @@ class BuiltinEnd:
         tx.dummy(), tx.replay()), recorded as crafted so the wire check excuses it; the packet sent."""
         return self._call(lambda: self._craft(self._newest_child(), make))
 
+    def send_inner(self, inner: bytes) -> None:
+        """Send an inner IP packet (any protocol) through the newest Child SA, as the built-in end's own traffic."""
+        self._call(lambda: self._send_ipsec(self._newest_child(), inner))
+
     def echo_replied(self, ident: int, seq: int) -> bool:
         """True once an echo reply (ident, seq) came back through any live Child SA."""
         return self._call(lambda: any((ident, seq) in d.echo_replies for d in self.children.values()))
@@ -601,6 +618,15 @@ class BuiltinEnd:
         if not self.children:
             raise LabError("builtin end: no Child SA to send through")
         return self.children[next(reversed(self.children))]
+
+
+def _ip_ends(ip: bytes) -> tuple[Any, Any, int] | None:
+    """(source, destination, length) of an IPv4 or IPv6 packet or fragment, None if it is neither."""
+    if len(ip) >= 20 and ip[0] >> 4 == 4:
+        return ipaddress.ip_address(ip[12:16]), ipaddress.ip_address(ip[16:20]), int.from_bytes(ip[2:4], "big")
+    if len(ip) >= 40 and ip[0] >> 4 == 6:
+        return ipaddress.ip_address(ip[8:24]), ipaddress.ip_address(ip[24:40]), 40 + int.from_bytes(ip[4:6], "big")
+    return None
 
 
 def _udp_wrap(esp: bytes, end: BuiltinEnd) -> bytes | None:
