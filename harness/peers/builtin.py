@@ -317,9 +317,8 @@ class BuiltinEnd:
         own = (self.tester.address(version=4), self.tester.address(version=6))  # a 4-in-6 tunnel's selectors: the other
         if c.mode != "tunnel" or any(ipaddress.ip_address(a) in n and n.num_addresses == 1 for a in own for n in nets):
             return
-        for a in self.tester.addresses:
-            lan = a.v6 if ":" in self.address else a.v4
-            if lan != self.address and any(ipaddress.ip_address(lan) in n for n in nets):
+        for a in self.tester.addresses:  # the LAN's family is the selectors' (a 4-in-6 tunnel's hosts are IPv4)
+            if any(lan != self.address and ipaddress.ip_address(lan) in n for lan in filter(None, (a.v4, a.v6)) for n in nets):
                 self._lan_sock = self.tester.packet[a.ifname]
                 self._lan_nets, self._remote_nets = nets, tuple(selector_network(t) for t in c.remote_selectors())
                 return

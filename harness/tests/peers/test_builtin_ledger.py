@@ -16,7 +16,7 @@ class _Tester:
     def ike_sockets(self, version: int) -> dict:
         return {}
 
-    addresses = [SimpleNamespace(v4="198.18.0.2", ifname="eth0")]  # its one interface: the data segment
+    addresses = [SimpleNamespace(v4="198.18.0.2", v6="2001:db8::2", ifname="eth0")]  # its one interface: the data segment
     packet = {"eth0": "the data segment's packet socket"}
 
 
