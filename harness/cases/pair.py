@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from harness.cases.dataplane import DataPlane
 from harness.cases.ends import BUILTIN, PairSpec
+from harness.cases.rekeying import Rekeying
 from harness.cases.table import CaseRow
 from harness.errors import (CannotReconfigure, ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused,
                             Unimplemented)
@@ -80,7 +81,7 @@ def _live(children: Iterable[ChildSaRecord]) -> list[ChildSaRecord]:
     return [c for c in children if "REKEYED" not in c.state and "DELETED" not in c.state]
 
 
-class Pair(DataPlane):
+class Pair(DataPlane, Rekeying):
     """Two ends of a case on one lab (see module doc)."""
 
     def __init__(self, spec: PairSpec, lab: Any, ends: dict[str, End], capture: Any, directory: Path,

@@ -1,0 +1,120 @@
+"""The rekey verbs of a Pair (RFC 7296 s1.3.2, s1.3.3, s2.8): a stream across the rekey, and the old SAs gone.
+
+`stream()` runs an EchoStream (harness.cases.stream) from the built-in end while its block runs: it waits for the
+first answer before the block (so traffic flows through the old SA), and after it for an answer through the new
+Child SA; then every request must have been answered, through whichever SA (no packet lost across the switch).
+`replace(what, by)` is `rekey` plus what a replacement must leave: the old Child SA deleted at both ends (gone,
+or DELETED, from each daemon's list) and each peer's kernel sending on it no more (its outbound SA gone; strongSwan
+keeps the old inbound SA installed for delete_rekeyed_delay, 5 s by default, to take packets still in flight: that
+is allowed), the old IKE SA gone from both ends, and after an IKE SA rekey the Child SA on the new IKE SA with the
+SPIs it had. The counts and the SAs each request and answer went through are written to stream.json.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from harness.cases.stream import EchoStream
+from harness.errors import NoAnswer, PeerFault
+
+STREAM_FILE = "stream.json"
+
+
+class Rekeying:
+    """The rekey verbs, mixed into Pair (which provides ends, builtin_end, child, rekey, wait, evidence)."""
+
+    @contextmanager
+    def stream(self) -> Iterator[EchoStream]:
+        """Echo requests every 50 ms from the built-in end to the other end while the block runs; PeerFault after it
+        unless every one was answered (the lost sequence numbers and the SAs they went through named)."""
+        me = self.builtin_end  # type: ignore[attr-defined]
+        other = self.responder if me is self.initiator else self.initiator  # type: ignore[attr-defined]
+        s = EchoStream(self.builtin, self.address(other, self._version()))  # type: ignore[attr-defined]
+        s.start()
+        try:
+            self.wait(lambda: s.answered().answered, f"the first echo reply of the stream from {other.name}")  # type: ignore[attr-defined]
+            yield s
+            now = self.child(me)  # type: ignore[attr-defined]
+            self.wait(lambda: any(s.count.sent[q] == now.spi_out and a == now.spi_in
+                                  for q, a in s.answered().answered.items()),
+                      f"an echo request and its reply through the new Child SA (out 0x{now.spi_out:08x}, "
+                      f"in 0x{now.spi_in:08x})")  # type: ignore[attr-defined]
+        finally:
+            count = s.stop()
+        try:
+            self.wait(lambda: not s.answered().lost, "every echo request of the stream answered")  # type: ignore[attr-defined]
+        except NoAnswer:
+            pass  # judged below, with the count
+        self._note_stream(s)
+        if count.lost:
+            raise PeerFault(f"{other.name} answered {len(count.answered)} of {len(count.sent)} echo requests sent every "
+                            f"{s.interval * 1000:.0f} ms across the rekey; lost: "
+                            f"{[(q, f'0x{count.sent[q]:08x}') for q in count.lost][:20]} (sequence number, outbound SPI);"
+                            f" through each SA: {count.by_sa()}", self.requirement)  # type: ignore[attr-defined]
+
+    def _note_stream(self, s: EchoStream) -> None:
+        """stream.json beside the capture, and the stream's requests as packets each outbound SA must show."""
+        me = self.builtin_end  # type: ignore[attr-defined]
+        other = self.responder if me is self.initiator else self.initiator  # type: ignore[attr-defined]
+        dst = self.address(other, self._version())  # type: ignore[attr-defined]
+        proto = self.child(me).protocol.lower()  # type: ignore[attr-defined]
+        for spi, n in s.count.by_sa()["sent"].items():
+            key = (proto, int(spi, 16), dst)
+            self.evidence.expected[key] = self.evidence.expected.get(key, 0) + n  # type: ignore[attr-defined]
+        self.directory.mkdir(parents=True, exist_ok=True)  # type: ignore[attr-defined]
+        (self.directory / STREAM_FILE).write_text(json.dumps(  # type: ignore[attr-defined]
+            {"interval_s": s.interval, "sent": len(s.count.sent), "answered": len(s.count.answered),
+             "lost": s.count.lost, "through": s.count.by_sa()}, indent=1) + "\n")
+
+    def replace(self, what: str = "child", by: str = "initiator") -> None:
+        """Rekey (pair.rekey), then wait until the old SA is gone from both ends and every peer's kernel; after an IKE
+        SA rekey the Child SA must stand on the new IKE SA with its SPIs unchanged (RFC 7296 s2.8). PeerFault otherwise."""
+        ends = self.ends  # type: ignore[attr-defined]
+        child = {e.name: self.child(e) for e in ends}  # type: ignore[attr-defined]
+        ike = {e.name: [_ike_key(s) for s in self.ike_sas(e)] for e in ends}  # type: ignore[attr-defined]
+        self.rekey(what, by)  # type: ignore[attr-defined]
+        if what == "ike":
+            for e in ends:
+                now = self.child(e)  # type: ignore[attr-defined]
+                if (now.spi_in, now.spi_out) != (child[e.name].spi_in, child[e.name].spi_out):
+                    raise PeerFault(f"{e.name}: after the IKE SA rekey its Child SA is in 0x{now.spi_in:08x} out "
+                                    f"0x{now.spi_out:08x}, before in 0x{child[e.name].spi_in:08x} out "
+                                    f"0x{child[e.name].spi_out:08x}: the Child SAs move to the new IKE SA as they are",
+                                    "RFC 7296 s2.8 MUST")
+        old = {n: (c.spi_in, c.spi_out) for n, c in child.items()}
+
+        def gone() -> dict[str, list[str]]:
+            left: dict[str, list[str]] = {}
+            for e in ends:
+                sas = e.adapter.list_sas()
+                if what == "ike":
+                    held = [f"IKE SA {k}" for s in sas if s.name == self._conn().name  # type: ignore[attr-defined]
+                            and (k := _ike_key(s)) in ike[e.name]]
+                else:
+                    held = [f"Child SA 0x{c.spi_in:08x} ({c.state})" for s in sas for c in s.children
+                            if c.spi_in == old[e.name][0] and "DELETED" not in c.state]
+                    held += [f"kernel outbound {st.proto} SA 0x{st.spi:08x}" for st in e.adapter.xfrm_state()
+                             if st.spi == old[e.name][1] and st.proto in ("esp", "ah")]
+                if held:
+                    left[e.name] = held
+            return left
+
+        state: dict[str, Any] = {}
+
+        def none_left() -> bool:
+            state["left"] = gone()
+            return not state["left"]
+
+        try:
+            self.wait(none_left, f"the {what} SA replaced by the rekey gone from both ends")  # type: ignore[attr-defined]
+        except NoAnswer as e:
+            raise PeerFault(f"after the {what} SA rekey by the {by} still held: {state.get('left')}; {e}",
+                            "RFC 7296 s2.8 MUST") from None
+        self.snapshot()  # type: ignore[attr-defined]
+
+
+def _ike_key(s: Any) -> tuple[Any, ...]:
+    """An IKE SA's identity as an end lists it (SPIs where the end reports them, its serial)."""
+    return s.spi_i, s.spi_r, s.serial
