@@ -355,20 +355,24 @@ class Pair(DataPlane, Rekeying):
                 raise PeerFault(f"{end.name}: Child SA counters in {c.packets_in}, out {c.packets_out}, expected "
                                 f"at least {2 * count} each way", self.requirement)
 
-    def rekey(self, what: str = "child", by: str = "initiator") -> None:
-        """Rekey the Child SA or the IKE SA from one end; both ends must move to new, agreeing SPIs."""
+    def rekey(self, what: str = "child", by: str | None = "initiator") -> None:
+        """Rekey the Child SA or the IKE SA from one end (by None: wait for an end's own rekey, e.g. by its lifetimes);
+        both ends must move to new, agreeing SPIs."""
         end = self.initiator if by == "initiator" else self.responder
         before = {e.name: self._state(e) for e in self.ends}
-        end.adapter.rekey(self._conn().name, what)
+        marks = {e.name: len(self.events(e)) for e in self.ends}
+        if by is not None:
+            end.adapter.rekey(self._conn().name, what)
 
         def moved() -> bool:
+            self.refused_rekey(marks)  # Rekeying: the built-in end refused the other end's request
             now = {e.name: self._state(e) for e in self.ends}
             if None in now.values():
                 return False
             index = 1 if what == "child" else 0
             return all(now[n][index] != before[n][index] for n in now) and self._agreed_child()  # type: ignore[index]
 
-        self.wait(moved, f"{what} SA rekey by {end.name}: new SPIs on both ends")
+        self.wait(moved, f"{what} SA rekey by {end.name if by else 'an end on its own'}: new SPIs on both ends")
         self._note_selectors()
         self.snapshot()
 

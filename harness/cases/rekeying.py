@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness.cases.stream import EchoStream
-from harness.errors import NoAnswer, PeerFault
+from harness.errors import NoAnswer, PeerFault, Refused
+from harness.ike.events import ExchangeFailed
 
 STREAM_FILE = "stream.json"
+SETTLE = 10.0  # bound for answers still in flight once the stream stops (Pair's SETTLE)
 
 
 class Rekeying:
@@ -35,16 +37,15 @@ class Rekeying:
         s.start()
         try:
             self.wait(lambda: s.answered().answered, f"the first echo reply of the stream from {other.name}")  # type: ignore[attr-defined]
+            old = self.child(me)  # type: ignore[attr-defined]
             yield s
-            now = self.child(me)  # type: ignore[attr-defined]
-            self.wait(lambda: any(s.count.sent[q] == now.spi_out and a == now.spi_in
-                                  for q, a in s.answered().answered.items()),
-                      f"an echo request and its reply through the new Child SA (out 0x{now.spi_out:08x}, "
-                      f"in 0x{now.spi_in:08x})")  # type: ignore[attr-defined]
+            after = len(s.count.sent)  # requests are numbered 1..n
+            self.wait(lambda: self._carried(s, old, after), "an echo request and its reply through the new SAs")  # type: ignore[attr-defined]
         finally:
             count = s.stop()
         try:
-            self.wait(lambda: not s.answered().lost, "every echo request of the stream answered")  # type: ignore[attr-defined]
+            self.wait(lambda: not s.answered().lost, "every echo request of the stream answered",  # type: ignore[attr-defined]
+                      timeout=SETTLE)  # the last answers still in flight; a lost one never comes
         except NoAnswer:
             pass  # judged below, with the count
         self._note_stream(s)
@@ -53,6 +54,15 @@ class Rekeying:
                             f"{s.interval * 1000:.0f} ms across the rekey; lost: "
                             f"{[(q, f'0x{count.sent[q]:08x}') for q in count.lost][:20]} (sequence number, outbound SPI);"
                             f" through each SA: {count.by_sa()}", self.requirement)  # type: ignore[attr-defined]
+
+    def _carried(self, s: EchoStream, old: Any, after: int) -> bool:
+        """True once a request of the stream and its answer went through SAs other than the old Child SA's (after an
+        IKE SA rekey, which keeps the Child SA: once a request sent after the first `after` was answered)."""
+        now = self.child(self.builtin_end)  # type: ignore[attr-defined]
+        answered = s.answered().answered
+        if (now.spi_in, now.spi_out) == (old.spi_in, old.spi_out):
+            return any(q > after for q in answered)
+        return any(s.count.sent[q] != old.spi_out and a != old.spi_in for q, a in answered.items())
 
     def _note_stream(self, s: EchoStream) -> None:
         """stream.json beside the capture, and the stream's requests as packets each outbound SA must show."""
@@ -68,9 +78,10 @@ class Rekeying:
             {"interval_s": s.interval, "sent": len(s.count.sent), "answered": len(s.count.answered),
              "lost": s.count.lost, "through": s.count.by_sa()}, indent=1) + "\n")
 
-    def replace(self, what: str = "child", by: str = "initiator") -> None:
+    def replace(self, what: str = "child", by: str | None = "initiator") -> None:
         """Rekey (pair.rekey), then wait until the old SA is gone from both ends and every peer's kernel; after an IKE
-        SA rekey the Child SA must stand on the new IKE SA with its SPIs unchanged (RFC 7296 s2.8). PeerFault otherwise."""
+        SA rekey the Child SA must stand on the new IKE SA with its SPIs unchanged (RFC 7296 s2.8); by None: an end rekeys
+        on its own (its lifetimes). PeerFault otherwise."""
         ends = self.ends  # type: ignore[attr-defined]
         child = {e.name: self.child(e) for e in ends}  # type: ignore[attr-defined]
         ike = {e.name: [_ike_key(s) for s in self.ike_sas(e)] for e in ends}  # type: ignore[attr-defined]
@@ -113,6 +124,44 @@ class Rekeying:
             raise PeerFault(f"after the {what} SA rekey by the {by} still held: {state.get('left')}; {e}",
                             "RFC 7296 s2.8 MUST") from None
         self.snapshot()  # type: ignore[attr-defined]
+
+
+    def held(self, end: Any) -> tuple[tuple[Any, ...], ...]:
+        """What an end holds of the case: each IKE SA (SPIs, serial) with its live Child SAs' (inbound, outbound) SPIs."""
+        return tuple((_ike_key(s), tuple(sorted((c.spi_in, c.spi_out) for c in s.children if _live(c))))
+                     for s in self.ike_sas(end))  # type: ignore[attr-defined]
+
+    def one_sa_each(self, what: str, before: dict[str, tuple[tuple[Any, ...], ...]]) -> bool:
+        """True when each end holds one IKE SA with one Child SA, the two agree (SPIs crossed), and the rekeyed SA
+        (what) is not the one each held before (held); an IKE SA rekey keeps the Child SA's SPIs."""
+        now = {e.name: self.held(e) for e in self.ends}  # type: ignore[attr-defined]
+        if not all(len(h) == 1 and len(h[0][1]) == 1 for h in now.values()):
+            return False
+        (a, b) = (now[e.name][0] for e in self.ends)  # type: ignore[attr-defined]
+        if a[1][0] != b[1][0][::-1]:
+            return False
+        for name, h in now.items():
+            old = before[name][0]
+            if what == "child" and set(h[0][1][0]) & set(old[1][0]) or what == "ike" and (h[0][0] == old[0]
+                                                                                        or h[0][1] != old[1]):
+                return False
+        return True
+
+    def refused_rekey(self, marks: dict[str, int]) -> None:
+        """Refused (FAILED) if the built-in end answered a CREATE_CHILD_SA of the other end with an error notify since
+        marks (its event count per end), INVALID_KE_PAYLOAD aside (a retry may follow, RFC 7296 s1.3)."""
+        for e in self.ends:  # type: ignore[attr-defined]
+            for x in self.events(e)[marks.get(e.name, 0):]:  # type: ignore[attr-defined]
+                if isinstance(x, ExchangeFailed) and not x.received and x.exchange == "CREATE_CHILD_SA" \
+                        and x.notify != "INVALID_KE_PAYLOAD":
+                    other = self.responder if e is self.initiator else self.initiator  # type: ignore[attr-defined]
+                    raise Refused(f"the built-in end answered {other.name}'s CREATE_CHILD_SA with {x.notify}: {x.message}",
+                                  self.requirement, x.notify)  # type: ignore[attr-defined]
+
+
+def _live(c: Any) -> bool:
+    """A Child SA neither rekeyed nor deleted (as Pair counts them)."""
+    return "REKEYED" not in c.state and "DELETED" not in c.state
 
 
 def _ike_key(s: Any) -> tuple[Any, ...]:

@@ -46,10 +46,12 @@ class EchoStream:
         self.count = StreamCount()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._from = 0
         self.error: BaseException | None = None
 
     def start(self) -> None:
-        """Start sending (sequence numbers from 1)."""
+        """Start sending (sequence numbers from 1); answers count from here (a pooled end keeps earlier cases' log)."""
+        self._from = len(self.builtin.echo_log)
         self._thread = threading.Thread(target=self._run, name="echo-stream", daemon=True)
         self._thread.start()
 
@@ -75,7 +77,7 @@ class EchoStream:
 
     def answered(self) -> StreamCount:
         """The count with the answers received until now."""
-        for ident, seq, spi in list(self.builtin.echo_log):
+        for ident, seq, spi in self.builtin.echo_log[self._from:]:
             if ident == self.ident and seq in self.count.sent:
                 self.count.answered.setdefault(seq, spi)
         return self.count
