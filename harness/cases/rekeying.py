@@ -21,7 +21,7 @@ from harness.errors import NoAnswer, PeerFault, Refused
 from harness.ike.events import ExchangeFailed
 
 STREAM_FILE = "stream.json"
-SETTLE = 10.0  # bound for answers still in flight once the stream stops (Pair's SETTLE)
+SETTLE = 10.0  # bound for a round trip through SAs both ends already hold (as Pair's SETTLE for packets in flight)
 
 
 class Rekeying:
@@ -40,7 +40,8 @@ class Rekeying:
             old = self.child(me)  # type: ignore[attr-defined]
             yield s
             after = len(s.count.sent)  # requests are numbered 1..n
-            self.wait(lambda: self._carried(s, old, after), "an echo request and its reply through the new SAs")  # type: ignore[attr-defined]
+            self.wait(lambda: self._carried(s, old, after), "an echo request and its reply through the new SAs",  # type: ignore[attr-defined]
+                      timeout=SETTLE)  # the new SAs stand on both ends already (replace): one round trip is ms
         finally:
             count = s.stop()
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ def _cross(how: str):  # noqa: ANN202
 @pytest.mark.ends("builtin>peer")
 @pytest.mark.parametrize("row", _rows())
 def test_simultaneous_rekeys(pair, row, record_property, request):
+    for pattern, why in row.get("intermittent", {}).items():
+        if fnmatchcase(pair.peer.name, pattern):
+            pytest.skip(f"{pair.peer.name}: verdict measured to change from run to run: {why}")
     pair.establish(pair.connection())
     what, mark = row["what"], len(pair.events(pair.builtin_end))
     before = {e.name: pair.held(e) for e in pair.ends}
