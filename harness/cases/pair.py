@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from harness.cases.dataplane import DataPlane
 from harness.cases.ends import BUILTIN, PairSpec
+from harness.cases.rekeying import Rekeying
 from harness.cases.table import CaseRow
 from harness.errors import (CannotReconfigure, ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused,
                             Unimplemented)
@@ -80,7 +81,7 @@ def _live(children: Iterable[ChildSaRecord]) -> list[ChildSaRecord]:
     return [c for c in children if "REKEYED" not in c.state and "DELETED" not in c.state]
 
 
-class Pair(DataPlane):
+class Pair(DataPlane, Rekeying):
     """Two ends of a case on one lab (see module doc)."""
 
     def __init__(self, spec: PairSpec, lab: Any, ends: dict[str, End], capture: Any, directory: Path,
@@ -355,20 +356,24 @@ class Pair(DataPlane):
                 raise PeerFault(f"{end.name}: Child SA counters in {c.packets_in}, out {c.packets_out}, expected "
                                 f"at least {2 * count} each way", self.requirement)
 
-    def rekey(self, what: str = "child", by: str = "initiator") -> None:
-        """Rekey the Child SA or the IKE SA from one end; both ends must move to new, agreeing SPIs."""
+    def rekey(self, what: str = "child", by: str | None = "initiator") -> None:
+        """Rekey the Child SA or the IKE SA from one end (by None: wait for an end's own rekey, e.g. by its lifetimes);
+        both ends must move to new, agreeing SPIs."""
         end = self.initiator if by == "initiator" else self.responder
         before = {e.name: self._state(e) for e in self.ends}
-        end.adapter.rekey(self._conn().name, what)
+        marks = {e.name: len(self.events(e)) for e in self.ends}
+        if by is not None:
+            end.adapter.rekey(self._conn().name, what)
 
         def moved() -> bool:
+            self.refused_rekey(marks)  # Rekeying: the built-in end refused the other end's request
             now = {e.name: self._state(e) for e in self.ends}
             if None in now.values():
                 return False
             index = 1 if what == "child" else 0
             return all(now[n][index] != before[n][index] for n in now) and self._agreed_child()  # type: ignore[index]
 
-        self.wait(moved, f"{what} SA rekey by {end.name}: new SPIs on both ends")
+        self.wait(moved, f"{what} SA rekey by {end.name if by else 'an end on its own'}: new SPIs on both ends")
         self._note_selectors()
         self.snapshot()
 

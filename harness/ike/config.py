@@ -47,6 +47,9 @@ class Bugs:
     # ("duplicate", k) sends k twice, ("drop", k) leaves k out; its retransmissions resend all in order (RFC 7383 s2.6)
     fragment_sends: tuple[tuple[str, int], ...] = ()
     childless_unannounced: bool = False  # initiator: a childless IKE_AUTH even if the responder did not announce RFC 6023
+    collide_rekeys: str | None = None  # once: cross the peer's next rekey request with our own rekey of the same SA,
+    # our exchange holding the lowest nonce ("ours-lowest") or theirs ("theirs-lowest") (harness.ike.collide)
+    nonce_fill: int | None = None  # once: the next nonce we make is this octet repeated (taken by harness.ike.collide)
 
     def __post_init__(self) -> None:
         for op in self.fragment_sends:

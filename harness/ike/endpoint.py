@@ -20,7 +20,7 @@ from typing import Callable
 
 from harness.crypto import KeGroup, KePrivate
 from harness.errors import IkeError, IntegrityError, ParseError
-from harness.ike import exchange_child, exchange_init, view
+from harness.ike import collide, exchange_child, exchange_init, view
 from harness.ike.bend import Bend
 from harness.ike.config import Bugs, IkeConfig, fragment_order
 from harness.ike.events import (ChildSaDeleted, ExchangeFailed, FragmentReceived, FragmentsSent, IkeSaDeleted, PeerDead,
@@ -370,6 +370,7 @@ class IkeEndpoint:
         if msg.unknown_critical:
             return self._respond(sa, head, src, [Notify("UNSUPPORTED_CRITICAL_PAYLOAD", bytes([msg.unknown_critical[0]]))],
                                  f"unknown critical payload {msg.unknown_critical[0]}")
+        crossed = collide.cross(self, sa, msg) if head.exchange == view.CREATE_CHILD_SA else []  # Bugs.collide_rekeys
         if head.exchange == view.IKE_AUTH:
             resp = exchange_init.on_auth_request(self, sa, msg, src)
         elif head.exchange in (view.CREATE_CHILD_SA, view.INFORMATIONAL):
@@ -381,7 +382,7 @@ class IkeEndpoint:
         out = [Datagram(d, sa.local, src) for d in datagrams]
         if sa.delete_after_response:
             self.remove_sa(sa, sa.delete_after_response)
-        return out + exchange_child.after_request(self, sa) + self.flush_queue(sa)
+        return crossed + out + exchange_child.after_request(self, sa) + self.flush_queue(sa)
 
     def _respond(self, sa: IkeSa, head: Msg, src: Address, notifies: list[Notify], why: str) -> list[Datagram]:
         """An encrypted response carrying only error notifies (cached like any response)."""

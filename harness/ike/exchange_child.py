@@ -25,7 +25,9 @@ ERRORS_IN_INFORMATIONAL = ("AUTHENTICATION_FAILED", "INVALID_SYNTAX", "INVALID_M
 
 def _nonce(ep) -> bytes:
     n = ep.config.bugs.nonce_length
-    return ep.rng(n if n is not None else ep.config.nonce_size)
+    size = n if n is not None else ep.config.nonce_size
+    fill, ep.config.bugs.nonce_fill = ep.config.bugs.nonce_fill, None
+    return bytes([fill]) * size if fill is not None else ep.rng(size)
 
 
 def _with_ke(proposals: list[Proposal], group: int | None) -> list[Proposal]:

@@ -140,6 +140,7 @@ class BuiltinEnd:
         self.ipsec_keys: dict[tuple[str, int, str], IpsecSaKeys] = {}  # ledger: every ESP/AH SA's keys
         self.crafted: list[bytes] = []  # outer ESP/AH packets sent by hand (send_crafted, faults): the wire check excuses them
         self.children: dict[int, ChildData] = {}        # live Child SAs by inbound SPI
+        self.echo_log: list[tuple[int, int, int]] = []  # every echo reply received: (identifier, sequence, inbound SPI)
         self.sad = SaDatabase()
         self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -275,6 +276,7 @@ class BuiltinEnd:
         src, dst, kind, ident, seq, payload = echo
         if kind == 0:
             data.echo_replies.append((ident, seq))
+            self.echo_log.append((ident, seq, opened.spi))
         elif kind == 8:
             data.echo_requests += 1
             self._send_ipsec(data, echo_packet(dst, src, ident, seq, payload, reply=True))
@@ -594,6 +596,22 @@ class BuiltinEnd:
                 self.faults = saved
 
         self._call(send)
+
+    def stream_echo(self, dst: str, ident: int, seq: int) -> int:
+        """One echo request through the Child SA a sender uses across a rekey (RFC 7296 s2.8): the newest one that it
+        made as the exchange's initiator or that already carried a packet in, else the oldest live one (the rekey's
+        responder keeps the old SA until the initiator uses the new one); the outbound SPI it went through."""
+        def send() -> int:
+            if not self.children:
+                raise LabError("builtin end: no Child SA to send through")
+            made = {int.from_bytes(spi, "big") for sa in (self.endpoint.sas.values() if self.endpoint else ())
+                    for spi, ch in sa.children.items() if ch.we_initiated}
+            usable = [d for spi, d in self.children.items() if spi in made or d.receiver.accepted]
+            data = usable[-1] if usable else next(iter(self.children.values()))
+            self._send_ipsec(data, echo_packet(self.address, dst, ident, seq))
+            return data.sender.sa.spi
+
+        return self._call(send)
 
     def send_crafted(self, make: Callable[[Sender], bytes]) -> bytes:
         """Send the outer packet make(sender of the newest Child SA) returns (e.g. tx.protect(inner, Faults(seq=7)),

@@ -95,7 +95,7 @@ def test_libreswan_start_load_and_list() -> None:
     assert sa.initiator is False and sa.remote_addr == "198.18.0.3" and c.mode == "tunnel" and c.packets_in == 3
     assert c.keys["encr_in"] and len(a.sa_keys()) == 2
     a.rekey("p2p", "child")
-    assert node.calls[-1] == (WHACK, "--rekey-ipsec", "--name", "p2p")
+    assert node.calls[-1] == (WHACK, "--asynchronous", "--rekey-ipsec", "--name", "p2p")
     a.stop()
     assert node.calls[-1] == ("kill", "4242")
 
@@ -106,9 +106,9 @@ def test_libreswan_5_words() -> None:
     a.load(CONN)
     assert b"keyexchange=ikev2" in node.files["/etc/ipsec.conf"]
     a.rekey("p2p", "child")
-    assert node.calls[-1] == (WHACK, "--rekey-child", "--name", "p2p")
+    assert node.calls[-1] == (WHACK, "--asynchronous", "--rekey-child", "--name", "p2p")
     a.rekey("p2p", "ike")
-    assert node.calls[-1] == (WHACK, "--rekey-ike", "--name", "p2p")
+    assert node.calls[-1] == (WHACK, "--asynchronous", "--rekey-ike", "--name", "p2p")
     with pytest.raises(ConfigError):
         a.rekey("p2p", "both")
 

@@ -1,0 +1,61 @@
+"""Rekey requests of the built-in end made to meet a peer's on purpose (RFC 7296 s2.8.1, s2.8.2, s2.25).
+
+`cross` runs before the endpoint answers a CREATE_CHILD_SA request: with `Bugs.collide_rekeys` set and the request a
+rekey (REKEY_SA for one of our Child SAs, or an IKE SA proposal), it first sends our own rekey of the same SA, so
+the two requests cross: the peer gets ours while its own is outstanding, and we answer its request while ours is.
+The knob also chooses which exchange holds the lowest of the four nonces (the one whose SA is redundant):
+"ours-lowest" makes our request's nonce all zero, "theirs-lowest" our response's, so the peer's exchange loses
+(harness.ike.exchange_child takes a one-shot `Bugs.nonce_fill`). `rekey_missing` sends a REKEY_SA for a Child SA the
+peer never had (an SPI of our own making), which s2.25 says the peer answers with CHILD_SA_NOT_FOUND.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.errors import ConfigError
+from harness.ike import exchange_child
+from harness.ike.proposals import Protocol
+from harness.ike.sa import IkeSa
+from harness.ike.view import Msg
+
+COLLIDE = ("ours-lowest", "theirs-lowest")
+ZERO = 0x00  # the fill of a nonce made to be the lowest of the four
+
+
+def cross(ep, sa: IkeSa, msg: Msg) -> list:  # noqa: ANN001 - ep: IkeEndpoint (a cycle to import)
+    """Our own rekey of the SA that the peer's request msg rekeys, sent before we answer it (Bugs.collide_rekeys);
+    [] for any other request or with the knob off."""
+    how = ep.config.bugs.collide_rekeys
+    if how is None or not msg.sa:
+        return []
+    if how not in COLLIDE:
+        raise ConfigError(f"Bugs.collide_rekeys: {how!r} is not one of {', '.join(COLLIDE)}")
+    bugs = ep.config.bugs
+    if msg.sa[0].protocol == Protocol.IKE:
+        send = lambda: exchange_child.request_rekey_ike(ep, sa)  # noqa: E731
+    else:
+        note = msg.notify("REKEY_SA")
+        old = sa.child_by_out(note.spi) if note is not None else None
+        if old is None or old.spi_in in sa.rekey.get("child_rekeying", set()):
+            return []
+        send = lambda: exchange_child.request_rekey_child(ep, sa, old.spi_in)  # noqa: E731
+    bugs.nonce_fill = ZERO if how == "ours-lowest" else None
+    out = send()
+    bugs.nonce_fill = ZERO if how == "theirs-lowest" else None  # taken by the nonce of our response, made next
+    bugs.collide_rekeys = None  # once: the rekeys that follow (and a retry) go as usual
+    return out
+
+
+def rekey_missing(ep, sa: IkeSa, spi_in: bytes) -> list:  # noqa: ANN001
+    """CREATE_CHILD_SA with REKEY_SA naming spi_in, a Child SA the peer does not have (RFC 7296 s2.25), offered as a
+    rekey of our first Child SA would be; the stand-in is gone again once the request is made."""
+    if not sa.children:
+        raise ConfigError("rekey_missing: the IKE SA has no Child SA to model the request on")
+    if spi_in in sa.children:
+        raise ConfigError(f"rekey_missing: 0x{spi_in.hex()} is one of our Child SAs")
+    model = next(iter(sa.children.values()))
+    sa.children[spi_in] = replace(model, spi_in=spi_in, spi_out=bytes(4))
+    try:
+        return exchange_child.request_rekey_child(ep, sa, spi_in)
+    finally:
+        del sa.children[spi_in]

@@ -1,0 +1,54 @@
+"""harness.ike.collide: rekeys made to cross the peer's (RFC 7296 s2.8.1, s2.8.2) and a rekey of a Child SA the peer
+never had (s2.25), between two built-in endpoints back to back."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from harness.ike import collide
+from harness.ike.events import ChildSaDeleted, ExchangeFailed
+from harness.tests.ike.test_endpoint import establish, mirrored, of
+
+
+def _knob(ep, how: str) -> None:
+    ep.config = replace(ep.config, bugs=replace(ep.config.bugs, collide_rekeys=how))
+
+
+@pytest.mark.rfc(7296, "2.8.1", "MUST")
+@pytest.mark.parametrize("how,survivor", [("ours-lowest", "a"), ("theirs-lowest", "b")])
+def test_crossed_child_rekeys_leave_the_exchange_without_the_lowest_nonce(how, survivor):
+    a, b, w, _ = establish()
+    _knob(b, how)  # b crosses a's rekey with its own
+    (old,) = a.established()[0].children.values()
+    w.run(a.rekey_child(a.established()[0], old.spi_in))
+    sa_a, sa_b = mirrored(a, b)
+    (new,) = sa_a.children.values()
+    assert new.spi_in != old.spi_in and new.we_initiated == (survivor == "a")
+    assert bytes(32) not in new.nonces  # the all-zero nonce was in the exchange that lost
+    assert b.config.bugs.collide_rekeys is None and b.config.bugs.nonce_fill is None  # once
+    assert not of(a.drain_events() + b.drain_events(), ExchangeFailed)
+
+
+@pytest.mark.rfc(7296, "2.8.2", "MUST")
+@pytest.mark.parametrize("how,survivor", [("ours-lowest", "a"), ("theirs-lowest", "b")])
+def test_crossed_ike_rekeys_leave_one_ike_sa_with_the_child_sa(how, survivor):
+    a, b, w, _ = establish()
+    _knob(b, how)
+    old = a.established()[0]
+    (child,) = old.children.values()
+    w.run(a.rekey_ike(old))
+    sa_a, sa_b = mirrored(a, b)
+    assert len(a.sas) == len(b.sas) == 1 and set(sa_a.children) == {child.spi_in}
+    assert sa_a.original_initiator == (survivor == "a") and bytes(32) not in (sa_a.ni, sa_a.nr)
+
+
+@pytest.mark.rfc(7296, "2.25", "SHOULD")
+def test_a_rekey_of_a_child_sa_the_peer_never_had_is_child_sa_not_found():
+    a, b, w, _ = establish()
+    sa_a = a.established()[0]
+    (child,) = sa_a.children.values()
+    w.run(collide.rekey_missing(a, sa_a, b"\x0b\xad\x5a\x00"))
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["CHILD_SA_NOT_FOUND"]
+    assert set(mirrored(a, b)[0].children) == {child.spi_in}
+    assert not of(b.drain_events(), ChildSaDeleted)

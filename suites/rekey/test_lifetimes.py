@@ -1,0 +1,33 @@
+"""Rekeying driven by the peer's own lifetimes (RFC 7296 s2.8), one row of lifetimes.json a case.
+
+The peer's Connection carries short lifetimes (the built-in end's none, so it never rekeys first); after the
+IKE_AUTH the peer must rekey the row's SA on its own before it expires, under the built-in end's 50 ms echo stream
+(every request answered: an SA that expired before its replacement would lose them), the old SA deleted at both
+ends as for a rekey on demand (harness.cases.rekeying.replace with no end asked). The peer as IKE responder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.root]
+
+TABLE = Path(__file__).with_name("lifetimes.json")
+
+
+def _rows() -> list[Any]:
+    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])])
+            for r in json.loads(TABLE.read_text())["rows"]]
+
+
+@pytest.mark.ends("builtin>peer")
+@pytest.mark.parametrize("row", _rows())
+def test_the_peer_rekeys_on_its_own_before_expiry(pair, row):
+    pair.establish(pair.connection(lifetimes=row["lifetimes"]))  # the built-in end takes no lifetimes: the peer rekeys
+    with pair.stream():
+        pair.replace(row["what"], by=None)
+    pair.traffic(count=2)
+    pair.terminate()
