@@ -96,12 +96,8 @@ def _token(t: Any) -> bool:
     return base in SELECTOR_TOKENS and (not suffix or suffix.endswith("]"))
 
 
-def _row(entry: Any, where: str) -> CaseRow:
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: must be an object")
-    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder", "bends", "selectors", "key"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+def _common(entry: dict[str, Any], where: str) -> tuple[str, list[Any], list[str] | None]:
+    """A row's id, rfc and ends (None: every kind), checked; ConfigError naming where and the key."""
     ident = entry.get("id")
     if not isinstance(ident, str) or not ID_RE.match(ident):
         raise ConfigError(f"{where}: id: must match {ID_RE.pattern}, not {ident!r}")
@@ -109,15 +105,52 @@ def _row(entry: Any, where: str) -> CaseRow:
     if not (isinstance(rfc, list) and len(rfc) == 3 and isinstance(rfc[0], int) and isinstance(rfc[1], str)
             and rfc[2] in LEVELS):
         raise ConfigError(f"{where} ({ident}): rfc: must be [number, \"section\", level in {LEVELS}], not {rfc!r}")
+    ends = entry.get("ends")
+    if ends is not None and not (isinstance(ends, list) and ends and all(e in KINDS for e in ends)):
+        raise ConfigError(f"{where} ({ident}): ends: must be a list of {', '.join(KINDS)}")
+    return ident, rfc, ends
+
+
+def _marks(rfc: list[Any], ends: Any) -> list[Any]:
+    return [pytest.mark.rfc(*rfc), *([pytest.mark.ends(*ends)] if ends else [])]
+
+
+def row_params(path: str | Path, keys: set[str], section: str = "rows") -> list[Any]:
+    """pytest params of a suite's own rows (a data-plane table: {"_source": ..., SECTION: [{id, rfc, ends?, note?,
+    KEY...}]}), each the row's dict with its id and marks; ConfigError naming the file, row and key."""
+    p = Path(path)
+    data = load_json(p)
+    if not isinstance(data, dict) or not isinstance(data.get(section), list):
+        raise ConfigError(f"{p}: expected {{\"_source\": ..., \"{section}\": [...]}}")
+    out, seen = [], set()
+    for i, entry in enumerate(data[section]):
+        where = f"{p}: {section}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be an object")
+        ident, rfc, ends = _common(entry, where)
+        unknown = set(entry) - {"id", "rfc", "ends", "note"} - keys
+        if unknown:
+            raise ConfigError(f"{where} ({ident}): unknown key {sorted(unknown)[0]!r}")
+        if ident in seen:
+            raise ConfigError(f"{where}: id {ident!r} appears twice")
+        seen.add(ident)
+        out.append(pytest.param(entry, id=ident, marks=_marks(rfc, ends)))
+    return out
+
+
+def _row(entry: Any, where: str) -> CaseRow:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be an object")
+    unknown = set(entry) - {"id", "rfc", "connection", "expect", "ends", "note", "responder", "bends", "selectors", "key"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    ident, rfc, ends = _common(entry, where)
     conn = entry.get("connection", {})
     if not isinstance(conn, dict):
         raise ConfigError(f"{where} ({ident}): connection: must be an object")
     responder = entry.get("responder", {})
     if not isinstance(responder, dict):
         raise ConfigError(f"{where} ({ident}): responder: must be an object")
-    ends = entry.get("ends")
-    if ends is not None and not (isinstance(ends, list) and ends and all(e in KINDS for e in ends)):
-        raise ConfigError(f"{where} ({ident}): ends: must be a list of {', '.join(KINDS)}")
     bends = entry.get("bends", [])
     if not (isinstance(bends, list) and all(isinstance(b, dict) for b in bends)):
         raise ConfigError(f"{where} ({ident}): bends: must be a list of objects")
@@ -165,10 +198,5 @@ def load_table(path: str | Path) -> list[CaseRow]:
 
 def table_params(path: str | Path) -> list[Any]:
     """pytest params of a table's rows: id = the row's id, marks = its rfc requirement (and its ends)."""
-    out = []
-    for r in load_table(path):
-        marks = [pytest.mark.rfc(r.requirement.rfc, r.requirement.section, r.requirement.level)]
-        if r.ends:
-            marks.append(pytest.mark.ends(*r.ends))
-        out.append(pytest.param(r, id=r.id, marks=marks))
-    return out
+    return [pytest.param(r, id=r.id, marks=_marks([r.requirement.rfc, r.requirement.section, r.requirement.level], r.ends))
+            for r in load_table(path)]

@@ -11,13 +11,13 @@ answered (expect_dropped sends it): the SA keeps working.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.cases.dataplane import Make, protect_with
+from harness.cases.table import row_params
 from harness.errors import ConfigError, PeerFault
 from harness.esp import Faults, Sender
 from harness.esp.ip import parse_ip, with_payload
@@ -30,8 +30,7 @@ PROPOSAL = "aes128gcm16"
 
 
 def _rows() -> list[Any]:
-    rows = json.loads(TABLE.read_text())["rows"]
-    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])]) for r in rows]
+    return row_params(TABLE, {"counted", "expect", "mode", "proposal", "send", "silent"})
 
 
 def _zero_padding(align: int) -> Make:

@@ -15,16 +15,18 @@ import pytest
 
 from harness.cases.flows import Flows
 from harness.cases.hostflows import HostFlows
+from harness.cases.table import row_params
+from harness.datafile import load_json
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 
-TABLE = json.loads(Path(__file__).with_name("traffic.json").read_text())
+TABLE_FILE = Path(__file__).with_name("traffic.json")
+TABLE = load_json(TABLE_FILE)  # its flows and host_flows; the rows by row_params
 PROPOSAL = "aes128gcm16"
 
 
 def _rows() -> list[Any]:
-    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"]), pytest.mark.ends(*r["ends"])])
-            for r in TABLE["rows"]]
+    return row_params(TABLE_FILE, {"mode", "version", "flows"})
 
 
 def _record(pair: Any, measured: list[dict[str, Any]], record_property: Any) -> None:
@@ -43,8 +45,7 @@ def test_udp_and_tcp_of_every_size_cross_the_child_sa(pair, row, record_property
 
 
 def _host_rows() -> list[Any]:
-    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"]), pytest.mark.ends(*r["ends"])])
-            for r in TABLE["host_rows"]]
+    return row_params(TABLE_FILE, {"version"}, section="host_rows")
 
 
 @pytest.mark.topology("tunnel")

@@ -13,7 +13,6 @@ and the IKE SA and its Child SA must stand and carry traffic afterwards.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from harness.cases.pair import SETTLE
+from harness.cases.table import row_params
 from harness.errors import NoAnswer, PeerFault
 from harness.ike import collide
 from harness.ike.events import ChildSaEstablished, ExchangeFailed, IkeSaEstablished
@@ -34,8 +34,7 @@ MISSING_SPI = bytes.fromhex("0badc0de")  # a Child SA SPI no end of a case alloc
 
 
 def _rows() -> list[Any]:
-    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])])
-            for r in json.loads(TABLE.read_text())["rows"]]
+    return row_params(TABLE, {"intermittent", "lowest", "survivor", "what"})
 
 
 def _cross(how: str):  # noqa: ANN202

@@ -7,11 +7,12 @@ ends as for a rekey on demand (harness.cases.rekeying.replace with no end asked)
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.cases.table import row_params
 
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 
@@ -19,8 +20,7 @@ TABLE = Path(__file__).with_name("lifetimes.json")
 
 
 def _rows() -> list[Any]:
-    return [pytest.param(r, id=r["id"], marks=[pytest.mark.rfc(*r["rfc"])])
-            for r in json.loads(TABLE.read_text())["rows"]]
+    return row_params(TABLE, {"lifetimes", "what"})
 
 
 @pytest.mark.ends("builtin>peer")

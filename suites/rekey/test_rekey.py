@@ -11,12 +11,12 @@ rows run without the stream (traffic before and after, judged by counters and th
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.cases.table import row_params
 from harness.errors import ConfigError, NoAnswer, PeerFault
 from harness.ike.events import ChildSaEstablished, ExchangeFailed, KeRetry
 from harness.report.checks import should
@@ -24,16 +24,16 @@ from harness.report.checks import should
 pytestmark = [pytest.mark.lab, pytest.mark.root]
 
 TABLE = Path(__file__).with_name("rekeys.json")
-KEYS = {"id", "what", "by", "rfc", "ke", "ke_retry", "connection", "builtin", "peer", "ends"}
+KEYS = {"what", "by", "ke", "ke_retry", "connection", "builtin", "peer"}
 
 
 def _rows() -> list[Any]:
-    out = []
-    for r in json.loads(TABLE.read_text())["rows"]:
-        if set(r) - KEYS or r["what"] not in ("child", "ike") or r["by"] not in ("initiator", "responder", "builtin", "peer"):
-            raise ConfigError(f"{TABLE}: row {r.get('id')}: keys {sorted(set(r) - KEYS)}, what {r['what']!r}, by {r['by']!r}")
-        marks = [pytest.mark.rfc(*r["rfc"]), *([pytest.mark.ends(*r["ends"])] if "ends" in r else [])]
-        out.append(pytest.param(r, id=r["id"], marks=marks))
+    out = row_params(TABLE, KEYS)
+    for p in out:
+        r = p.values[0]
+        if r["what"] not in ("child", "ike") or r["by"] not in ("initiator", "responder", "builtin", "peer"):
+            raise ConfigError(f"{TABLE}: row {r['id']}: what {r['what']!r} (child, ike), by {r['by']!r} "
+                              "(initiator, responder, builtin, peer)")
     return out
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,25 @@ def test_childless_means_one_ike_sa_at_each_end_the_same_and_no_child_sa() -> No
     assert not pair(_Sas(ike()), _Sas(ike(children=[child])))._childless()
     assert not pair(_Sas(ike()), _Sas(ike(3, 4)))._childless()
     assert not pair(_Sas(ike()), _Sas())._childless()
+
+
+def test_row_params_checks_a_suites_own_rows(tmp_path) -> None:
+    """A data-plane table's rows: id, rfc and ends checked as a case table's, the suite's own keys let through,
+    anything else a ConfigError naming the file, the row and the key."""
+    from harness.cases.table import row_params
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"_source": "test", "rows": [
+        {"id": "a", "rfc": [4303, "3.4.3", "MUST"], "ends": ["builtin>peer"], "window": 64}]}))
+    (param,) = row_params(path, {"window"})
+    assert param.id == "a" and param.values[0]["window"] == 64
+    assert [m.name for m in param.marks] == ["rfc", "ends"]
+    for rows, message in (([{"id": "a", "rfc": [4303, "3.4.3", "MUST"], "size": 1}], "rows[0] (a): unknown key 'size'"),
+                          ([{"id": "a", "rfc": [4303, "3.4.3", "OFTEN"]}], "rows[0] (a): rfc: must be"),
+                          ([{"id": "A b", "rfc": [4303, "3.4.3", "MUST"]}], "rows[0]: id: must match"),
+                          ([{"id": "a", "rfc": [4303, "1", "MAY"]}] * 2, "rows[1]: id 'a' appears twice")):
+        path.write_text(json.dumps({"_source": "test", "rows": rows}))
+        with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+            row_params(path, {"window"})
+    with pytest.raises(ConfigError, match="expected"):
+        row_params(path, set(), section="host_rows")
