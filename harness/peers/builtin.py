@@ -15,6 +15,7 @@ The configuration comes from the case's Connection only (`ike_config`): one desc
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import queue
 import select
@@ -86,6 +87,8 @@ def ike_config(c: Connection, bugs: Bugs | None = None, **overrides: Any) -> Ike
         local_ts=[TrafficSelector.of(t) for t in c.local_selectors()],
         remote_ts=[TrafficSelector.of(t) for t in c.remote_selectors()],
         fragmentation=c.fragmentation != "no", childless=c.childless, bugs=bugs or Bugs())
+    if c.encap == "force":  # UDP encapsulation without a NAT: a faked NAT_DETECTION_SOURCE_IP, as strongSwan does it
+        kw["bugs"] = dataclasses.replace(kw["bugs"], fake_natd=True)
     if c.auth.method == "psk":
         kw["psk"] = (c.auth.psk or "").encode()
     else:

@@ -1,35 +1,72 @@
-"""NAT traversal between the built-in stack and each peer (RFC 7296 s2.23, RFC 3948; IPv4 only, as NAT is): the
-tester behind a NAT router, the peer behind one (its router forwards UDP 500/4500), and both. NAT detection
-moves IKE to port 4500, the Child SA is UDP-encapsulated on both ends, and traffic crosses it both ways."""
+"""NAT traversal between the built-in stack and each peer (RFC 7296 s2.23, RFC 3948). IPv4 only: NAT is an IPv4 matter
+here, and the lab's NAT routers translate IPv4 alone.
+
+In each topology (the tester behind a NAT router, the peer behind one that forwards UDP 500/4500 to it, both, and
+none) the capture of each end's own segment is judged (harness/cases/natt.py): the NAT_DETECTION_SOURCE_IP and
+NAT_DETECTION_DESTINATION_IP notifies of IKE_SA_INIT hash what each end really sent, the receiver's segment shows the
+NAT the topology has, and where there is one every IKE message after IKE_SA_INIT is on UDP 4500 behind the non-ESP
+marker and ESP is UDP-encapsulated both ways while traffic crosses it; where there is none, neither. Forced
+encapsulation without a NAT (forced.json): each peer's option, and the built-in end faking its NAT-D hash.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
+from harness.cases.natt import expect_nat_traversal, translated
+from harness.cases.table import table_params
+from harness.errors import PeerFault
+
 pytestmark = [pytest.mark.lab, pytest.mark.root, pytest.mark.rfc(7296, "2.23", "MUST"), pytest.mark.rfc(3948, "2", "MUST")]
 
+FORCED = Path(__file__).with_name("forced.json")
 
-def _across_the_nat(pair) -> None:
-    pair.establish(pair.connection(mode="tunnel"))
-    for end in pair.ends:
-        child = pair.ike_sas(end)[0].children[0]
-        assert child.encap, f"{end.name}: the Child SA across the NAT is not UDP-encapsulated"
+
+def _traverse(pair, request, conn, responder=None, forced: frozenset[str] = frozenset()) -> None:
+    """Establish, carry traffic both ways, and judge the capture: a NAT wherever the lab has one or an end forces it."""
+    pair.establish(conn, responder)
     pair.traffic(count=2)
+    verdict = expect_nat_traversal(pair, request, forced)
+    request.node.user_properties.append(("natt", f"nat={verdict.nat} ike_after_init={verdict.ike_after_init} "
+                                                 f"esp={verdict.esp}"))
+    if forced and not verdict.nat:
+        raise PeerFault(f"{', '.join(sorted(forced))} forced UDP encapsulation, yet no NAT was shown in IKE_SA_INIT "
+                        f"and IKE stayed on port 500", pair.requirement)
+    if not forced and verdict.nat != any(translated(pair, e) for e in pair.ends):
+        raise PeerFault(f"NAT seen in IKE_SA_INIT: {verdict.nat}; the topology has one: {not verdict.nat}",
+                        pair.requirement)
     pair.terminate()
 
 
 @pytest.mark.topology("nat")
 @pytest.mark.ends("builtin>peer")
-def test_tester_behind_nat(pair):
-    _across_the_nat(pair)
+def test_tester_behind_nat(pair, request):
+    _traverse(pair, request, pair.connection(mode="tunnel"))
 
 
 @pytest.mark.topology("nat-peer")
 @pytest.mark.ends("builtin>peer", "peer>builtin")
-def test_peer_behind_nat(pair):
-    _across_the_nat(pair)
+def test_peer_behind_nat(pair, request):
+    _traverse(pair, request, pair.connection(mode="tunnel"))
 
 
 @pytest.mark.topology("nat-both")
 @pytest.mark.ends("builtin>peer")
-def test_both_behind_nat(pair):
-    _across_the_nat(pair)
+def test_both_behind_nat(pair, request):
+    _traverse(pair, request, pair.connection(mode="tunnel"))
+
+
+@pytest.mark.topology("direct")
+@pytest.mark.ends("builtin>peer", "peer>builtin")
+def test_no_nat_no_encapsulation(pair, request):
+    _traverse(pair, request, pair.connection(mode="tunnel"))
+
+
+@pytest.mark.topology("direct")
+@pytest.mark.parametrize("row", table_params(FORCED))
+def test_forced_encapsulation_without_nat(pair, row, request):
+    conn = pair.from_row(row)
+    responder = pair.mirror(conn, **row.responder)
+    forced = frozenset(e.name for e, c in ((pair.initiator, conn), (pair.responder, responder)) if c.encap == "force")
+    _traverse(pair, request, conn, responder, forced)

@@ -424,6 +424,16 @@ def test_nat_detection_switches_to_4500():
     assert all(c.udp_encap for c in sa_a.children.values())
 
 
+@pytest.mark.rfc(7296, "2.23", "MUST")
+@pytest.mark.parametrize("faker", ["initiator", "responder"])
+def test_fake_natd_forces_udp_encapsulation_on_both_ends(faker):
+    forced = cfg("moon" if faker == "initiator" else "sun", bugs=Bugs(fake_natd=True))
+    a, b, w, _ = establish(*((forced, None) if faker == "initiator" else (None, forced)))
+    sa_a, sa_b = mirrored(a, b)
+    assert sa_a.remote[1] == 4500 and w.log[2].dst[1] == 4500  # IKE_AUTH on 4500 without a NAT between them
+    assert all(c.udp_encap for c in sa_a.children.values()) and all(c.udp_encap for c in sa_b.children.values())
+
+
 def test_skip_natd_bug_means_no_detection():
     a, b, w, _ = establish(cfg("moon", bugs=Bugs(skip_natd=True)))
     mirrored(a, b)

@@ -1,0 +1,153 @@
+"""NAT traversal of a case as its capture shows it (RFC 7296 s2.23, RFC 3948), judged on the segment of each end.
+
+`expect_nat_traversal(pair, request, forced)` reads the capture so far and requires:
+- each end's IKE_SA_INIT message carries NAT_DETECTION_SOURCE_IP and NAT_DETECTION_DESTINATION_IP, hashed over the
+  addresses and ports it really sent from and to (on its own segment); an end forcing encapsulation may fake its
+  source hash (that is how it makes the other end see a NAT);
+- on the receiving end's segment the hashes mismatch exactly where the lab puts a NAT router between the ends (else
+  the lab is broken, not the peer);
+- where a NAT (or a faked hash) is seen, every IKE message after IKE_SA_INIT goes over UDP 4500 behind the non-ESP
+  marker, the Child SA's ESP is UDP-encapsulated on port 4500 both ways and both ends report it encapsulated;
+  where none is, IKE stays on port 500 and ESP is not encapsulated (RFC 7296 allows port 4500 anyway: a SHOULD).
+`keepalives(pair, end)` are the NAT-keepalives an end sent, as its own segment saw them (RFC 3948 s2.3).
+NAT traversal is IPv4 only here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import LabError, PeerFault
+from harness.ike.message import IKE_SA_INIT
+from harness.report.checks import should
+from harness.tools.natt_wire import NattPacket, nat_detection, natt_packets
+from harness.tools.pcapio import read_capture
+
+RFC_NAT_D = "RFC 7296 s2.23 MUST"
+RFC_ENCAP = "RFC 3948 s2.1 MUST"
+
+
+@dataclass(frozen=True)
+class NatVerdict:
+    """What the capture showed: whether a NAT was seen (or faked), and the packets judged per kind."""
+
+    nat: bool
+    ike_after_init: int
+    esp: dict[str, int]  # end name -> ESP packets it sent on its own segment
+
+
+def segment_of(pair: Any, end: Any) -> str:
+    """The segment an end sits on (where its own packets are judged)."""
+    return pair.lab.node(end.node).interface().segment
+
+
+def wire(pair: Any) -> dict[str, list[NattPacket]]:
+    """The IKE, ESP and keepalive packets captured so far on each segment (the capture goes on)."""
+    return {seg: natt_packets(read_capture(path)) for seg, path in pair.capture.flush().items()}
+
+
+def translated(pair: Any, end: Any) -> bool:
+    """True when the other end meets end at an address not its own: a NAT router between them."""
+    other = pair.responder if end is pair.initiator else pair.initiator
+    return pair.seen_address(end, other) != pair.address(end)
+
+
+def _ike_spis(pair: Any) -> tuple[int, int]:
+    """The case's IKE SA SPIs, from the first end that reports them."""
+    for end in sorted(pair.ends, key=lambda e: not e.builtin):
+        for sa in pair.ike_sas(end):
+            if sa.spi_i and sa.spi_r:
+                return sa.spi_i, sa.spi_r
+    raise LabError(f"pair {pair.spec.id}: no end reports the IKE SA's SPIs")
+
+
+def _init(packets: list[NattPacket], spi_i: bytes, spi_r: bytes, response: bool) -> NattPacket | None:
+    """The last IKE_SA_INIT request (or the response) of the IKE SA on a segment."""
+    found = [p for p in packets if p.ike and p.ike.exchange_type == IKE_SA_INIT and p.ike.spi_i == spi_i
+             and p.ike.response == response and (not response or p.ike.spi_r == spi_r)]
+    return found[-1] if found else None
+
+
+def _check_init(pair: Any, packets: dict[str, list[NattPacket]], spis: tuple[bytes, bytes],
+                forced: frozenset[str]) -> bool:
+    """Each IKE_SA_INIT message's NAT-D hashes, on the sender's and the receiver's segment; True if either end sees
+    a NAT (or a faked hash)."""
+    seen = False
+    for response, sender, receiver in ((False, pair.initiator, pair.responder), (True, pair.responder, pair.initiator)):
+        what = f"{sender.name}'s IKE_SA_INIT {'response' if response else 'request'}"
+        sent = _init(packets[segment_of(pair, sender)], *spis, response)
+        got = _init(packets[segment_of(pair, receiver)], *spis, response)
+        if sent is None or got is None:
+            raise LabError(f"pair {pair.spec.id}: {what} is not in the capture of both ends' segments")
+        mine = nat_detection(sent)
+        if mine.source_matches is None or mine.destination_matches is None:
+            raise PeerFault(f"{what} lacks NAT_DETECTION_SOURCE_IP or NAT_DETECTION_DESTINATION_IP: the other end "
+                            f"cannot detect a NAT between them", RFC_NAT_D)
+        if not mine.destination_matches:
+            raise PeerFault(f"{what}: NAT_DETECTION_DESTINATION_IP is not the hash of {sent.dst}:{sent.dport}, where "
+                            f"it sent the message (frame {sent.index} on its segment)", RFC_NAT_D)
+        if not mine.source_matches and sender.name not in forced:
+            raise PeerFault(f"{what}: NAT_DETECTION_SOURCE_IP is not the hash of {sent.src}:{sent.sport}, where it "
+                            f"sent the message from (frame {sent.index} on its segment)", RFC_NAT_D)
+        theirs = nat_detection(got)
+        if theirs.destination_matches == translated(pair, receiver) or \
+                (sender.name not in forced and theirs.source_matches == translated(pair, sender)):
+            raise LabError(f"pair {pair.spec.id}: {what} as {receiver.name} received it ({got.src}:{got.sport} -> "
+                           f"{got.dst}:{got.dport}) does not show the NAT of topology {pair.lab.topology.name!r}")
+        seen = seen or not (theirs.source_matches and theirs.destination_matches)
+    return seen
+
+
+def _sender(pair: Any, p: NattPacket) -> Any:
+    """The end that sent an IKE message: the original initiator's messages carry the I flag (RFC 7296 s3.1)."""
+    return pair.initiator if p.ike.initiator else pair.responder
+
+
+def expect_nat_traversal(pair: Any, request: Any, forced: frozenset[str] = frozenset()) -> NatVerdict:
+    """The case's NAT detection, ports and UDP encapsulation as captured so far (module doc); forced: the names of
+    the ends whose Connection forces UDP encapsulation. PeerFault naming the end, the frame and the requirement."""
+    packets = wire(pair)
+    spi_i, spi_r = (s.to_bytes(8, "big") for s in _ike_spis(pair))
+    nat = _check_init(pair, packets, (spi_i, spi_r), forced)
+    after = 0
+    for end in pair.ends:
+        for p in packets[segment_of(pair, end)]:
+            if p.kind != "ike" or p.ike.spi_i != spi_i or p.ike.exchange_type == IKE_SA_INIT or _sender(pair, p) is not end:
+                continue
+            after += 1
+            where = f"{end.name}'s {p.ike.exchange_name} {'response' if p.ike.response else 'request'} " \
+                    f"{p.ike.message_id} (frame {p.index}, {p.src}:{p.sport} -> {p.dst}:{p.dport})"
+            if nat and not (p.udp and p.sport == 4500):
+                raise PeerFault(f"{where}: a NAT was detected in IKE_SA_INIT, yet this message is not on UDP port "
+                                f"4500 behind the non-ESP marker", "RFC 7296 s2.23 MUST")
+            if not nat:
+                should(request, not p.udp, "RFC 7296 s2.23 SHOULD", f"{where}: on port 4500 with no NAT detected")
+    if not after:
+        raise LabError(f"pair {pair.spec.id}: no IKE message after IKE_SA_INIT in the capture")
+    esp = {}
+    for end in pair.ends:
+        c = pair.child(end)
+        mine = [p for p in packets[segment_of(pair, end)] if p.kind == "esp" and p.spi == c.spi_out]
+        if not mine:
+            raise PeerFault(f"{end.name} sent no ESP packet on its outbound SA 0x{c.spi_out:08x} in the capture",
+                            pair.requirement)
+        esp[end.name] = len(mine)
+        for p in mine:
+            where = f"{end.name}'s ESP 0x{p.spi:08x} (frame {p.index}, {p.src}:{p.sport} -> {p.dst}:{p.dport})"
+            if nat and not (p.udp and p.sport == 4500):
+                raise PeerFault(f"{where}: not UDP-encapsulated from port 4500 though a NAT was detected", RFC_ENCAP)
+            if not nat:
+                should(request, not p.udp, "RFC 7296 s2.23 SHOULD", f"{where}: UDP-encapsulated with no NAT detected")
+        if nat and not c.encap:
+            raise PeerFault(f"{end.name} reports its Child SA 0x{c.spi_in:08x} not UDP-encapsulated though a NAT was "
+                            f"detected", RFC_ENCAP)
+        if not nat:
+            should(request, not c.encap, "RFC 7296 s2.23 SHOULD", f"{end.name} reports its Child SA UDP-encapsulated "
+                   f"with no NAT detected")
+    return NatVerdict(nat, after, esp)
+
+
+def keepalives(pair: Any, end: Any) -> list[NattPacket]:
+    """The NAT-keepalives end sent so far, as its own segment saw them (RFC 3948 s2.3)."""
+    own = pair.address(end)
+    return [p for p in wire(pair)[segment_of(pair, end)] if p.kind == "keepalive" and p.src == own]
