@@ -9,7 +9,9 @@
 - where a NAT (or a faked hash) is seen, every IKE message after IKE_SA_INIT goes over UDP 4500 behind the non-ESP
   marker, the Child SA's ESP is UDP-encapsulated on port 4500 both ways and both ends report it encapsulated;
   where none is, IKE stays on port 500 and ESP is not encapsulated (RFC 7296 allows port 4500 anyway: a SHOULD).
-`keepalives(pair, end)` are the NAT-keepalives an end sent, as its own segment saw them (RFC 3948 s2.3).
+`expect_keepalives(pair, request, end)`: an end behind a NAT sends NAT-keepalives from port 4500 while the SA is idle,
+at its configured interval (RFC 3948 s2.3, a SHOULD). `expect_ike_on_4500(pair)`: a liveness check the built-in end sends
+behind the non-ESP marker is answered as IKE, and the peer's kernel counts no ESP error for it (RFC 3948 s2.2).
 NAT traversal is IPv4 only here.
 """
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import LabError, PeerFault
+from harness.cases.pair import WAIT
+from harness.errors import LabError, NoAnswer, PeerFault
+from harness.esp.keepalive import LAB_INTERVAL
 from harness.ike.message import IKE_SA_INIT
 from harness.report.checks import should
 from harness.tools.natt_wire import NattPacket, nat_detection, natt_packets
@@ -25,6 +29,9 @@ from harness.tools.pcapio import read_capture
 
 RFC_NAT_D = "RFC 7296 s2.23 MUST"
 RFC_ENCAP = "RFC 3948 s2.1 MUST"
+# the kernel's counters of a packet taken as ESP and refused (/proc/net/xfrm_stat): none may count an IKE message
+ESP_ERRORS = ("XfrmInError", "XfrmInBufferError", "XfrmInHdrError", "XfrmInNoStates", "XfrmInStateProtoError",
+              "XfrmInStateModeError", "XfrmInStateMismatch", "XfrmInStateInvalid")
 
 
 @dataclass(frozen=True)
@@ -151,3 +158,49 @@ def keepalives(pair: Any, end: Any) -> list[NattPacket]:
     """The NAT-keepalives end sent so far, as its own segment saw them (RFC 3948 s2.3)."""
     own = pair.address(end)
     return [p for p in wire(pair)[segment_of(pair, end)] if p.kind == "keepalive" and p.src == own]
+
+
+def expect_keepalives(pair: Any, request: Any, end: Any, count: int = 3) -> list[float]:
+    """end (behind a NAT) sends count NAT-keepalives from port 4500 to the other end's port 4500 while the SA is idle,
+    LAB_INTERVAL apart (median within half to twice it): a SHOULD (RFC 3948 s2.3), recorded NON-STRICT when not met.
+    The gaps in seconds."""
+    got: list[NattPacket] = []
+
+    def enough() -> bool:
+        got[:] = keepalives(pair, end)
+        return len(got) >= count
+
+    try:
+        pair.wait(enough, f"{end.name} sends {count} NAT-keepalives while idle behind a NAT", interval=0.5)
+    except NoAnswer:
+        should(request, False, "RFC 3948 s2.3 SHOULD", f"{end.name} sent {len(got)} NAT-keepalive(s) in "
+               f"{WAIT:.0f} s idle behind a NAT, configured every {LAB_INTERVAL} s")
+        return []
+    for p in got:
+        if not (p.sport == 4500 and p.dport == 4500):
+            raise PeerFault(f"{end.name}'s NAT-keepalive (frame {p.index}) went {p.src}:{p.sport} -> {p.dst}:{p.dport}, "
+                            f"not between the ports of UDP encapsulation", "RFC 3948 s2.3 MUST")
+    gaps = sorted((b.ts_ns - a.ts_ns) / 1e9 for a, b in zip(got, got[1:]))
+    median = gaps[len(gaps) // 2]
+    should(request, LAB_INTERVAL / 2 <= median <= 2 * LAB_INTERVAL, "RFC 3948 s2.3 SHOULD",
+           f"{end.name} sent NAT-keepalives {median:.1f} s apart, configured every {LAB_INTERVAL} s")
+    return gaps
+
+
+def expect_ike_on_4500(pair: Any) -> dict[str, int]:
+    """A liveness check (RFC 7296 s2.4) the built-in end sends on port 4500 behind the non-ESP marker (four zero octets
+    where ESP has its SPI) is answered, and the peer's kernel counts no ESP error for it (RFC 3948 s2.2); what its
+    counters counted (a policy count such as XfrmInTmplMismatch is not an ESP error: the message reached IKE)."""
+    from harness.ike.events import Informational
+
+    end = pair.builtin
+    before, mark = pair.counters(), len(end.events)
+    end.request(lambda ep: ep.liveness(ep.established()[0]))
+    pair.wait(lambda: any(isinstance(e, Informational) and e.asked_by_us for e in end.events[mark:]),
+              f"{pair.peer.name} answers a liveness check sent on port 4500 behind the non-ESP marker")
+    rose = pair.counters().rose(before, pair.inbound())
+    errors = {k: v for k, v in rose.items() if k in ESP_ERRORS}
+    if errors:
+        raise PeerFault(f"{pair.peer.name}'s kernel counted {errors} for an IKE message behind the non-ESP marker: "
+                        f"a zero SPI on port 4500 is IKE, not ESP", "RFC 3948 s2.2 MUST")
+    return rose

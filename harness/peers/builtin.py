@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import serialization
 from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refused, UnsupportedFeature
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
 from harness.esp.ip import parse_ip
+from harness.esp.keepalive import LAB_INTERVAL, KeepaliveTimer
+from harness.esp.udpencap import KEEPALIVE
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity, scheme_hash
 from harness.ike.config import Bugs, IkeConfig
@@ -149,6 +151,8 @@ class BuiltinEnd:
         self._lan_nets: tuple[Any, ...] = ()           # our selectors (the LAN behind us)
         self._remote_nets: tuple[Any, ...] = ()        # the remote selectors (traffic for the tunnel)
         self._macs: dict[str, bytes] = {}              # LAN hosts' MAC addresses, learned from their frames
+        self.keepalive = KeepaliveTimer(LAB_INTERVAL, clock)  # NAT-keepalives from behind a NAT (RFC 3948 s2.3)
+        self._ike_sent = 0                              # the driver's send count when keepalives last looked
 
     # -- the loop that owns the endpoint and the sockets ----------------------------------------------
     def start(self) -> None:
@@ -192,6 +196,8 @@ class BuiltinEnd:
                     driver._receive(s, port)  # the driver's own handling: non-ESP marker, keepalives
             if driver and self.endpoint and (due := self.endpoint.next_timer()) is not None and self.clock() >= due:
                 driver.send(self.endpoint.tick())
+            if driver and self.endpoint:
+                self._keepalives(driver)
             if driver:
                 for data, _src in driver.esp_in:
                     self._on_ipsec(data, udp=True)
@@ -204,6 +210,17 @@ class BuiltinEnd:
                 except BaseException as e:  # noqa: BLE001 - handed to the calling thread, raised there
                     done.put((False, e))
                 self._harvest()
+
+    def _keepalives(self, driver: SocketDriver) -> None:
+        """A NAT-keepalive to the remote of each IKE SA we are behind a NAT on, when due (RFC 3948 s2.3): IKE sent
+        since the last look restarts every interval."""
+        behind = [sa.remote for sa in self.endpoint.established() if sa.nat_local] if self.endpoint else []
+        if driver.sent != self._ike_sent:
+            self._ike_sent = driver.sent
+            for remote in behind:
+                self.keepalive.sent(remote)
+        for remote in self.keepalive.due(behind):
+            self.tester.udp[(self.ip_version, 4500)].sendto(KEEPALIVE, remote)
 
     def _harvest(self) -> None:
         """Take the endpoint's new events and snapshot every SA's keys into the ledger."""
@@ -287,6 +304,7 @@ class BuiltinEnd:
     def _emit(self, sa: SecurityAssociation, outer: bytes) -> None:
         """Put an outer ESP/AH packet on the wire (UDP 4500 when the SA is encapsulated)."""
         if sa.udp_encap:
+            self.keepalive.sent((sa.dst, sa.udp_encap[1]))
             ihl = (outer[0] & 0x0F) * 4
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
             return

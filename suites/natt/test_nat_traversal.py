@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases.natt import expect_nat_traversal, translated
+from harness.cases.natt import expect_ike_on_4500, expect_keepalives, expect_nat_traversal, translated
 from harness.cases.table import table_params
 from harness.errors import PeerFault
 
@@ -70,3 +70,31 @@ def test_forced_encapsulation_without_nat(pair, row, request):
     responder = pair.mirror(conn, **row.responder)
     forced = frozenset(e.name for e, c in ((pair.initiator, conn), (pair.responder, responder)) if c.encap == "force")
     _traverse(pair, request, conn, responder, forced)
+
+
+def _idle_behind_nat(pair, request) -> None:
+    """Idle on an established SA: each end behind a NAT sends NAT-keepalives at the lab's interval (RFC 3948 s2.3);
+    then an IKE message on port 4500 (zero SPI: the non-ESP marker) is taken as IKE, never as ESP (s2.2)."""
+    pair.establish(pair.connection(mode="tunnel"))
+    for end in pair.ends:
+        if translated(pair, end):
+            gaps = expect_keepalives(pair, request, end)
+            request.node.user_properties.append((f"keepalive_gaps_{end.name}", [round(g, 2) for g in gaps]))
+    request.node.user_properties.append(("kernel_counted_for_ike_on_4500", expect_ike_on_4500(pair)))
+    pair.traffic(count=1)
+    expect_nat_traversal(pair, request)
+    pair.terminate()
+
+
+@pytest.mark.topology("nat")
+@pytest.mark.ends("builtin>peer")
+@pytest.mark.rfc(3948, "2.3", "SHOULD")
+def test_keepalives_from_the_tester_behind_nat(pair, request):
+    _idle_behind_nat(pair, request)
+
+
+@pytest.mark.topology("nat-peer")
+@pytest.mark.ends("builtin>peer")
+@pytest.mark.rfc(3948, "2.3", "SHOULD")
+def test_keepalives_from_the_peer_behind_nat(pair, request):
+    _idle_behind_nat(pair, request)
