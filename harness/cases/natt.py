@@ -12,6 +12,9 @@
 `expect_keepalives(pair, request, end)`: an end behind a NAT sends NAT-keepalives from port 4500 while the SA is idle,
 at its configured interval (RFC 3948 s2.3, a SHOULD). `expect_ike_on_4500(pair)`: a liveness check the built-in end sends
 behind the non-ESP marker is answered as IKE, and the peer's kernel counts no ESP error for it (RFC 3948 s2.2).
+`expect_new_mapping_followed(pair, request)`: after the NAT router in front of the built-in end rebinds
+(harness.lab.rebind), the peer answers IKE where the request came from (RFC 7296 s2.11, MUST) and sends ESP and its own
+IKE requests to the new address and port (s2.23, SHOULD: recorded NON-STRICT when not).
 NAT traversal is IPv4 only here.
 """
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.cases.pair import WAIT
 from harness.errors import LabError, NoAnswer, PeerFault
 from harness.esp.keepalive import LAB_INTERVAL
 from harness.ike.message import IKE_SA_INIT
@@ -30,6 +32,8 @@ from harness.tools.pcapio import read_capture
 RFC_NAT_D = "RFC 7296 s2.23 MUST"
 RFC_ENCAP = "RFC 3948 s2.1 MUST"
 # the kernel's counters of a packet taken as ESP and refused (/proc/net/xfrm_stat): none may count an IKE message
+KEEPALIVE_WAIT = 10.0 * LAB_INTERVAL  # ten intervals: generous for three keepalives, short for an end that sends none
+MAPPING_WAIT = 30.0  # the kernel reports a new mapping at the first ESP packet (XFRM_MSG_MAPPING); its daemon acts at once
 ESP_ERRORS = ("XfrmInError", "XfrmInBufferError", "XfrmInHdrError", "XfrmInNoStates", "XfrmInStateProtoError",
               "XfrmInStateModeError", "XfrmInStateMismatch", "XfrmInStateInvalid")
 
@@ -171,10 +175,11 @@ def expect_keepalives(pair: Any, request: Any, end: Any, count: int = 3) -> list
         return len(got) >= count
 
     try:
-        pair.wait(enough, f"{end.name} sends {count} NAT-keepalives while idle behind a NAT", interval=0.5)
+        pair.wait(enough, f"{end.name} sends {count} NAT-keepalives while idle behind a NAT", timeout=KEEPALIVE_WAIT,
+                  interval=0.5)
     except NoAnswer:
         should(request, False, "RFC 3948 s2.3 SHOULD", f"{end.name} sent {len(got)} NAT-keepalive(s) in "
-               f"{WAIT:.0f} s idle behind a NAT, configured every {LAB_INTERVAL} s")
+               f"{KEEPALIVE_WAIT:.0f} s idle behind a NAT, configured every {LAB_INTERVAL} s")
         return []
     for p in got:
         if not (p.sport == 4500 and p.dport == 4500):
@@ -204,3 +209,59 @@ def expect_ike_on_4500(pair: Any) -> dict[str, int]:
         raise PeerFault(f"{pair.peer.name}'s kernel counted {errors} for an IKE message behind the non-ESP marker: "
                         f"a zero SPI on port 4500 is IKE, not ESP", "RFC 3948 s2.2 MUST")
     return rose
+
+
+def _answered_liveness(pair: Any, what: str, requirement: str) -> None:
+    """The built-in end's liveness check is answered (waiting until it is, or the built-in end gives it up after its
+    retransmissions); PeerFault naming requirement otherwise."""
+    from harness.ike.events import Informational, PeerDead
+
+    end = pair.builtin
+    mark = len(end.events)
+    end.request(lambda ep: ep.liveness(ep.established()[0]))
+    done = pair.wait(lambda: next((e for e in end.events[mark:] if isinstance(e, (PeerDead, Informational))), None), what)
+    if isinstance(done, PeerDead):
+        raise PeerFault(f"{what}: no answer to the liveness check (Message ID {done.message_id}) after the built-in "
+                        f"end's retransmissions", requirement)
+
+
+def _kernel_dport(pair: Any) -> str | None:
+    """The destination port of the peer kernel's outbound ESP-in-UDP SA of the case's Child SA."""
+    st = pair.counters().sas.get(("esp", pair.child(pair.peer).spi_out))
+    return st.encap["dport"] if st is not None and st.encap else None
+
+
+def expect_new_mapping_followed(pair: Any, request: Any, ports: tuple[int, int]) -> dict[str, Any]:
+    """Within a rebind of the router in front of the built-in end to ports (module doc): the peer answers a liveness
+    check at the new mapping (RFC 7296 s2.11 MUST); after one echo request from it, the peer's kernel SA sends to the
+    new port and traffic flows both ways, and the peer's own Delete request reaches the built-in end (s2.23 SHOULD).
+    What the peer did: {"mapped_to": "addr:port", "esp": followed, "ike": followed}."""
+    peer, me = pair.peer, pair.builtin_end
+    seg, public = segment_of(pair, peer), pair.seen_address(me, peer)
+    _answered_liveness(pair, f"{peer.name} answers a liveness check from the NAT's new mapping, where it came from "
+                             f"(RFC 7296 s2.11)", "RFC 7296 s2.11 MUST")
+    mine = [p for p in wire(pair)[seg] if p.kind == "ike" and p.src == public and p.ike and p.ike.initiator]
+    if not mine or not ports[0] <= mine[-1].sport <= ports[1]:
+        raise LabError(f"pair {pair.spec.id}: the router did not rebind: the liveness check reached {peer.name} from "
+                       f"{mine[-1].src}:{mine[-1].sport}" if mine else f"pair {pair.spec.id}: no liveness check on {seg}")
+    new = mine[-1].sport
+    out: dict[str, Any] = {"mapped_to": f"{public}:{new}"}
+    me.adapter.ping(pair.address(peer), 1, timeout=2.0)  # ESP from the new mapping: its answer may still take the old
+    try:
+        pair.wait(lambda: _kernel_dport(pair) == str(new), f"{peer.name}'s kernel SA sends to the new port {new}",
+                  timeout=MAPPING_WAIT)
+        out["esp"] = True
+    except NoAnswer:
+        out["esp"] = False
+        should(request, False, "RFC 7296 s2.23 SHOULD", f"{peer.name}'s kernel SA still sends ESP to port "
+               f"{_kernel_dport(pair)}, not to the new mapping {public}:{new}")
+    if out["esp"]:
+        pair.traffic(count=2)
+    try:
+        pair.terminate(by="initiator" if peer is pair.initiator else "responder")
+        out["ike"] = True
+    except PeerFault as e:
+        out["ike"] = False
+        should(request, False, "RFC 7296 s2.23 SHOULD", f"{peer.name}'s Delete request did not reach the built-in "
+               f"end at the new mapping {public}:{new}: {e}")
+    return out

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases.natt import expect_ike_on_4500, expect_keepalives, expect_nat_traversal, translated
+from harness.cases.natt import (expect_ike_on_4500, expect_keepalives, expect_nat_traversal, expect_new_mapping_followed,
+                                translated)
 from harness.cases.table import table_params
 from harness.errors import PeerFault
+from harness.lab.rebind import NEW_PORTS, rebound
 
 pytestmark = [pytest.mark.lab, pytest.mark.root, pytest.mark.rfc(7296, "2.23", "MUST"), pytest.mark.rfc(3948, "2", "MUST")]
 
@@ -94,7 +96,18 @@ def test_keepalives_from_the_tester_behind_nat(pair, request):
 
 
 @pytest.mark.topology("nat-peer")
-@pytest.mark.ends("builtin>peer")
+@pytest.mark.ends("builtin>peer", "peer>builtin")
 @pytest.mark.rfc(3948, "2.3", "SHOULD")
 def test_keepalives_from_the_peer_behind_nat(pair, request):
     _idle_behind_nat(pair, request)
+
+
+@pytest.mark.topology("nat")
+@pytest.mark.ends("builtin>peer")
+@pytest.mark.rfc(7296, "2.23", "SHOULD")
+def test_nat_mapping_change_is_followed(pair, request):
+    pair.establish(pair.connection(mode="tunnel"))
+    pair.traffic(count=1)
+    with rebound(pair.lab, "nat"):
+        followed = expect_new_mapping_followed(pair, request, NEW_PORTS)
+    request.node.user_properties.append(("nat_rebind", followed))
