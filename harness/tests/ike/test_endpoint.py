@@ -853,3 +853,13 @@ def test_regular_ike_auth_still_makes_the_first_child_sa():
 def test_childless_policy_is_checked():
     with pytest.raises(Exception, match="childless"):
         cfg("moon", childless="sometimes")
+
+
+@pytest.mark.rfc(7296, "2.23.1", "MUST")
+def test_transport_mode_tsi_substituted_by_the_nat_address_is_recognised():
+    from harness.ike.child import substituted
+
+    assert substituted([TS.of("198.18.1.1/32")], "198.18.1.3")  # the NAT's address in place of ours
+    assert not substituted([TS.of("198.18.1.3/32")], "198.18.1.3")  # the responder's own address: no substitution
+    assert not substituted([TS.of("198.18.1.0/24")], "198.18.1.3")  # a range is narrowing, checked as such
+    assert not substituted([TS.of("198.18.1.1/32"), TS.of("198.18.1.2/32")], "198.18.1.3")
