@@ -15,6 +15,8 @@ behind the non-ESP marker is answered as IKE, and the peer's kernel counts no ES
 `expect_new_mapping_followed(pair, request)`: after the NAT router in front of the built-in end rebinds
 (harness.lab.rebind), the peer answers IKE where the request came from (RFC 7296 s2.11, MUST) and sends ESP and its own
 IKE requests to the new address and port (s2.23, SHOULD: recorded NON-STRICT when not).
+`expect_transport_udp_checksum(pair)`: a UDP datagram the peer sends through a transport-mode SA to the built-in end
+behind the NAT reaches it with a checksum right for the addresses it arrives with (RFC 3948 s3.1.2).
 NAT traversal is IPv4 only here.
 """
 from __future__ import annotations
@@ -265,3 +267,23 @@ def expect_new_mapping_followed(pair: Any, request: Any, ports: tuple[int, int])
         should(request, False, "RFC 7296 s2.23 SHOULD", f"{peer.name}'s Delete request did not reach the built-in "
                f"end at the new mapping {public}:{new}: {e}")
     return out
+
+
+def expect_transport_udp_checksum(pair: Any, port: int = 40001) -> bytes:
+    """The peer sends one UDP datagram (bash's /dev/udp) through the transport-mode Child SA to the built-in end at the
+    address it meets it at; the built-in end must deliver it with the UDP checksum right for its own addresses (RFC 3948
+    s3.1.2: the peer summed it for the NAT's). The packet delivered; LabError if the built-in end's fix failed."""
+    from harness.esp.natt_checksum import transport_checksum
+
+    peer, me = pair.peer, pair.builtin_end
+    payload = "ipsec-interop RFC 3948 s3.1.2"
+    peer.runtime_node.exec(["bash", "-c", f"printf '{payload}' > /dev/udp/{pair.seen_address(me, peer)}/{port}"],
+                           timeout=15)
+    got = pair.wait(lambda: [p for p in pair.builtin.udp_received() if p.endswith(payload.encode())],
+                    f"{peer.name}'s UDP datagram through the transport-mode Child SA")
+    packet = got[-1]
+    ihl = (packet[0] & 0x0F) * 4
+    if int.from_bytes(packet[ihl + 6:ihl + 8], "big") not in (0, transport_checksum(packet)):
+        raise LabError(f"the built-in end delivered the UDP datagram from {peer.name} with checksum "
+                       f"0x{packet[ihl + 6:ihl + 8].hex()}, not 0x{transport_checksum(packet):04x} (RFC 3948 s3.1.2)")
+    return packet

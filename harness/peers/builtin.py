@@ -119,6 +119,7 @@ class ChildData:
     echo_requests: int = 0  # echo requests received (and answered) through this SA
     crafted_seqs: int = 0  # sequence numbers the crafted packets (send_crafted) took from the sender's counter
     ah_shapes: dict[tuple[int, int], int] = field(default_factory=dict)  # AH verified: (header octets, AH octets) -> n
+    udp_in: list[bytes] = field(default_factory=list)  # UDP packets received through this SA, as delivered
 
 
 class BuiltinEnd:
@@ -280,6 +281,8 @@ class BuiltinEnd:
         if self._lan_sock is not None and opened.inner and self._to_lan(opened.inner):
             return
         echo = parse_echo(opened.inner) if opened.inner else None
+        if data is not None and opened.next_header == 17:  # transport mode: what a local UDP socket would get
+            data.udp_in.append(opened.inner)
         if data is None or echo is None:
             return
         src, dst, kind, ident, seq, payload = echo
@@ -610,6 +613,10 @@ class BuiltinEnd:
     def echo_replied(self, ident: int, seq: int) -> bool:
         """True once an echo reply (ident, seq) came back through any live Child SA."""
         return self._call(lambda: any((ident, seq) in d.echo_replies for d in self.children.values()))
+
+    def udp_received(self) -> list[bytes]:
+        """The UDP packets (whole IP packets, transport mode) received through the live Child SAs so far."""
+        return self._call(lambda: [p for d in self.children.values() for p in d.udp_in])
 
     def ah_shapes(self, spi_in: int) -> dict[tuple[int, int], int]:
         """The AH packets that verified on the inbound SA spi_in: (octets of IP header and extension headers before

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases.natt import (expect_ike_on_4500, expect_keepalives, expect_nat_traversal, expect_new_mapping_followed,
+from harness.cases.natt import (expect_ike_on_4500, expect_transport_udp_checksum, expect_keepalives, expect_nat_traversal, expect_new_mapping_followed,
                                 translated)
 from harness.cases.table import table_params
 from harness.cases.dataplane import protect_with
@@ -127,6 +127,7 @@ def test_transport_mode_behind_nat(pair, request):
                     "TS_UNACCEPTABLE")
     pair.establish(pair.connection(mode="transport"))
     pair.expect_accepted([protect_with(Faults())] * 2, "echo requests in transport mode from behind the NAT")
+    expect_transport_udp_checksum(pair)
     verdict = expect_nat_traversal(pair, request)
     if not verdict.nat:
         raise PeerFault("no NAT seen in IKE_SA_INIT from behind the NAT router", pair.requirement)
