@@ -7,6 +7,10 @@ NAT_DETECTION_DESTINATION_IP notifies of IKE_SA_INIT hash what each end really s
 NAT the topology has, and where there is one every IKE message after IKE_SA_INIT is on UDP 4500 behind the non-ESP
 marker and ESP is UDP-encapsulated both ways while traffic crosses it; where there is none, neither. Forced
 encapsulation without a NAT (forced.json): each peer's option, and the built-in end faking its NAT-D hash.
+Idle behind a NAT: NAT-keepalives at the lab's 2 s interval (RFC 3948 s2.3, SHOULD) and an IKE message on 4500 taken as
+IKE. The NAT router in front of the tester rebinds mid-SA (harness/lab/rebind.py): the peer answers at the new mapping
+(RFC 7296 s2.11, MUST) and moves ESP and its own requests there (s2.23, SHOULD). Transport mode from behind the NAT
+(s2.23.1) with a UDP datagram whose checksum the built-in end fixes (RFC 3948 s3.1.2).
 """
 from __future__ import annotations
 
@@ -14,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases.natt import (expect_ike_on_4500, expect_transport_udp_checksum, expect_keepalives, expect_nat_traversal, expect_new_mapping_followed,
-                                translated)
-from harness.cases.table import table_params
 from harness.cases.dataplane import protect_with
+from harness.cases.natt import (expect_ike_on_4500, expect_keepalives, expect_nat_traversal, expect_new_mapping_followed,
+                                expect_transport_udp_checksum, translated)
+from harness.cases.table import table_params
 from harness.errors import PeerFault
 from harness.esp import Faults
 from harness.lab.rebind import NEW_PORTS, rebound
@@ -28,7 +32,8 @@ FORCED = Path(__file__).with_name("forced.json")
 
 
 def _traverse(pair, request, conn, responder=None, forced: frozenset[str] = frozenset()) -> None:
-    """Establish, carry traffic both ways, and judge the capture: a NAT wherever the lab has one or an end forces it."""
+    """Establish, carry traffic both ways, and judge the capture (the NAT seen must be the lab's: else LabError), and
+    with forced encapsulation a NAT must be shown though the lab has none."""
     pair.establish(conn, responder)
     pair.traffic(count=2)
     verdict = expect_nat_traversal(pair, request, forced)
@@ -37,9 +42,6 @@ def _traverse(pair, request, conn, responder=None, forced: frozenset[str] = froz
     if forced and not verdict.nat:
         raise PeerFault(f"{', '.join(sorted(forced))} forced UDP encapsulation, yet no NAT was shown in IKE_SA_INIT "
                         f"and IKE stayed on port 500", pair.requirement)
-    if not forced and verdict.nat != any(translated(pair, e) for e in pair.ends):
-        raise PeerFault(f"NAT seen in IKE_SA_INIT: {verdict.nat}; the topology has one: {not verdict.nat}",
-                        pair.requirement)
     pair.terminate()
 
 
