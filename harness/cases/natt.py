@@ -227,45 +227,49 @@ def _answered_liveness(pair: Any, what: str, requirement: str) -> None:
                         f"end's retransmissions", requirement)
 
 
-def _kernel_dport(pair: Any) -> str | None:
-    """The destination port of the peer kernel's outbound ESP-in-UDP SA of the case's Child SA."""
+def _kernel_destination(pair: Any) -> tuple[str, int] | None:
+    """Where the peer kernel's outbound ESP-in-UDP SA of the case's Child SA sends: (address, port)."""
     st = pair.counters().sas.get(("esp", pair.child(pair.peer).spi_out))
-    return st.encap["dport"] if st is not None and st.encap else None
+    return (st.dst, int(st.encap["dport"])) if st is not None and st.encap else None
 
 
 def expect_new_mapping_followed(pair: Any, request: Any, ports: tuple[int, int]) -> dict[str, Any]:
     """Within a rebind of the router in front of the built-in end to ports (module doc): the peer answers a liveness
     check at the new mapping (RFC 7296 s2.11 MUST); after one echo request from it, the peer's kernel SA sends to the
-    new port and traffic flows both ways, and the peer's own Delete request reaches the built-in end (s2.23 SHOULD).
-    What the peer did: {"mapped_to": "addr:port", "esp": followed, "ike": followed}."""
+    new address and port, traffic flows both ways, and the peer's own Delete request reaches the built-in end (s2.23
+    SHOULD). What the peer did: {"mapped_to": "addr:port", "esp": followed, "ike": followed}."""
     peer, me = pair.peer, pair.builtin_end
-    seg, public = segment_of(pair, peer), pair.seen_address(me, peer)
+    seg = segment_of(pair, peer)
     _answered_liveness(pair, f"{peer.name} answers a liveness check from the NAT's new mapping, where it came from "
                              f"(RFC 7296 s2.11)", "RFC 7296 s2.11 MUST")
-    mine = [p for p in wire(pair)[seg] if p.kind == "ike" and p.src == public and p.ike and p.ike.initiator]
+    mine = [p for p in wire(pair)[seg] if p.kind == "ike" and p.ike and p.ike.initiator and not p.ike.response]
     if not mine or not ports[0] <= mine[-1].sport <= ports[1]:
         raise LabError(f"pair {pair.spec.id}: the router did not rebind: the liveness check reached {peer.name} from "
                        f"{mine[-1].src}:{mine[-1].sport}" if mine else f"pair {pair.spec.id}: no liveness check on {seg}")
-    new = mine[-1].sport
-    out: dict[str, Any] = {"mapped_to": f"{public}:{new}"}
+    new, since = (mine[-1].src, mine[-1].sport), mine[-1].ts_ns
+    out: dict[str, Any] = {"mapped_to": f"{new[0]}:{new[1]}"}
     me.adapter.ping(pair.address(peer), 1, timeout=2.0)  # ESP from the new mapping: its answer may still take the old
     try:
-        pair.wait(lambda: _kernel_dport(pair) == str(new), f"{peer.name}'s kernel SA sends to the new port {new}",
+        pair.wait(lambda: _kernel_destination(pair) == new, f"{peer.name}'s kernel SA sends to {new[0]}:{new[1]}",
                   timeout=MAPPING_WAIT)
         out["esp"] = True
     except NoAnswer:
         out["esp"] = False
-        should(request, False, "RFC 7296 s2.23 SHOULD", f"{peer.name}'s kernel SA still sends ESP to port "
-               f"{_kernel_dport(pair)}, not to the new mapping {public}:{new}")
+        should(request, False, "RFC 7296 s2.23 SHOULD", f"{peer.name}'s kernel SA still sends ESP to "
+               f"{_kernel_destination(pair)}, not to the new mapping {new[0]}:{new[1]}")
     if out["esp"]:
         pair.traffic(count=2)
+        sent = [p for p in wire(pair)[seg] if p.kind == "esp" and p.src == pair.address(peer) and p.ts_ns > since]
+        if not sent or (sent[-1].dst, sent[-1].dport) != new:
+            raise PeerFault(f"{peer.name}'s kernel SA names {new[0]}:{new[1]}, yet its last ESP went to "
+                            f"{(sent[-1].dst, sent[-1].dport) if sent else 'nowhere'}", pair.requirement)
     try:
         pair.terminate(by="initiator" if peer is pair.initiator else "responder")
         out["ike"] = True
     except PeerFault as e:
         out["ike"] = False
         should(request, False, "RFC 7296 s2.23 SHOULD", f"{peer.name}'s Delete request did not reach the built-in "
-               f"end at the new mapping {public}:{new}: {e}")
+               f"end at the new mapping {new[0]}:{new[1]}: {e}")
     return out
 
 

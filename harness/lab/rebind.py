@@ -2,8 +2,9 @@
 alive ... or the NAT box is rebooted"): inside its own namespace only, its nftables masquerade maps UDP to new source
 ports and its connection tracking is flushed, so the next packet of the end behind it leaves from a new port.
 
-`rebound(lab, node)` is a context manager: inside it the router `node` masquerades UDP to NEW_PORTS; on leaving, the
-rule is deleted and the tracking flushed again, so the pooled lab is as it was for the next case.
+`rebound(lab, node, new_address=False)` is a context manager: inside it the router `node` maps UDP to NEW_PORTS, and
+with new_address from a second address of its own on the masquerade segment (host NEW_HOST); on leaving, the rule and
+the address are removed and the tracking flushed again, so the pooled lab is as it was for the next case.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from harness.errors import LabError
 from harness.lab import netns
 
 NEW_PORTS = (41000, 41999)
+NEW_HOST = 200  # the host number of the router's second address on its masquerade segment (no node of a lab has it)
 TABLE = "ip ipsi_nat"  # the NAT router's table (harness.lab.lab.Lab._nat_rules)
 
 
@@ -40,22 +42,34 @@ def flush_conntrack(ns: str) -> None:
         raise LabError(f"conntrack flush in {ns}: {e}") from None
 
 
+def _ip(ns: str, *argv: str) -> None:
+    r = netns.run_cmd(ns, ["ip", *argv])
+    if r.returncode != 0:
+        raise LabError(f"ip {' '.join(argv)} in {ns}: {r.stderr.strip()}")
+
+
 @contextmanager
-def rebound(lab: Any, node: str, ports: tuple[int, int] = NEW_PORTS) -> Iterator[None]:
-    """Within the block, the NAT router `node` maps UDP leaving onto its masquerade segment to source ports in ports,
-    its old mappings forgotten; restored on leaving."""
+def rebound(lab: Any, node: str, ports: tuple[int, int] = NEW_PORTS, new_address: bool = False) -> Iterator[str]:
+    """Within the block, the NAT router `node` maps UDP leaving onto its masquerade segment to source ports in ports
+    (and, with new_address, from its second address there), its old mappings forgotten; restored on leaving. Yields
+    the address the mapping now uses."""
     n = lab.node(node)
     if n.kind != "nat" or not n.netns or not n.masquerade:
         raise LabError(f"rebind: node {node!r} is not a NAT router")
-    out = n.interface(n.masquerade).ifname
+    i = n.interface(n.masquerade)
     comment = "ipsi-rebind"
-    _nft(n.netns, f'insert rule {TABLE} postrouting oifname "{out}" meta l4proto udp masquerade to :{ports[0]}-{ports[1]} '
-                  f'comment "{comment}"\n')
-    flush_conntrack(n.netns)
+    address = str(i.v4.network[NEW_HOST]) if new_address else str(i.v4.ip)
+    if new_address:
+        _ip(n.netns, "addr", "add", f"{address}/{i.v4.network.prefixlen}", "dev", i.ifname)
+    to = f"snat ip to {address}:{ports[0]}-{ports[1]}" if new_address else f"masquerade to :{ports[0]}-{ports[1]}"
     try:
-        yield
+        _nft(n.netns, f'insert rule {TABLE} postrouting oifname "{i.ifname}" meta l4proto udp {to} comment "{comment}"\n')
+        flush_conntrack(n.netns)
+        yield address
     finally:
         listing = _nft(n.netns, f"list chain {TABLE} postrouting\n")
         for handle in re.findall(rf'comment "{comment}" # handle (\d+)', listing):
             _nft(n.netns, f"delete rule {TABLE} postrouting handle {handle}\n")
+        if new_address:
+            _ip(n.netns, "addr", "del", f"{address}/{i.v4.network.prefixlen}", "dev", i.ifname)
         flush_conntrack(n.netns)

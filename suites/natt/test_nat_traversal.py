@@ -109,10 +109,11 @@ def test_keepalives_from_the_peer_behind_nat(pair, request):
 @pytest.mark.topology("nat")
 @pytest.mark.ends("builtin>peer")
 @pytest.mark.rfc(7296, "2.23", "SHOULD")
-def test_nat_mapping_change_is_followed(pair, request):
+@pytest.mark.parametrize("new_address", [False, True], ids=["new-port", "new-address"])
+def test_nat_mapping_change_is_followed(pair, request, new_address):
     pair.establish(pair.connection(mode="tunnel"))
     pair.traffic(count=1)
-    with rebound(pair.lab, "nat"):
+    with rebound(pair.lab, "nat", new_address=new_address):
         followed = expect_new_mapping_followed(pair, request, NEW_PORTS)
     request.node.user_properties.append(("nat_rebind", followed))
 
