@@ -19,6 +19,7 @@ from harness.esp.fastpath import receiver_fast
 from harness.esp.ip import IPPROTO_AH, IPPROTO_ESP, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_NONE, IPPROTO_UDP, IpView, parse_ip, with_payload
 from harness.esp.replay import ReplayWindow
 from harness.esp.sa import SecurityAssociation
+from harness.esp.natt_checksum import fix_transport_checksum
 from harness.esp.udpencap import NON_ESP_MARKER
 
 DROP_REASONS = ("bad_icv", "replayed", "too_old", "unknown_spi", "bad_padding", "malformed")
@@ -184,6 +185,11 @@ class Receiver:
                     payload = payload[:ulen]
             assert view is not None
             inner = with_payload(view, outer, nh, payload)
+            if self._udp and nh in (6, 17):  # a NAT changed the addresses the sender summed (RFC 3948 s3.1.2)
+                try:
+                    inner = fix_transport_checksum(inner)
+                except ParseError:
+                    pass  # a TCP/UDP header too short to carry a checksum: handed on as it came
         self.window.accept(seq)
         if nh == IPPROTO_NONE:
             self.dummies += 1

@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import ipaddress
+
 from dataclasses import replace
 
 from harness.errors import IkeError, KeyExchangeError, NoProposalChosen
@@ -115,14 +117,22 @@ def complete(ep, sa: IkeSa, resp: Msg, ctx: dict, ni: bytes, nr: bytes, ke_priva
             g_ir = ke_private.exchange(resp.ke[1])
         except KeyExchangeError as e:
             raise IkeError(str(e), "INVALID_SYNTAX") from None
-    check_narrowed(ctx["ts_local"], resp.ts_i)
-    check_narrowed(ctx["ts_remote"], resp.ts_r)
     mode = "transport" if resp.notify("USE_TRANSPORT_MODE") and ctx["mode"] == "transport" else "tunnel"
+    if not (mode == "transport" and sa.nat_local and substituted(resp.ts_i, sa.remote[0])):
+        check_narrowed(ctx["ts_local"], resp.ts_i)  # else RFC 7296 s2.23.1: TSi is our address as the NAT shows it
+    check_narrowed(ctx["ts_remote"], resp.ts_r)
     keys = derive_child_keys(sa.suite.prf, sa.keys.sk_d, ni, nr, suite.encr, suite.key_bits, suite.integ, g_ir)
     return ChildSa(chosen.protocol, mode, ctx["spi_in"], chosen.spi, suite, keys, True, tuple(resp.ts_i),
                    tuple(resp.ts_r), (ni, nr), sa.nat_local or sa.nat_remote,
                    additional_ts_possible=resp.notify("ADDITIONAL_TS_POSSIBLE") is not None,
                    peer_tfc_padding=resp.notify("ESP_TFC_PADDING_NOT_SUPPORTED") is None)
+
+
+def substituted(ts_i: list[TrafficSelector], responder: str) -> bool:
+    """True when a transport-mode responder put one host address other than its own in TSi: the address it meets the
+    initiator at behind a NAT, which the initiator accepts in place of its own (RFC 7296 s2.23.1)."""
+    return len(ts_i) == 1 and ts_i[0].start_addr == ts_i[0].end_addr and \
+        ts_i[0].start_addr != ipaddress.ip_address(responder).packed
 
 
 def install(ep, sa: IkeSa, child: ChildSa, rekeyed_spi: bytes | None = None) -> None:

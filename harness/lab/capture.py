@@ -209,6 +209,16 @@ class Capturer:
             raise LabError(f"capture in {self.namespace}: {self._error}")
         return counts, spis
 
+    def flush(self, capture: "Capture") -> None:
+        """Write what is queued into capture's files and flush them (the capture goes on), so they can be read now."""
+        with self._lock:
+            if self.active is not capture:
+                return
+            for seg in self._socks:
+                self._read_all(seg)
+            for f in (self._files or {}).values():
+                f.flush()
+
     def close(self) -> None:
         """Stop the reader thread and close the sockets (idempotent)."""
         if self.active is not None:
@@ -251,6 +261,12 @@ class Capture:
             self.counts, self.spis = self.capturer.end(self)
         if keys is not None:
             write_keys(self.directory, keys)
+        return dict(self.files)
+
+    def flush(self) -> dict[str, Path]:
+        """The pcap paths, every frame captured so far written into them (the capture goes on)."""
+        if not self.stopped:
+            self.capturer.flush(self)
         return dict(self.files)
 
     def __enter__(self) -> "Capture":

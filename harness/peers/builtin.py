@@ -15,6 +15,7 @@ The configuration comes from the case's Connection only (`ike_config`): one desc
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import queue
 import select
@@ -33,6 +34,8 @@ from harness.errors import ConfigError, LabError, NoAnswer, PacketDropped, Refus
 from harness.esp import Faults, Receiver, SaDatabase, Sender, SecurityAssociation
 from harness.esp.fragment import fragment
 from harness.esp.ip import parse_ip
+from harness.esp.keepalive import LAB_INTERVAL, KeepaliveTimer
+from harness.esp.udpencap import KEEPALIVE
 from harness.ike.certs import Credential, cert_identities, dn_der_in_order
 from harness.ike.auth import Identity as IkeIdentity, scheme_hash
 from harness.ike.config import Bugs, IkeConfig
@@ -90,6 +93,8 @@ def ike_config(c: Connection, bugs: Bugs | None = None, **overrides: Any) -> Ike
         local_ts=[TrafficSelector.of(t) for t in c.local_selectors()],
         remote_ts=[TrafficSelector.of(t) for t in c.remote_selectors()],
         fragmentation=c.fragmentation != "no", childless=c.childless, bugs=bugs or Bugs())
+    if c.encap == "force":  # UDP encapsulation without a NAT: a faked NAT_DETECTION_SOURCE_IP, as strongSwan does it
+        kw["bugs"] = dataclasses.replace(kw["bugs"], fake_natd=True)
     if c.auth.method == "psk":
         kw["psk"] = (c.auth.psk or "").encode()
     else:
@@ -118,6 +123,7 @@ class ChildData:
     echo_requests: int = 0  # echo requests received (and answered) through this SA
     crafted_seqs: int = 0  # sequence numbers the crafted packets (send_crafted) took from the sender's counter
     ah_shapes: dict[tuple[int, int], int] = field(default_factory=dict)  # AH verified: (header octets, AH octets) -> n
+    udp_in: list[bytes] = field(default_factory=list)  # UDP packets received through this SA, as delivered
 
 
 class BuiltinEnd:
@@ -153,6 +159,8 @@ class BuiltinEnd:
         self._macs: dict[str, bytes] = {}              # LAN hosts' MAC addresses, learned from their frames
         self.inner_hooks: list[Callable[[bytes], bytes | None]] = []  # inner packets that are no echo (_on_ipsec)
         self._frag_ident = 0                           # the Identification of the last IPv6 packet sent in fragments
+        self.keepalive = KeepaliveTimer(LAB_INTERVAL, clock)  # NAT-keepalives from behind a NAT (RFC 3948 s2.3)
+        self._ike_sent = 0                              # the driver's send count when keepalives last looked
 
     # -- the loop that owns the endpoint and the sockets ----------------------------------------------
     def start(self) -> None:
@@ -196,6 +204,8 @@ class BuiltinEnd:
                     driver._receive(s, port)  # the driver's own handling: non-ESP marker, keepalives
             if driver and self.endpoint and (due := self.endpoint.next_timer()) is not None and self.clock() >= due:
                 driver.send(self.endpoint.tick())
+            if driver and self.endpoint:
+                self._keepalives(driver)
             if driver:
                 for data, _src in driver.esp_in:
                     self._on_ipsec(data, udp=True)
@@ -208,6 +218,17 @@ class BuiltinEnd:
                 except BaseException as e:  # noqa: BLE001 - handed to the calling thread, raised there
                     done.put((False, e))
                 self._harvest()
+
+    def _keepalives(self, driver: SocketDriver) -> None:
+        """A NAT-keepalive to the remote of each IKE SA we are behind a NAT on, when due (RFC 3948 s2.3): IKE sent
+        since the last look restarts every interval."""
+        behind = [sa.remote for sa in self.endpoint.established() if sa.nat_local] if self.endpoint else []
+        if driver.sent != self._ike_sent:
+            self._ike_sent = driver.sent
+            for remote in behind:
+                self.keepalive.sent(remote)
+        for remote in self.keepalive.due(behind):
+            self.tester.udp[(self.ip_version, 4500)].sendto(KEEPALIVE, remote)
 
     def _harvest(self) -> None:
         """Take the endpoint's new events and snapshot every SA's keys into the ledger."""
@@ -271,6 +292,8 @@ class BuiltinEnd:
             for hook in list(self.inner_hooks):
                 if (reply := hook(opened.inner)) is not None:
                     self._send_ipsec(data, reply)
+        if data is not None and opened.next_header == 17:  # transport mode: what a local UDP socket would get
+            data.udp_in.append(opened.inner)
         if data is None or echo is None:
             return
         src, dst, kind, ident, seq, payload = echo
@@ -296,6 +319,7 @@ class BuiltinEnd:
     def _emit(self, sa: SecurityAssociation, outer: bytes) -> None:
         """Put an outer ESP/AH packet on the wire (UDP 4500 when the SA is encapsulated)."""
         if sa.udp_encap:
+            self.keepalive.sent((sa.dst, sa.udp_encap[1]))
             ihl = (outer[0] & 0x0F) * 4
             self.tester.udp[(self.ip_version, 4500)].sendto(outer[ihl + 8:], (sa.dst, sa.udp_encap[1]))
             return
@@ -625,6 +649,10 @@ class BuiltinEnd:
     def echo_replied(self, ident: int, seq: int) -> bool:
         """True once an echo reply (ident, seq) came back through any live Child SA."""
         return self._call(lambda: any((ident, seq) in d.echo_replies for d in self.children.values()))
+
+    def udp_received(self) -> list[bytes]:
+        """The UDP packets (whole IP packets, transport mode) received through the live Child SAs so far."""
+        return self._call(lambda: [p for d in self.children.values() for p in d.udp_in])
 
     def ah_shapes(self, spi_in: int) -> dict[tuple[int, int], int]:
         """The AH packets that verified on the inbound SA spi_in: (octets of IP header and extension headers before

@@ -23,6 +23,7 @@ from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_seria
 from harness.ike.ts import PROTOCOLS, protoport_suffix
 from harness.peers.connection import Connection, Identity, pem_certificates, selector_network, selector_protoport
 from harness.peers.libreswan_proposals import translate
+from harness.esp.keepalive import LAB_INTERVAL
 from harness.peers.templates import render
 from harness.peers.xfrm import parse_xfrm_state
 
@@ -528,7 +529,8 @@ class LibreswanAdapter(NodeBase):
         self.run(["mkdir", "-p", NSS_DIR, "/run/pluto", "/var/log"])
         if self.node.exec(["test", "-e", f"{NSS_DIR}/cert9.db"], timeout=10)[0] != 0:  # type: ignore[attr-defined]
             self.run(["ipsec", "initnss", "--nssdir", NSS_DIR], timeout=30)
-        self.pid = int(self.node.spawn(["ipsec", "pluto", "--config", CONF_PATH, "--nofork", "--stderrlog"],  # type: ignore[attr-defined]
+        self.pid = int(self.node.spawn(["ipsec", "pluto", "--config", CONF_PATH, "--nofork", "--stderrlog",
+                                                    "--keep-alive", str(LAB_INTERVAL)],  # type: ignore[attr-defined]
                                        STDERR_PATH))
         deadline = time.monotonic() + self.start_timeout
         while self.node.exec([WHACK, "--briefstatus"], timeout=10)[0] != 0:  # type: ignore[attr-defined]

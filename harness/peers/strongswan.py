@@ -22,6 +22,7 @@ from harness.peers.algorithms import Algorithms, strongswan_algorithms
 from harness.peers.base import ChildSaRecord, IkeSaRecord, NodeBase, child_serial, join_kernel
 from harness.ike.ts import protocol_port, protoport_suffix
 from harness.peers.connection import Connection, Identity, pem_certificates, selector_network, selector_protoport
+from harness.esp.keepalive import LAB_INTERVAL
 from harness.peers.templates import render
 
 CHARON = "/usr/lib/ipsec/charon"
@@ -44,7 +45,8 @@ def strongswan_conf(vici_socket: str, save_keys: bool = False, install_routes: b
     return render("strongswan", "strongswan.conf", {
         "vici_socket": vici_socket, "save_keys_load": "yes" if save_keys else "no", "keys_dir": KEYS_DIR,
         "install_routes": "yes" if install_routes else "no", "retransmit_tries": retransmit_tries,
-        "retransmit_timeout": retransmit_timeout, "log_path": LOG_PATH})
+        "retransmit_timeout": retransmit_timeout, "log_path": LOG_PATH,
+        "keep_alive": f"{LAB_INTERVAL}s"})
 
 
 def identity(ident: Identity | None, addr: str) -> str:

@@ -8,7 +8,8 @@ reported; a problem, one line naming segment, file, frame and SPI, is recorded f
 - an ESP/AH packet whose SPI is in no keys entry (an SA neither end reported);
 - a sequence number repeated on one SA within one capture (a sender never reuses one:
   RFC 4303 s3.3.3, RFC 4302 s3.3.2), one lower than the one before it on the segment (the
-  sender's counter only increases), and an SA's first packet whose sequence number is not 1;
+  sender's counter only increases), and an SA's first packet whose sequence number is not 1 (unless the SA's packets
+  went to two destinations: a NAT's new mapping moved it mid-SA, RFC 7296 s2.23);
 - an IV repeated under one SA's key (RFC 4303 s2.3; a counter-mode IV must never repeat,
   RFC 3686 s3, RFC 4106 s3.1, RFC 7634 s2; a CBC IV must be unpredictable, RFC 3602 s3);
 - an IKE message whose SK/SKF payload does not verify (RFC 7296 s3.14, RFC 7383);
@@ -220,8 +221,10 @@ def check_wire(pcaps: dict[str, Path], keys: KeysFile, counters: Iterable[SaCoun
             target.parent.mkdir(parents=True, exist_ok=True)
             write_decrypted(report, packets, target, _linktype(packets))
             out.decrypted[segment] = target
+    dsts = Counter((p, s) for p, s, _ in {sa for _, sa in opened})  # an SA a NAT rebinding moved has two destinations
     for (where, sa), results in opened.items():
-        out.problems += _sequence_problems(where, results, first_must_be_one=sa not in crafted_seen)
+        out.problems += _sequence_problems(where, results, first_must_be_one=sa not in crafted_seen
+                                           and dsts[(sa[0], sa[1])] == 1)
     out.problems += _iv_problems((where, r) for (where, _), results in opened.items() for r in results)
     out.counts = dict(totals)
     out.per_sa = {sa: max(by_segment.values()) for sa, by_segment in seen.items()}

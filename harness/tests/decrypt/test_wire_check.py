@@ -110,6 +110,17 @@ def test_an_sa_whose_first_packet_is_not_sequence_number_1_is_a_problem(tmp_path
                             "sequence number 2, not 1 (RFC 4303 s3.3.3)"]
 
 
+def test_an_sa_moved_to_a_new_destination_mid_sa_is_not_a_new_sa(tmp_path):
+    frames = _protect(AB, 3)
+    moved = frames[2][:16] + addr_bytes("198.18.5.200") + frames[2][20:]  # a NAT's new mapping (RFC 7296 s2.23)
+    moved = moved[:10] + b"\0\0" + moved[12:]
+    from harness.esp.ip import checksum
+
+    moved = moved[:10] + checksum(moved[:20]).to_bytes(2, "big") + moved[12:]
+    rep = check_wire({"lan": _pcap(tmp_path / "lan.pcap", [*frames[:2], moved])}, KeysFile(ipsec_sas=[AB]))
+    assert rep.problems == [] and rep.per_sa[("esp", SPI_AB, "198.18.5.200")] == 1
+
+
 def test_an_iv_repeated_under_one_key_is_a_problem(tmp_path):
     from harness.esp import Faults
 

@@ -424,6 +424,16 @@ def test_nat_detection_switches_to_4500():
     assert all(c.udp_encap for c in sa_a.children.values())
 
 
+@pytest.mark.rfc(7296, "2.23", "MUST")
+@pytest.mark.parametrize("faker", ["initiator", "responder"])
+def test_fake_natd_forces_udp_encapsulation_on_both_ends(faker):
+    forced = cfg("moon" if faker == "initiator" else "sun", bugs=Bugs(fake_natd=True))
+    a, b, w, _ = establish(*((forced, None) if faker == "initiator" else (None, forced)))
+    sa_a, sa_b = mirrored(a, b)
+    assert sa_a.remote[1] == 4500 and w.log[2].dst[1] == 4500  # IKE_AUTH on 4500 without a NAT between them
+    assert all(c.udp_encap for c in sa_a.children.values()) and all(c.udp_encap for c in sa_b.children.values())
+
+
 def test_skip_natd_bug_means_no_detection():
     a, b, w, _ = establish(cfg("moon", bugs=Bugs(skip_natd=True)))
     mirrored(a, b)
@@ -843,3 +853,13 @@ def test_regular_ike_auth_still_makes_the_first_child_sa():
 def test_childless_policy_is_checked():
     with pytest.raises(Exception, match="childless"):
         cfg("moon", childless="sometimes")
+
+
+@pytest.mark.rfc(7296, "2.23.1", "MUST")
+def test_transport_mode_tsi_substituted_by_the_nat_address_is_recognised():
+    from harness.ike.child import substituted
+
+    assert substituted([TS.of("198.18.1.1/32")], "198.18.1.3")  # the NAT's address in place of ours
+    assert not substituted([TS.of("198.18.1.3/32")], "198.18.1.3")  # the responder's own address: no substitution
+    assert not substituted([TS.of("198.18.1.0/24")], "198.18.1.3")  # a range is narrowing, checked as such
+    assert not substituted([TS.of("198.18.1.1/32"), TS.of("198.18.1.2/32")], "198.18.1.3")

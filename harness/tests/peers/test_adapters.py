@@ -80,7 +80,8 @@ def test_libreswan_start_load_and_list() -> None:
     a = LibreswanAdapter(node)
     assert isinstance(a, PeerAdapter) and a.version() == "Libreswan 4.10" and a.major() == 4
     a.load(CONN)
-    assert node.spawned == [(("ipsec", "pluto", "--config", "/etc/ipsec.conf", "--nofork", "--stderrlog"), "/var/log/pluto.stderr")]
+    assert node.spawned == [(("ipsec", "pluto", "--config", "/etc/ipsec.conf", "--nofork", "--stderrlog", "--keep-alive", "2"),
+                             "/var/log/pluto.stderr")]
     order = [c for c in node.calls if c[:2] == ("ipsec", "initnss") or c[0] in (WHACK, ADDCONN)]
     assert order[0][:2] == ("ipsec", "initnss") and (WHACK, "--listen") in order
     load = ("sh", "-c", f"cat > /etc/ipsec.conf && {ADDCONN} --config /etc/ipsec.conf p2p && {WHACK} --rereadsecrets")
