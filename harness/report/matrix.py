@@ -35,6 +35,7 @@ class Matrix:
     rows: dict[str, dict[str, dict[str, dict]]]  # area -> case -> peer -> record
     totals: dict[str, int]
     by_requirement: dict[str, dict[str, int]]
+    coverage: dict[str, dict[str, dict[str, int]]]  # requirement -> peer -> verdict -> tests (the coverage table)
     differences: list[dict]  # documented differences that covered a test: id, case, peer, verdict, reason, ...
 
 
@@ -56,6 +57,7 @@ def build(records: list[dict]) -> Matrix:
     rows: dict[str, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     info: dict[str, dict] = {}
     by_req: dict[str, Counter] = defaultdict(Counter)
+    cover: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     diffs = []
     for r in records:
         peer = r.get("peer") or NO_PEER
@@ -67,12 +69,34 @@ def build(records: list[dict]) -> Matrix:
             if r.get(k) and str(r[k]) not in i.get(k, "").split(", "):
                 i[k] = ", ".join(filter(None, (i.get(k), str(r[k]))))
         for q in r.get("requirements", []):
-            by_req[f"RFC {q['rfc']} s{q['section']} {q['level']}".strip()][r["verdict"]] += 1
+            key = f"RFC {q['rfc']} s{q['section']} {q['level']}".strip()
+            by_req[key][r["verdict"]] += 1
+            cover[key][peer][r["verdict"]] += 1
     peers = sorted(p for p in info if p != NO_PEER) + ([NO_PEER] if NO_PEER in info else [])
     totals = Counter(r["verdict"] for r in records)
     return Matrix(peers, info, {a: dict(c) for a, c in sorted(rows.items())}, dict(totals),
-                  {k: dict(c) for k, c in sorted(by_req.items())},
+                  {k: dict(c) for k, c in sorted(by_req.items(), key=lambda kv: _requirement_order(kv[0]))},
+                  {k: {p: dict(c) for p, c in cs.items()} for k, cs in sorted(cover.items(), key=lambda kv: _requirement_order(kv[0]))},
                   sorted(diffs, key=lambda d: (d["id"], d["peer"], d["case"])))
+
+
+def _requirement_order(key: str) -> tuple[int, list[int], str]:
+    """RFC number, then section numerically (s2.10 after s2.9), then level."""
+    m = re.match(r"RFC (\d+) s([\d.]+)", key)
+    return (int(m.group(1)), [int(x) for x in m.group(2).split(".") if x], key) if m else (0, [], key)
+
+
+PASSING = (v.OK, v.NON_STRICT, v.DOCUMENTED, v.XFAIL)  # a requirement held, or its deviation known and documented
+
+
+def coverage_cell(cells: dict[str, int]) -> tuple[str, str]:
+    """A coverage cell's text ('held/checked', the worst verdict beside) and its CSS class: the worst verdict's."""
+    checked = sum(n for k, n in cells.items() if k not in (v.SKIPPED, v.UNIMPLEMENTED))
+    held = sum(n for k, n in cells.items() if k in PASSING)
+    counted = [k for k in cells if k not in (v.SKIPPED, v.UNIMPLEMENTED)] or list(cells)
+    worst = min(counted, key=v.ORDER.index)
+    text = f"{held}/{checked}" if checked else "n/a"
+    return (text if worst in (v.OK, v.SKIPPED) else f"{text} {worst}"), _css_class(worst)
 
 
 def _css_class(verdict: str) -> str:
@@ -114,8 +138,9 @@ def write(matrix: Matrix, out: Path) -> Path:
                 tds.append(_cell(rec, link))
             body.append(f"<tr><td class=case>{esc(case)}</td>{''.join(tds)}</tr>")
     totals = ", ".join(f"{k}: {n}" for k, n in sorted(matrix.totals.items(), key=lambda kv: v.ORDER.index(kv[0])))
-    reqs = "".join(f"<tr><td>{esc(k)}</td><td>{esc(', '.join(f'{a}: {n}' for a, n in c.items()))}</td></tr>"
-                   for k, c in matrix.by_requirement.items())
+    reqs = "".join(f"<tr><td>{esc(k)}</td>" + "".join(
+        (lambda t: f"<td class={t[1]}>{esc(t[0])}</td>")(coverage_cell(cells[p])) if p in cells else "<td class=none>&ndash;</td>"
+        for p in matrix.peers) + "</tr>" for k, cells in matrix.coverage.items())
     diffs = "".join(
         f"<tr><td>{esc(d['id'])}</td><td class=case>{esc(d['case'])}</td><td>{esc(d['peer'])}</td>"
         f"<td class={_css_class(d['verdict'])}>{esc(d['verdict'])}</td><td>{esc(d['reason'])}</td>"
@@ -124,19 +149,21 @@ def write(matrix: Matrix, out: Path) -> Path:
     legend = " ".join(f"<span class=legend><b class={_css_class(k)}>{esc(k)}</b> {esc(t)}.</span>" for k, t in LEGEND.items())
     page = f"""<!doctype html><meta charset=utf-8><title>ipsec-interop matrix</title>
 <style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-td a{{color:#fff;text-decoration:none;font-weight:bold}}th.area{{text-align:left;background:#eee}}td.case{{font-family:monospace}}td.none{{color:#999;text-align:center}}
+td a{{color:#fff;text-decoration:none;font-weight:bold}}th.area{{text-align:left;background:#eee}}td.case{{font-family:monospace}}td.none{{color:#999;text-align:center}}td[class^=v-]{{color:#fff}}
 {colours}{colours.replace("td.", "b.")}b[class^=v-]{{color:#fff;padding:0 3px}}.legend{{display:inline-block;margin-right:1em}}</style>
 <h1>Interop matrix</h1><p>{esc(totals)}</p>
 <table><tr><th>case</th>{head}</tr>{''.join(body)}</table>
 <p><small>{legend}</small></p>
 <h2>Documented differences</h2><table><tr><th>id</th><th>case</th><th>peer</th><th>verdict</th><th>reason</th>
 <th>requirement</th><th>evidence</th></tr>{diffs or "<tr><td colspan=7>none covered a test in this run</td></tr>"}</table>
-<h2>By requirement</h2><table><tr><th>requirement</th><th>verdicts</th></tr>{reqs}</table>
+<h2>Requirements checked per peer</h2><p>Each cell: tests whose requirement held (passed, SHOULD missed, or a documented
+difference) of those that ran against the peer; the worst verdict beside it. Skipped and unimplemented tests are not counted.</p>
+<table><tr><th>requirement</th>{''.join(f"<th>{esc(p)}</th>" for p in matrix.peers)}</tr>{reqs}</table>
 """
     (out / "matrix.html").write_text(page)
     (out / "matrix.json").write_text(json.dumps(
         {"peers": matrix.peers, "peer_info": matrix.peer_info, "totals": matrix.totals,
-         "by_requirement": matrix.by_requirement, "differences": matrix.differences,
+         "by_requirement": matrix.by_requirement, "coverage": matrix.coverage, "differences": matrix.differences,
          "rows": {a: {c: {p: r["verdict"] for p, r in cells.items()} for c, cells in cs.items()}
                   for a, cs in matrix.rows.items()}}, indent=1))
     (out / "matrix.md").write_text(to_markdown(matrix))

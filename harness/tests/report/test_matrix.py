@@ -70,9 +70,14 @@ def test_matrix_rows_cases_columns_peers(pytester: pytest.Pytester, tmp_path) ->
     assert cases["test_replay[64]"]["strongswan-5.9"]["verdict"] == v.OK
     assert set(cases["test_stack_only"]) == {matrix.NO_PEER}
     assert m.by_requirement["RFC 4303 s3.4.3 MUST"] == {v.OK: 3, v.FAILED: 1}
+    assert m.coverage["RFC 4303 s3.4.3 MUST"] == {"strongswan-5.9": {v.OK: 2}, "libreswan-4.10": {v.OK: 1, v.FAILED: 1}}
+    assert matrix.coverage_cell(m.coverage["RFC 4303 s3.4.3 MUST"]["libreswan-4.10"]) == ("1/2 FAILED", "v-failed")
+    assert matrix.coverage_cell({v.OK: 2, v.DOCUMENTED: 1, v.UNIMPLEMENTED: 4}) == ("3/3 DOCUMENTED", "v-documented")
+    assert matrix.coverage_cell({v.SKIPPED: 1}) == ("n/a", "v-skipped")
     page = matrix.write(m, tmp_path)
     text = page.read_text()
     assert "FAILED" in text and "v-libreswan-4.10" in text
+    assert "<td>RFC 4303 s3.4.3 MUST</td><td class=v-failed>1/2 FAILED</td><td class=v-ok>2/2</td>" in text
     details = sorted(p.name for p in (tmp_path / "details").iterdir())
     assert len(details) == 9
     assert json.loads((tmp_path / "matrix.json").read_text())["totals"][v.FAILED] == 1
