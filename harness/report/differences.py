@@ -10,10 +10,12 @@ strongswan, libreswan) holds a JSON list of rows, one per known deviation:
      "verdict_expected": "FAILED",                     the only verdict a difference can excuse
      "reason": "one line saying what the peer does",
      "evidence": "issue, log line or capture path",
-     "requirement": "RFC 7296 s1.2 MUST"}
+     "requirement": "RFC 7296 s1.2 MUST",
+     "intermittent": true}                             optional: the peer deviates in some runs only (a race of its own)
 
 The collector marks each matching test `xfail(strict=True, raises=AssertionError)`: a failure is then
-DOCUMENTED, a pass XPASS (the difference is stale), and a harness fault stays BROKEN. Files are parsed
+DOCUMENTED, a pass XPASS (the difference is stale), and a harness fault stays BROKEN. An intermittent difference
+is `xfail(strict=False)`: a failure is DOCUMENTED, a pass OK (its evidence says in which runs it was seen). Files are parsed
 once per process; a bad row is a ConfigError naming the file, the row index and the key.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 
 REQUIRED = ("id", "case", "peers", "verdict_expected", "reason", "evidence", "requirement")
-OPTIONAL = ("versions",)
+OPTIONAL = ("versions", "intermittent")
 EXCUSABLE = ("FAILED",)
 
 
@@ -44,6 +46,7 @@ class Difference:
     reason: str
     evidence: str
     requirement: str
+    intermittent: bool = False
 
     def covers(self, case: str, peer: str) -> bool:
         """Whether this difference names the case id and the peer (versions aside)."""
@@ -79,7 +82,9 @@ def _row(path: Path, index: int, row: object) -> Difference:
     if row["verdict_expected"] not in EXCUSABLE:
         raise bad("verdict_expected", f"{row['verdict_expected']!r}: a difference can only excuse {', '.join(EXCUSABLE)}")
     implementation = path.stem
-    for key in ("peers", *OPTIONAL):
+    if not isinstance(row.get("intermittent", False), bool):
+        raise bad("intermittent", "must be true or false")
+    for key in ("peers", "versions"):
         value = row.get(key, [])
         if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
             raise bad(key, "must be a list of non-empty strings")
@@ -89,7 +94,8 @@ def _row(path: Path, index: int, row: object) -> Difference:
         if not p.startswith(implementation):
             raise bad("peers", f"{p!r} is not a {implementation} peer (rows go in the file of their implementation)")
     return Difference(row["id"], implementation, row["case"], tuple(row["peers"]), tuple(row.get("versions", [])),
-                      row["verdict_expected"], row["reason"], row["evidence"], row["requirement"])
+                      row["verdict_expected"], row["reason"], row["evidence"], row["requirement"],
+                      row.get("intermittent", False))
 
 
 def load(path: Path) -> list[Difference]:

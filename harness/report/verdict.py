@@ -14,6 +14,7 @@ One verdict per pytest phase report; a test's verdict is the worst of its phases
 | an xfail that failed as expected                                | XFAIL          |
 | ... whose reason names a documented difference                  | DOCUMENTED     |
 | an xfail that passed (strict or not): stale expectation         | XPASS          |
+|   ... but for an intermittent documented difference             | OK             |
 | any other exception, including in a documented case             | BROKEN         |
 
 The collector (harness.report.collector) turns Unimplemented and CannotReconfigure into skips before
@@ -32,6 +33,7 @@ ORDER = (BROKEN, FAILED, XPASS, NON_STRICT, UNIMPLEMENTED, DOCUMENTED, XFAIL, SK
 
 UNIMPLEMENTED_PREFIX = "unimplemented:"
 DOCUMENTED_PREFIX = "documented difference"
+INTERMITTENT_PREFIX = "documented difference (intermittent)"  # a non-strict xfail: its pass is OK
 STRICT_XPASS_PREFIX = "[XPASS(strict)]"
 
 #: What a phase raised (harness.report.collector.classify names it).
@@ -47,7 +49,7 @@ def from_outcome(outcome: str, when: str, cause: str, skip_reason: str = "", xfa
                  longrepr: str = "") -> str:
     """The verdict of one phase report: outcome and phase, what was raised (a cause), skip and xfail reasons."""
     if outcome == "passed":
-        return XPASS if xfail_reason is not None else OK
+        return XPASS if xfail_reason is not None and not xfail_reason.startswith(INTERMITTENT_PREFIX) else OK
     if outcome == "skipped":
         if xfail_reason is None:
             return UNIMPLEMENTED if skip_reason.lower().startswith(UNIMPLEMENTED_PREFIX) else SKIPPED
