@@ -9,8 +9,6 @@ from harness.report import verdict as v
 
 #: Verdicts that block a release: a test in one of these that was not in one before is a regression.
 FAILING = frozenset({v.FAILED, v.BROKEN, v.XPASS})
-#: Verdicts that say nothing against the peer.
-PASSING = frozenset({v.OK, v.NON_STRICT, v.DOCUMENTED, v.XFAIL, v.UNIMPLEMENTED, v.SKIPPED})
 
 
 @dataclass(frozen=True)
