@@ -381,7 +381,13 @@ class Pair(DataPlane, Rekeying):
         """Delete the IKE SA from one end; the other end must drop its SAs."""
         end = self.initiator if by == "initiator" else self.responder
         before = {c.spi_in for e in self.ends for s in self.ike_sas(e) for c in s.children}
-        end.adapter.terminate(self._conn().name)
+        try:
+            end.adapter.terminate(self._conn().name)
+        except NoAnswer as e:  # the deleting end quotes its own log: add the other end's, and what each holds now
+            held = "; ".join(f"{x.name} holds {[f'{s.spi_i or 0:016x}_i {s.spi_r or 0:016x}_r' for s in self.ike_sas(x)]}"
+                             for x in self.ends)
+            raise NoAnswer(f"{e}\n--- IKE SAs now: {held}{self._tails(x for x in self.ends if x is not end)}",
+                           self.requirement) from None
 
         def dropped() -> bool:  # an IKE SA the other end makes anew (Libreswan revives a connection it initiated) is not
             return not any(not s.children or any(c.spi_in in before for c in s.children)  # the one deleted
@@ -397,8 +403,7 @@ class Pair(DataPlane, Rekeying):
             if got:
                 return got
             if time.monotonic() > deadline:
-                logs = "".join(f"\n--- {e.name} log tail ---\n{self._log(e)[-2000:]}" for e in self.ends)
-                raise NoAnswer(f"{what}: not within {timeout:.0f} s{logs}", self.requirement)
+                raise NoAnswer(f"{what}: not within {timeout:.0f} s{self._tails(self.ends)}", self.requirement)
             time.sleep(interval)
 
     # -- reading the ends -----------------------------------------------------------------------------
@@ -505,6 +510,10 @@ class Pair(DataPlane, Rekeying):
         src.runtime_node.exec([*argv, addr], timeout=15 + count)  # its exit status is not the verdict: counters are
         return count
 
+    def _tails(self, ends: Iterable[End]) -> str:
+        """The ends' log tails, for an error."""
+        return "".join(f"\n--- {e.name} log tail ---\n{self._log(e)[-2000:]}" for e in ends)
+
     def _log(self, end: End) -> str:
         try:
             return str(end.adapter.logs())
@@ -540,7 +549,17 @@ class Pair(DataPlane, Rekeying):
                     side = "received from" if f.received else "sent to"
                     return Refused(f"{f.exchange}: the built-in responder {side} {self.initiator.name} {f.notify}: "
                                    f"{f.message}", self.requirement, f.notify)
+            if end.builtin and end is self.responder and not e.notify:
+                return NotEstablished(f"{e}\n--- the built-in responder: {self._heard(end)}", self.requirement)
         return (Refused if e.notify else NotEstablished)(str(e), self.requirement, e.notify)
+
+    def _heard(self, end: End) -> str:
+        """What the built-in end received and did in this case, for an error that must tell a datagram that never came
+        from one it left unanswered."""
+        driver = end.adapter.driver
+        events = [f"{type(x).__name__}({getattr(x, 'exchange', '')})" for x in self.events(end)][-12:]
+        return (f"{driver.received if driver else 'no driver:'} IKE datagrams received since it loaded the case, "
+                f"{driver.sent if driver else 0} sent; its events this case: {', '.join(events) or 'none'}")
 
     # -- after the case -------------------------------------------------------------------------------
     def finish(self, failed: bool, all_evidence: bool = False) -> list[Path]:

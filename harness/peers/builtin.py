@@ -493,10 +493,11 @@ class BuiltinEnd:
     def terminate(self, name: str, timeout: float = 30.0) -> None:
         """Delete the IKE SA (INFORMATIONAL Delete) and wait for its response."""
         ep, driver, _ = self._need()
-        mark = len(self.events)
         for sa in self._call(lambda: list(ep.established())):
+            mark = len(self.events)
             self._call(lambda sa=sa: driver.send(ep.delete_ike(sa)))
-            self.wait_event(lambda e: isinstance(e, IkeSaDeleted), mark, timeout, "IKE SA delete")
+            self.wait_event(lambda e, sa=sa: isinstance(e, IkeSaDeleted) and e.spi_i == sa.spi_i, mark, timeout,
+                            f"the Delete of IKE SA {sa.spi_i.hex()}_i answered")
 
     def delete_child(self, name: str, spi_in: int, timeout: float = 30.0) -> None:
         """INFORMATIONAL Delete of the Child SA receiving on spi_in, waiting for the answer; the IKE SA stays."""
