@@ -134,6 +134,10 @@ class NotEstablished(PeerFault):
     """An end's negotiation ended without the SA the case needed (its log tail says what it did)."""
 
 
+class DaemonDied(PeerFault):
+    """The peer's IKE daemon exited while the case ran (a crash): the verdict FAILED, the lab is rebuilt after it."""
+
+
 class Unimplemented(IpsecInteropError):
     """The end lacks a feature or transform the case needs: the verdict UNIMPLEMENTED, with this reason."""
 

@@ -24,7 +24,7 @@ from harness.cases.dataplane import DataPlane
 from harness.cases.ends import BUILTIN, PairSpec
 from harness.cases.rekeying import Rekeying
 from harness.cases.table import CaseRow
-from harness.errors import (CannotReconfigure, ConfigError, LabError, NoAnswer, NotEstablished, PeerFault, Refused,
+from harness.errors import (CannotReconfigure, ConfigError, DaemonDied, LabError, NoAnswer, NotEstablished, PeerFault, Refused,
                             Unimplemented)
 from harness.ike.events import ProbeSent
 from harness.ike.export import IkeSaKeys
@@ -566,17 +566,22 @@ class Pair(DataPlane, Rekeying):
         """Unload, stop the capture, write the evidence, run the wire check; the files. PeerFault if the wire fails."""
         t0 = time.perf_counter()
         counters: list[Any] = []
+        died: DaemonDied | None = None  # a peer's daemon gone since the case's last command: FAILED, after the evidence
         try:
             counters = self.snapshot()
+        except DaemonDied as e:
+            died = e
         except LabError:
             if not failed:
                 raise
-        diagnostics = self._diagnostics() if failed or all_evidence else []
+        diagnostics = self._diagnostics() if failed or died or all_evidence else []
         self._time("snapshot", t0)
         t0 = time.perf_counter()
         held = any(c.end != BUILTIN for c in counters) or failed
         try:
             self._unload(held)
+        except DaemonDied as e:
+            died = died or e
         except LabError:
             if not failed:
                 raise
@@ -604,6 +609,8 @@ class Pair(DataPlane, Rekeying):
         files.append(wire)
         self._time("wire_check", t0)
         self.evidence.files = files
+        if died and not failed:
+            raise died
         problems = list(report.problems)
         for sa, n in self.evidence.expected.items():
             if report.per_sa.get(sa, 0) < n:
@@ -695,7 +702,7 @@ class Pair(DataPlane, Rekeying):
                     lines += [end.runtime_node.exec(argv, timeout=10).stdout for argv in
                               (["ip", "-s", "xfrm", "state"], ["ip", "-s", "xfrm", "policy"])]
                 state.write_text("\n".join(lines) + "\n")
-            except LabError as e:
+            except (LabError, DaemonDied) as e:
                 state.write_text(f"could not read: {e}\n")
             out.append(state)
         return out

@@ -3,6 +3,9 @@
 `cross` runs before the endpoint answers a CREATE_CHILD_SA request: with `Bugs.collide_rekeys` set and the request a
 rekey (REKEY_SA for one of our Child SAs, or an IKE SA proposal), it first sends our own rekey of the same SA, so
 the two requests cross: the peer gets ours while its own is outstanding, and we answer its request while ours is.
+Our answer is held (`hold`) until the peer has answered our request, HOLD seconds at most: sent back to back, the two
+could be taken in either order by a peer that handles datagrams on several threads (charon), which would then finish
+its own rekey before it saw ours, and there would be no collision to check.
 The knob also chooses which exchange holds the lowest of the four nonces (the one whose SA is redundant):
 "ours-lowest" makes our request's nonce all zero, "theirs-lowest" our response's, so the peer's exchange loses
 (harness.ike.exchange_child takes a one-shot `Bugs.nonce_fill`). `rekey_missing` sends a REKEY_SA for a Child SA the
@@ -19,6 +22,7 @@ from harness.ike.sa import IkeSa
 from harness.ike.view import Msg
 
 COLLIDE = ("ours-lowest", "theirs-lowest")
+HOLD = 2.0  # seconds our answer to the crossed request waits at most for the peer's answer to ours
 ZERO = 0x00  # the fill of a nonce made to be the lowest of the four
 
 
@@ -59,3 +63,20 @@ def rekey_missing(ep, sa: IkeSa, spi_in: bytes) -> list:  # noqa: ANN001
         return exchange_child.request_rekey_child(ep, sa, spi_in)
     finally:
         del sa.children[spi_in]
+
+
+def hold(sa: IkeSa, answer: list, now: float) -> None:
+    """Keep our answer to the crossed request until the peer answered our own (release) or HOLD has passed (due)."""
+    sa.rekey["held_answer"] = (now + HOLD, answer)
+
+
+def release(sa: IkeSa) -> list:
+    """The answer held for the crossed request, now; [] when none is held."""
+    held = sa.rekey.pop("held_answer", None)
+    return held[1] if held else []
+
+
+def due(sa: IkeSa) -> float | None:
+    """When the held answer goes out even without the peer's answer to ours; None when none is held."""
+    held = sa.rekey.get("held_answer")
+    return held[0] if held else None

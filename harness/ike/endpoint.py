@@ -103,6 +103,8 @@ class IkeEndpoint:
                     now - sa.created_at >= self.config.half_open_timeout:
                 self.remove_sa(sa, f"half-open: no IKE_AUTH within {self.config.half_open_timeout} s")
                 continue
+            if (held := collide.due(sa)) is not None and now >= held:
+                out += collide.release(sa)
             if self.config.bugs.no_retransmit:
                 continue
             resend, dead = sa.window.due(now)
@@ -114,7 +116,7 @@ class IkeEndpoint:
 
     def next_timer(self) -> float | None:
         """When tick() next has work, on the injected clock (None: no request outstanding)."""
-        due = [t for sa in self.sas.values() if (t := sa.window.next_due()) is not None]
+        due = [t for sa in self.sas.values() for t in (sa.window.next_due(), collide.due(sa)) if t is not None]
         due += [sa.created_at + self.config.half_open_timeout for sa in self.sas.values()
                 if not sa.original_initiator and sa.state == State.INIT_DONE]
         return min(due, default=None)
@@ -330,7 +332,7 @@ class IkeEndpoint:
             sa.remote = src  # RFC 7296 s2.23: follow the peer's (NAT-mapped) address
         out = exchange_child.on_response(self, sa, msg, pending) if pending.kind != "auth" \
             else exchange_init.on_auth_response(self, sa, msg, pending)
-        return out + self.flush_queue(sa)
+        return collide.release(sa) + out + self.flush_queue(sa)
 
     def _probe_answered(self, sa: IkeSa, data: bytes, mid: int) -> None:
         """Report the answer to a probe; a protected one took the Message ID, so ours moves on past it."""
@@ -352,6 +354,7 @@ class IkeEndpoint:
         if kind == "retransmit":
             if data[16] == SKF_PAYLOAD and data[32:34] != b"\x00\x01":
                 return []  # a retransmitted fragmented request: answer once, on its first fragment
+            collide.release(sa)  # a held answer goes now, as the cached response
             return [Datagram(d, dst, src) for d in sa.responses.responses[head.message_id]]
         try:
             msg = self._decode(sa, data)
@@ -380,6 +383,9 @@ class IkeEndpoint:
         datagrams = self.encode(sa, resp)
         sa.responses.store(head.message_id, datagrams)
         out = [Datagram(d, sa.local, src) for d in datagrams]
+        if crossed:  # the peer must meet our request while its own is outstanding: our answer waits for its answer
+            collide.hold(sa, out, self.clock())
+            out = []
         if sa.delete_after_response:
             self.remove_sa(sa, sa.delete_after_response)
         return crossed + out + exchange_child.after_request(self, sa) + self.flush_queue(sa)

@@ -166,6 +166,17 @@ class LabEnv:
             raise errors[0]
 
 
+def _healthy(h: peering.PeerHandle) -> bool:
+    """The peer's node runs and so does the IKE daemon its adapter started."""
+    if not getattr(h.node, "alive", True):
+        return False
+    check = getattr(h.adapter, "daemon_alive", None)
+    try:
+        return bool(check()) if check else True
+    except LabError:
+        return False
+
+
 class LabPool:
     """Per-worker pool of LabEnvs keyed by topology and peer assignment; closes them all at session end."""
 
@@ -187,9 +198,9 @@ class LabPool:
             raise LabError(f"lab {topology} with {dict(assignment)}: set-up failed earlier in this session: {self.broken[key]}")
         if key in self.envs:
             env = self.envs[key]
-            if all(getattr(h.node, "alive", True) for h in env.peers.values()):
+            if all(_healthy(h) for h in env.peers.values()):
                 return env
-            self.envs.pop(key).close()  # a peer died (crash, OOM): rebuild rather than fail every later test
+            self.envs.pop(key).close()  # a peer or its daemon died (crash, OOM): rebuild rather than fail every later test
         for other in [k for k in self.envs if k[0] == topology]:
             # one lab per topology and worker (its namespace names): tests come ordered by peer, so the
             # previous peers' lab is done with

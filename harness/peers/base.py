@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Protocol, runtime_checkable
 
-from harness.errors import LabError, UnknownTransform
+from harness.errors import DaemonDied, LabError, UnknownTransform
 from harness.keys import IpsecSaKeys
 from harness.peers.algorithms import Algorithms
 from harness.peers.connection import Connection
@@ -108,6 +108,9 @@ class PeerAdapter(Protocol):
     def list_sas(self) -> list[IkeSaRecord]:
         """The peer's IKE SAs with their Child SAs, SPIs, algorithms, counters and kernel keys."""
 
+    def daemon_alive(self) -> bool:
+        """Whether the IKE daemon the adapter started still runs (a crash shows here)."""
+
     def xfrm_state(self) -> list[XfrmState]:
         """The node's kernel SAs (`ip -s xfrm state`)."""
 
@@ -148,10 +151,20 @@ class NodeBase:
     def run(self, argv: list[str], timeout: float = 30.0, check: bool = True, input: str | None = None) -> str:
         """Run argv in the node; its stdout (LabError naming the command and its output if it fails and check)."""
         rc, out, err = self.node.exec(argv, timeout=timeout, input=input)  # type: ignore[attr-defined]
+        if check and rc != 0 and not self.daemon_alive():
+            raise DaemonDied(f"{self.implementation} on {getattr(self.node, 'name', '?')}: its daemon (pid {self.pid}) "
+                             f"is gone (crashed): {' '.join(argv)[:200]} exited {rc}: {(err or out).strip()[-500:]}")
         if check and rc != 0:
             raise LabError(f"{self.implementation} on {getattr(self.node, 'name', '?')}: {' '.join(argv)} exited {rc}: "
                            f"{(err or out).strip()[-2000:]}")
         return str(out)
+
+    def daemon_alive(self) -> bool:
+        """Whether the daemon this adapter started still runs (not exited, not a zombie); True before it is started."""
+        if self.pid is None:
+            return True
+        rc, out, _ = self.node.exec(["cat", f"/proc/{self.pid}/stat"], timeout=10)  # type: ignore[attr-defined]
+        return rc == 0 and out.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
     def xfrm_state(self) -> list[XfrmState]:
         """The node's kernel SAs (`ip -s xfrm state`)."""

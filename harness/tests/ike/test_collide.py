@@ -8,7 +8,7 @@ import pytest
 
 from harness.ike import collide
 from harness.ike.events import ChildSaDeleted, ExchangeFailed
-from harness.tests.ike.test_endpoint import establish, mirrored, of
+from harness.tests.ike.test_endpoint import A, establish, mirrored, of
 
 
 def _knob(ep, how: str) -> None:
@@ -52,3 +52,47 @@ def test_a_rekey_of_a_child_sa_the_peer_never_had_is_child_sa_not_found():
     assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["CHILD_SA_NOT_FOUND"]
     assert set(mirrored(a, b)[0].children) == {child.spi_in}
     assert not of(b.drain_events(), ChildSaDeleted)
+
+
+def _child_exchanges(wire) -> list[tuple[str, str]]:
+    """(sender a/b, request/response) of each CREATE_CHILD_SA datagram on the wire, in order."""
+    from harness.ike import view
+
+    out = []
+    for d in wire.log:
+        h = view.peek(d.data)
+        if h.exchange == view.CREATE_CHILD_SA:
+            out.append(("a" if d.src == A else "b", "response" if h.response else "request"))
+    return out
+
+
+def test_the_answer_to_the_crossed_request_waits_for_the_answer_to_ours():
+    a, b, w, _ = establish()
+    _knob(b, "ours-lowest")
+    (old,) = a.established()[0].children.values()
+    w.run(a.rekey_child(a.established()[0], old.spi_in))
+    # a's rekey, b's crossing rekey, a answers b's, and only then b answers a's (a peer handling datagrams on several
+    # threads could otherwise take b's answer first and finish its own rekey before it saw b's request)
+    assert _child_exchanges(w)[:4] == [("a", "request"), ("b", "request"), ("a", "response"), ("b", "response")]
+
+
+def test_an_answer_held_for_a_crossed_request_goes_out_after_hold_without_the_answer_to_ours():
+    drop = {"on": True}
+
+    def no_answer_from_a(d):  # a's answers to CREATE_CHILD_SA requests are lost while drop is on
+        from harness.ike import view
+
+        h = view.peek(d.data)
+        return None if drop["on"] and d.src == A and h.exchange == view.CREATE_CHILD_SA and h.response else d
+
+    a, b, w, clock = establish()
+    w.tamper = no_answer_from_a
+    _knob(b, "ours-lowest")
+    (old,) = a.established()[0].children.values()
+    w.run(a.rekey_child(a.established()[0], old.spi_in))
+    assert ("b", "response") not in _child_exchanges(w)  # held
+    assert b.next_timer() is not None and b.next_timer() <= clock() + collide.HOLD
+    drop["on"] = False
+    clock.advance(collide.HOLD)
+    w.run(b.tick())
+    assert ("b", "response") in _child_exchanges(w)
