@@ -108,9 +108,6 @@ class PeerAdapter(Protocol):
     def list_sas(self) -> list[IkeSaRecord]:
         """The peer's IKE SAs with their Child SAs, SPIs, algorithms, counters and kernel keys."""
 
-    def daemon_alive(self) -> bool:
-        """Whether the IKE daemon the adapter started still runs (a crash shows here)."""
-
     def xfrm_state(self) -> list[XfrmState]:
         """The node's kernel SAs (`ip -s xfrm state`)."""
 
