@@ -42,6 +42,11 @@ def _fetched(url: str) -> bool:
     return bool(u) and not u.lower().startswith(SELF_CONTAINED)
 
 
+def _srcset(value: str) -> list[str]:
+    """The URLs of a srcset: each candidate a URL (which may hold commas, as data: URLs do) and its descriptors."""
+    return [m.group(1).rstrip(",") for m in re.finditer(r"\s*(\S+)(?:\s+[^,]*)?,?", value) if m.group(1).rstrip(",")]
+
+
 def _in_code(text: str) -> list[str]:
     """Addresses in script or style text that are not inert, and CSS url()/@import references that leave the page."""
     out = [m.group(0) for m in ADDRESS.finditer(text) if not INERT.match(m.group(0))]
@@ -70,7 +75,7 @@ class _Scan(HTMLParser):
         self._code = tag in ("script", "style")
         a = {k.lower(): v or "" for k, v in attrs}
         for k, val in a.items():
-            urls = [p.split()[0] for p in val.split(",") if p.strip()] if k == "srcset" else [val]
+            urls = _srcset(val) if k == "srcset" else [val]
             if k in URL_ATTRIBUTES:
                 for u in urls:
                     if _fetched(u):
