@@ -156,15 +156,6 @@ def test_the_report_is_one_page_with_every_verdict_and_no_outside_reference(scra
         assert got == ([CATEGORIES[rec["verdict"]]] if rec["verdict"] in CATEGORIES else []), name
 
 
-@needs_allure
-def test_without_the_switch_allure_adds_analytics_and_the_scan_finds_it(scratch_run: Path, tmp_path: Path) -> None:
-    env = {k: val for k, val in os.environ.items() if k != "ALLURE_NO_ANALYTICS"}
-    subprocess.run([str(ALLURE), "generate", "--single-file", "-o", str(tmp_path / "r"), str(scratch_run / html.RESULTS)],
-                   env=env, check=True, capture_output=True, timeout=300)
-    found = outside_references((tmp_path / "r" / "index.html").read_text())
-    assert any("googletagmanager.com" in u for u in found), found
-
-
 # -- in the browser ------------------------------------------------------------------------------------------
 
 @pytest.mark.browser
@@ -209,12 +200,14 @@ def test_both_reports_render_offline_with_totals_and_the_failures_evidence(scrat
 @pytest.mark.browser
 @needs_allure
 @needs_chromium
-def test_the_browser_check_sees_the_analytics_request(scratch_run: Path, tmp_path: Path) -> None:
+def test_without_the_switch_allure_adds_analytics_and_both_checks_see_it(scratch_run: Path, tmp_path: Path) -> None:
     env = {k: val for k, val in os.environ.items() if k != "ALLURE_NO_ANALYTICS"}
     subprocess.run([str(ALLURE), "generate", "--single-file", "-o", str(tmp_path / "r"), str(scratch_run / html.RESULTS)],
                    env=env, check=True, capture_output=True, timeout=300)
+    found = outside_references((tmp_path / "r" / "index.html").read_text())
+    assert any("googletagmanager.com" in u for u in found), found
     with Browser() as b:
         page = b.open((tmp_path / "r" / "index.html").as_uri())
         page.wait_for("document.body.innerText.includes('test cases')")
-        left = page.wait_for("true") and _closed_network(b, page)
+        left = _closed_network(b, page)
     assert any("googletagmanager.com" in u for u in left), left
