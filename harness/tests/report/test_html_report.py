@@ -35,9 +35,10 @@ CATEGORIES = {"FAILED": "Conformance violations (the peer broke a requirement)",
 EVIDENCE = ("capture.pcap", "capture.pcap.txt", "capture.decrypted.pcap", "capture.decrypted.pcap.txt", "keys.json",
             "strongswan-6.0.log")
 FAILURE = "test_ike_sa[strongswan-6.0]"
-#: hosts Chromium itself contacts with only about:blank open (measured: its clock and component updater and the
-#: sign-in service, whatever the flags): the proxy's connections to them are the browser's, not the page's
-BROWSER_OWN = {"clients2.google.com", "update.googleapis.com", "accounts.google.com"}
+#: Chromium's own services: with only about:blank open it contacted clients2.google.com (its clock),
+#: update.googleapis.com (component updates) and accounts.google.com (sign-in), whatever the flags. Proxy connections
+#: to these domains are the browser's; the page's own requests, to any host, are in its DevTools request log.
+BROWSER_OWN = ("google.com", "googleapis.com", "gvt1.com")
 
 
 def _allure() -> Path | None:
@@ -79,10 +80,12 @@ def _embedded_cases(page: str) -> dict[str, dict]:
 
 
 def _closed_network(browser: Browser, page) -> list[str]:
-    """What left the page: its own requests to anything but itself, and proxy connections to hosts not Chromium's own."""
+    """What left the page: its own requests to anything but itself, and requests through the proxy to hosts not
+    Chromium's own (a connection that sent nothing asked for nothing)."""
     browser.pump(1.0)
-    proxied = [line for line in browser.proxy.seen
-               if (m := re.match(r"\S+ (?:https?://)?([^/:\s]+)", line)) and m.group(1) not in BROWSER_OWN]
+    proxied = [line for line in browser.proxy.seen if line.strip() and line != "(nothing sent)"
+               and not ((m := re.match(r"\S+ (?:https?://)?([^/:\s]+)", line))
+                       and any(m.group(1) == d or m.group(1).endswith("." + d) for d in BROWSER_OWN))]
     return page.outside_requests() + proxied
 
 
