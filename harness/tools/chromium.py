@@ -3,7 +3,8 @@ closed, wait for what it renders, and list every request it made.
 
 The network is closed three ways: every host name resolves to nothing (--host-resolver-rules), every request goes
 to a proxy that is a local socket recording each connection and answering none, and the DevTools Network domain
-logs each request the page makes. Chromium's own background traffic is switched off by its flags.
+logs each request the page makes (and its workers and out-of-process frames, attached as they start). Chromium's own
+background traffic is cut down by its flags; what remains (its clock, component updater, sign-in) goes to the proxy.
 """
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ class Page:
             value = self.evaluate(expression)
             if value:
                 return value
-            self.browser.pump(0.2)
+            self.browser.settle(0.2)
         raise ConfigError(f"page never satisfied {expression!r} in {timeout:.0f} s (last value: {value!r})")
 
     def outside_requests(self) -> list[str]:
@@ -173,6 +174,19 @@ class Browser:
 
     def call(self, method: str, params: dict | None = None, session: str | None = None, timeout: float = 60.0) -> dict:
         """Send one DevTools command and wait for its reply; ConfigError on an error reply or no reply."""
+        ident = self._send(method, params, session)
+        deadline = time.monotonic() + timeout
+        while ident not in self._replies:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.pump(min(1.0, left)):
+                raise ConfigError(f"Chromium did not answer {method} (exit {self.proc.poll()})")
+        reply = self._replies.pop(ident)
+        if "error" in reply:
+            raise ConfigError(f"Chromium: {method}: {reply['error'].get('message')}")
+        return reply.get("result", {})
+
+    def _send(self, method: str, params: dict | None = None, session: str | None = None) -> int:
+        """Write one DevTools command; its id."""
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -181,15 +195,7 @@ class Browser:
             os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
         except OSError as e:
             raise ConfigError(f"Chromium's DevTools pipe closed: {e}") from None
-        deadline = time.monotonic() + timeout
-        while self._id not in self._replies:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.pump(min(1.0, left)):
-                raise ConfigError(f"Chromium did not answer {method} (exit {self.proc.poll()})")
-        reply = self._replies.pop(self._id)
-        if "error" in reply:
-            raise ConfigError(f"Chromium: {method}: {reply['error'].get('message')}")
-        return reply.get("result", {})
+        return self._id
 
     def pump(self, timeout: float) -> bool:
         """Read what Chromium sent within timeout seconds; False when the pipe closed."""
@@ -207,7 +213,18 @@ class Browser:
                 self._replies[msg["id"]] = msg
             elif msg.get("method") == "Network.requestWillBeSent" and msg.get("sessionId") in self._pages:
                 self._pages[msg["sessionId"]].requests.append(msg["params"]["request"]["url"])
+            elif msg.get("method") == "Target.attachedToTarget" and msg.get("sessionId") in self._pages:
+                child = msg["params"]["sessionId"]  # a worker or out-of-process frame of the page: its requests too
+                self._pages[child] = self._pages[msg["sessionId"]]
+                self._send("Network.enable", {}, child)
+                self._send("Runtime.runIfWaitingForDebugger", {}, child)
         return True
+
+    def settle(self, seconds: float) -> None:
+        """Read everything Chromium sends for the next seconds (requests a page makes late are logged)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and self.pump(min(0.2, left)):
+            pass
 
     def open(self, url: str, width: int = 1400, height: int = 1000) -> Page:
         """A new tab that loaded url (its load event seen), recording each request it makes."""
@@ -216,6 +233,7 @@ class Browser:
         page = Page(self, session)
         self._pages[session] = page
         self.call("Network.enable", {}, session)
+        self.call("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True}, session)
         self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                          "mobile": False}, session)
         self.call("Page.navigate", {"url": url}, session)

@@ -82,7 +82,7 @@ def _embedded_cases(page: str) -> dict[str, dict]:
 def _closed_network(browser: Browser, page) -> list[str]:
     """What left the page: its own requests to anything but itself, and requests through the proxy to hosts not
     Chromium's own (a connection that sent nothing asked for nothing)."""
-    browser.pump(1.0)
+    browser.settle(2.0)
     proxied = [line for line in browser.proxy.seen if line.strip() and line != "(nothing sent)"
                and not ((m := re.match(r"\S+ (?:https?://)?([^/:\s]+)", line))
                        and any(m.group(1) == d or m.group(1).endswith("." + d) for d in BROWSER_OWN))]
@@ -160,6 +160,22 @@ def test_the_report_is_one_page_with_every_verdict_and_no_outside_reference(scra
 
 
 # -- in the browser ------------------------------------------------------------------------------------------
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_browser_check_sees_requests_of_scripts_workers_and_frames(tmp_path: Path) -> None:
+    page = tmp_path / "leaky.html"
+    page.write_text("<script>fetch('https://script.example/a').catch(() => {});"
+                    "new Worker(URL.createObjectURL(new Blob([\"fetch('https://worker.example/b').catch(() => {})\"],"
+                    " {type: 'text/javascript'})));</script>"
+                    "<iframe src='data:text/html,<img src=https://frame.example/c.png>'></iframe>")
+    with Browser() as b:
+        p = b.open(page.as_uri())
+        left = _closed_network(b, p)
+    for url in ("https://script.example/a", "https://worker.example/b", "https://frame.example/c.png"):
+        assert url in left, (url, left)
+    assert any("script.example" in line for line in b.proxy.seen), b.proxy.seen  # and it reached the proxy, nowhere else
+
 
 @pytest.mark.browser
 @needs_allure
