@@ -23,6 +23,7 @@ MARKERS = (
     "lab: needs the lab: root, a runtime and the peers' images",
     "smoke: the lab smoke test, one per peer",
     "tshark: needs tshark",
+    "browser: opens pages in headless Chromium (Debian package chromium)",
     "dockerd: starts a Docker daemon of its own: needs root and dockerd (Debian package docker.io)",
 )
 

@@ -40,6 +40,12 @@ step() {
 DEB_PACKAGES=(python3 python3-venv python3-pip iproute2 nftables tcpdump tshark debootstrap
               patchelf uml-utilities)
 [ "${IPSEC_INTEROP_NO_DOCKER:-}" = 1 ] || DEB_PACKAGES+=(docker.io)
+# The HTML report (harness/report/html.py): Allure 2's command line from the npm registry, run by Java; the test
+# command also opens the reports in headless Chromium (harness/tests/report/test_html_report.py). Asked for by
+# command, not package name: a Node.js or Java from elsewhere (nodesource's bundles npm) is used as it is.
+command -v npm >/dev/null || DEB_PACKAGES+=(npm)
+command -v java >/dev/null || DEB_PACKAGES+=(default-jre-headless)
+if [ "$mode" = test ] && ! command -v chromium >/dev/null; then DEB_PACKAGES+=(chromium); fi
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -74,6 +80,18 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 export PATH=$venv/bin:$PATH
+
+# Allure 2 for the HTML report, in a project-local prefix, reinstalled only when the version pinned in
+# harness/report/html.py changes.
+allure_want=$(sed -n 's/^ALLURE_VERSION = "\([^"]*\)".*/\1/p' harness/report/html.py)
+tools=$top/.tools/allure
+if [ "$(cat "$tools/.version" 2>/dev/null)" != "$allure_want" ]; then
+  rm -rf "$tools"
+  mkdir -p "$tools"
+  step "installing Allure $allure_want (npm allure-commandline) into $tools" "$top/.cache/npm-allure.log" \
+    npm install --prefix "$tools" --no-audit --no-fund --no-save "allure-commandline@$allure_want"
+  echo "$allure_want" > "$tools/.version"
+fi
 
 # The lab's runtimes and images (present once the lab exists).
 if [ -f harness/commands/setup.py ]; then

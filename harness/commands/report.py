@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.report import matrix, regression
+from harness.report import html, matrix, regression
 from harness.report.merge import RESULTS, merge
 
 
@@ -46,8 +46,13 @@ def run(args: argparse.Namespace) -> int:
         records = merge(folders[1:], out)
         print(f"merged {len(records)} results from {len(folders) - 1} folders into {out}")
         _matrix(out)
+        if (out / html.RESULTS).is_dir():
+            print(html.write_for(out))
         return 0
     if len(folders) > 1:
         raise ConfigError(f"report takes one results folder (or `merge DIR...`), not {len(folders)}")
-    _matrix(folders[0] if folders else Path("reports"))
+    folder = folders[0] if folders else Path("reports")
+    _matrix(folder)
+    if (folder / html.RESULTS).is_dir():
+        print(html.write_for(folder))
     return 0

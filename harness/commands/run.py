@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.report import matrix
+from harness.report import html, matrix
 
 DEFAULT_SUITES = ("suites",)
 DEFAULT_MARKER = "lab"
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(matrix.to_markdown(m))
     print(f"interop matrix: {page.resolve()}")
-    print(f"allure results: {(out / 'allure-results').resolve()} (open with `allure serve`)")
+    print(f"allure results: {(out / 'allure-results').resolve()}")
+    print(html.write_for(out))
     if rc == 5:
         print("ipsec-interop run: no test was selected: are the peers built (`ipsec-interop setup`)?", file=sys.stderr)
         return 1

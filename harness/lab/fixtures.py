@@ -394,16 +394,13 @@ def _attach(item: pytest.Item, files: dict[str, Path], directory: Path, extra: l
 
 
 def attach_files(item: pytest.Item, paths: list[Path]) -> None:
-    """Attach evidence files to the Allure report (pcap, JSON or text by suffix) when allure-pytest is active."""
+    """Attach evidence files to the Allure report (harness.report.attachments: MIME type by suffix, pcaps also as
+    text) when allure-pytest is active."""
     if not item.config.pluginmanager.hasplugin("allure_pytest"):
         return
-    import allure
+    from harness.report.attachments import attach
 
-    kinds = {".pcap": allure.attachment_type.PCAP, ".json": allure.attachment_type.JSON}
-    for path in paths:
-        if not path.exists() or (path.suffix == ".pcap" and path.stat().st_size <= 24):
-            continue
-        allure.attach.file(str(path), name=path.name, attachment_type=kinds.get(path.suffix, allure.attachment_type.TEXT))
+    attach(list(paths))
 
 
 @pytest.hookimpl(hookwrapper=True)

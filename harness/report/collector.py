@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CannotReconfigure, PeerFault, Unimplemented
-from harness.report import differences
+from harness.report import allure_meta, differences
 from harness.report import verdict as v
 from harness.report.checks import NON_STRICT_KEY
 
@@ -168,15 +168,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report.ipsi_case = case_name(item, peer if isinstance(peer, str) else None)
     if report.when == "call" and (report.longreprtext or "").startswith(v.STRICT_XPASS_PREFIX):
         item.stash[_ALLURE_NOTE] = report.longreprtext
+    item.stash[_VERDICT] = v.worst(item.stash.get(_VERDICT, None), phase_verdict(report))
     if report.when == "teardown":
         notes = [val for k, val in item.user_properties if k == NON_STRICT_KEY]
         note = item.stash.get(_ALLURE_NOTE, "") or ("non-strict: " + "; ".join(notes) if notes else "")
         if note:
             _allure_note(item, note)
+        verdict = item.stash[_VERDICT]
+        _allure_enrich(item, v.NON_STRICT if verdict == v.OK and notes else verdict)
 
 
 _ALLURE_NOTE = pytest.StashKey[str]()
+_VERDICT = pytest.StashKey[str]()
 _DIFFERENCE = pytest.StashKey[differences.Difference]()
+
+
+def phase_verdict(report: pytest.TestReport) -> str:
+    """The verdict of one phase report (harness.report.verdict.from_outcome on what the report says)."""
+    return v.from_outcome(report.outcome, report.when, getattr(report, "ipsi_cause", v.NONE), _skip_reason(report),
+                          getattr(report, "wasxfail", None), report.longreprtext or "")
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    """A skipped report's reason without pytest's "Skipped: " prefix; '' for other reports."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return ""
+
+
+def _allure_enrich(item: pytest.Item, verdict: str) -> None:
+    """The requirement labels, the ends' parameters and the verdict tag on the test's Allure result
+    (harness.report.allure_meta), when allure-pytest is active."""
+    listener = item.config.pluginmanager.getplugin("allure_listener")
+    result = listener.allure_logger.get_test(None) if listener is not None else None
+    if result is not None:
+        allure_meta.enrich(result, requirements(item), item.user_properties, verdict)
 
 
 def _allure_note(item: pytest.Item, message: str) -> None:
@@ -214,12 +240,9 @@ class Recorder:
                 props[k] = val
         rec = self.records.setdefault(report.nodeid, {"nodeid": report.nodeid, "verdict": None, "duration": 0.0,
                                                       "message": "", "artifacts": []})
-        skip_reason = ""
-        if report.skipped and isinstance(report.longrepr, tuple):
-            skip_reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        skip_reason = _skip_reason(report)
         xfail_reason = getattr(report, "wasxfail", None)
-        phase = v.from_outcome(report.outcome, report.when, getattr(report, "ipsi_cause", v.NONE), skip_reason,
-                               xfail_reason, report.longreprtext or "")
+        phase = phase_verdict(report)
         if phase != v.OK and v.worst(rec["verdict"], phase) == phase and rec["verdict"] != phase:
             rec["message"] = _message(report, phase, skip_reason, xfail_reason)
             rec["phase"] = report.when

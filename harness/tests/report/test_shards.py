@@ -53,7 +53,7 @@ def test_a_bad_shard_names_the_option(text: str) -> None:
         parse_shard(text)
 
 
-def test_two_shards_merged_give_the_unsplit_matrix(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_two_shards_merged_give_the_unsplit_matrix(pytester: pytest.Pytester, tmp_path: Path, capsys) -> None:
     whole = run(pytester, tmp_path / "whole")
     parts = [run(pytester, tmp_path / f"shard{k}", f"--shard={k}/2",
                  f"--shard-durations={whole / 'results.json'}") for k in (1, 2)]
@@ -69,6 +69,10 @@ def test_two_shards_merged_give_the_unsplit_matrix(pytester: pytest.Pytester, tm
     allure = merged / "allure-results"
     assert len(list(allure.glob("*-result.json"))) == len(verdicts(whole))
     assert (allure / "categories.json").exists() and (allure / "environment.properties").exists()
+    said = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("allure report: ")]
+    page = merged / "allure-report" / "index.html"  # written where Allure 2 is installed, else the line says why not
+    assert len(said) == 1, said
+    assert (str(page.resolve()) in said[0]) if page.exists() else said[0].startswith("allure report: not written: ")
 
 
 def test_merge_refuses_overlapping_folders(tmp_path: Path) -> None:
