@@ -19,12 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: NEW)")
 
 
-def _matrix(folder: Path) -> Path:
+def write_reports(folder: Path, table: bool = False) -> None:
+    """Write the matrix pages and the Allure page of a results folder and print their paths (the matrix itself with
+    table, else its totals): what `run`, `report` and `report merge` all end with."""
     m = matrix.build(matrix.load_results(folder / RESULTS))
     page = matrix.write(m, folder)
-    print(f"{', '.join(f'{k}: {n}' for k, n in sorted(m.totals.items()))}")
+    print("\n" + matrix.to_markdown(m) if table else ", ".join(f"{k}: {n}" for k, n in sorted(m.totals.items())))
     print(f"interop matrix: {page.resolve()}")
-    return page
+    if (folder / html.RESULTS).is_dir():
+        print(f"allure results: {(folder / html.RESULTS).resolve()}")
+        print(html.write_for(folder))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,14 +49,9 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("reports/merged")
         records = merge(folders[1:], out)
         print(f"merged {len(records)} results from {len(folders) - 1} folders into {out}")
-        _matrix(out)
-        if (out / html.RESULTS).is_dir():
-            print(html.write_for(out))
+        write_reports(out)
         return 0
     if len(folders) > 1:
         raise ConfigError(f"report takes one results folder (or `merge DIR...`), not {len(folders)}")
-    folder = folders[0] if folders else Path("reports")
-    _matrix(folder)
-    if (folder / html.RESULTS).is_dir():
-        print(html.write_for(folder))
+    write_reports(folders[0] if folders else Path("reports"))
     return 0

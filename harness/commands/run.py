@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.report import html, matrix
+from harness.commands.report import write_reports
 
 DEFAULT_SUITES = ("suites",)
 DEFAULT_MARKER = "lab"
@@ -59,13 +59,7 @@ def run(args: argparse.Namespace) -> int:
     rc = subprocess.call(pytest_argv(args, out))
     if not results.exists():
         raise ConfigError(f"pytest (exit {rc}) wrote no results to {results}: see its output above")
-    m = matrix.build(matrix.load_results(results))
-    page = matrix.write(m, out)
-    print()
-    print(matrix.to_markdown(m))
-    print(f"interop matrix: {page.resolve()}")
-    print(f"allure results: {(out / 'allure-results').resolve()}")
-    print(html.write_for(out))
+    write_reports(out, table=True)
     if rc == 5:
         print("ipsec-interop run: no test was selected: are the peers built (`ipsec-interop setup`)?", file=sys.stderr)
         return 1
