@@ -101,7 +101,8 @@ def _list_op(out: list[Any], b: Bend, unknown: Any) -> None:
     if b.op == "strip":
         del out[i]
     elif b.op == "duplicate":
-        out.insert(i % len(out) + 1, out[i])
+        item = out[i]  # IndexError (a typed ConfigError above) before i % len(out) can divide by zero
+        out.insert(i % len(out) + 1, item)
     elif b.op == "swap":
         j = b.value or 0
         out[i], out[j] = out[j], out[i]
