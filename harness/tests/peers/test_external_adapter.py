@@ -24,6 +24,7 @@ remote = "tester.example.net"
 psk = "s3cret-psk"
 [proposals]
 ike = ["aes256-sha256-modp2048"]
+esp = ["aes128gcm16"]
 """
 CONN = connection_from_dict({"name": "p2p", "local_addr": "198.18.0.3", "remote_addr": "198.18.0.4", "auth": {"psk": "k" * 20}})
 

@@ -40,7 +40,7 @@ def test_a_good_profile(tmp_path: Path) -> None:
     assert (p.name, p.version, p.kernel, p.ipv4, p.ipv6) == ("vendor-gw", "7.2.1", "VendorOS 7.2", "198.18.0.3", "2001:db8::3")
     assert (p.local_id, p.remote_id) == ("gw.example.net", "tester.example.net")
     assert p.credentials.psk == b"s3cret-psk"
-    assert p.proposals == {"ike": ("aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"), "esp": ("aes128gcm16",)}
+    assert p.proposals == {"ike": ("aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"), "esp": ("aes128gcm16",), "ah": ()}
 
 
 @pytest.mark.parametrize("edit, key", [
