@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.errors import CannotReconfigure, ConfigError
 from harness.runtime.base import DEFAULT_EXEC_TIMEOUT, ExecResult, LinkSpec, Node, NodeSpec, Runtime
@@ -25,6 +26,7 @@ class ExternalNode(Node):
     def __init__(self, profile: Profile, spec: NodeSpec) -> None:
         self.profile = profile
         self.name, self.image, self.version, self.kernel, self.role = profile.name, profile.name, profile.version, profile.kernel, spec.role
+        self.wire: Any = None  # harness.lab.device_wire.DeviceWire, laid by the lab (harness.lab.peering)
 
     def _refuse(self, what: str) -> CannotReconfigure:
         return CannotReconfigure(f"{self.name}: external device (profile {self.profile.path}) cannot {what}")
@@ -51,7 +53,10 @@ class ExternalNode(Node):
         return f"external device {self.name} {self.version} at {self.profile.ipv4 or self.profile.ipv6} (profile {self.profile.path})"
 
     def stop(self) -> None:
-        """Nothing to stop: the harness did not start the device."""
+        """Nothing to stop (the harness did not start the device): only the wire the lab laid to it is taken away."""
+        wire, self.wire = self.wire, None
+        if wire is not None:
+            wire.disconnect()
 
 
 class ExternalRuntime(Runtime):
