@@ -1,0 +1,166 @@
+"""--runtime external for real: a device the harness did not start, on the lab wire, under the same suites (issue 13).
+
+The "device" is strongSwan 6.0 booted under User-Mode Linux (this host's kernel has no ESP/AH) in a network
+namespace this test makes, not the lab: its TAP joins a bridge there, and its configuration is written by hand
+(external/swanctl.conf.in, external/strongswan.conf.in, rendered here), never through harness/peers adapters.
+The test writes the device's profile ([wire] kind = "netns": the lab lays a veth into that namespace and joins it to
+the bridge), runs a few rows of suites/ike/test_proposals.py against it with `--runtime external --profile FILE`,
+then the same rows against the harness's own strongSwan 6.0 (`--runtime uml`), and requires: every row the profile
+declares ran and got the verdict the reference peer got; the undeclared row and the device-initiated pairs were
+skipped naming the profile key; and nothing of either run is left (namespaces, the veth in the device namespace).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from string import Template
+
+import pytest
+
+from harness.lab import labels, netns
+from harness.runtime.base import LinkSpec, NodeSpec
+
+pytestmark = [pytest.mark.lab, pytest.mark.root]
+HERE = Path(__file__).parent / "external"
+IMAGE = "strongswan-6.0"
+ADDRESS = "198.19.250.3"  # in the lab's block, outside every worker's segments and management nets (198.19.0-31)
+PSK = "external device proposal test 7f3c"
+LOCAL_ID, REMOTE_ID = "device.example.net", "tester.example.net"
+DECLARED = ["aes128-prfsha256-sha256-ecp256.aes128-sha256-noesn", "aes128-prfsha1-sha1-modp2048.aes128-sha1-esn",
+            "chacha20poly1305-prfsha512-modp3072.aes128gcm8-noesn"]
+UNDECLARED = "aes256-prfsha1-sha1-modp3072.aes128-sha384-noesn"
+TEST = "suites/ike/test_proposals.py::test_proposal"
+LOG = "/var/log/charon-device.log"
+WAIT = 120.0
+
+
+def _sh(argv: list[str]) -> str:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"{' '.join(argv)}: {r.stderr}"
+    return r.stdout
+
+
+def _guest(node, argv: list[str]) -> str:  # noqa: ANN001
+    r = node.exec(argv, timeout=30)
+    assert r.rc == 0, f"device: {' '.join(argv)}: rc {r.rc}: {r.stderr}"
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def device():
+    """(namespace, UML node): strongSwan 6.0 in a namespace of its own, configured by hand, charon loaded."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: namespaces, TAPs and UML")
+    from harness.runtime.uml import UmlRuntime
+
+    rt = UmlRuntime()
+    if reason := rt.unavailable():
+        pytest.skip(f"runtime uml: {reason}")
+    run = labels.new_run_id()  # a run of its own: its state directory goes when it is released
+    labels.register_owner(run)
+    ns = labels.resource_name(run, "extdev")
+    netns.create(ns)
+    node = None
+    try:
+        node = rt.start(NodeSpec("extdev", IMAGE, "strongswan", run=run, worker=0), ns,
+                        [LinkSpec("eth0", "02:49:ee:00:00:03", "extdev-tap")])
+        for argv in (["ip", "-n", ns, "link", "add", "br0", "type", "bridge"],
+                     ["ip", "-n", ns, "link", "set", "extdev-tap", "master", "br0", "up"],
+                     ["ip", "-n", ns, "link", "set", "br0", "up"]):
+            _sh(argv)
+        for argv in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{ADDRESS}/32", "dev", "eth0"],
+                     ["ip", "link", "set", "eth0", "up"], ["ip", "route", "add", "198.18.0.0/15", "dev", "eth0"]):
+            _guest(node, argv)
+        ike = ",".join(r.split(".")[0] for r in DECLARED)
+        esp = ",".join(r.split(".")[1] for r in DECLARED)
+        values = {"address": ADDRESS, "ike": ike, "esp": esp, "local_id": LOCAL_ID, "remote_id": REMOTE_ID, "psk": PSK,
+                  "log_path": LOG}
+        node.put_file("/etc/swanctl/swanctl.conf", Template((HERE / "swanctl.conf.in").read_text()).substitute(values).encode())
+        node.put_file("/etc/strongswan.conf", Template((HERE / "strongswan.conf.in").read_text()).substitute(values).encode())
+        node.spawn(["/usr/lib/ipsec/charon"], "/var/log/charon-device.stdout")
+        deadline = time.monotonic() + WAIT
+        while (r := node.exec(["swanctl", "--load-all"], timeout=30)).rc != 0:
+            assert time.monotonic() < deadline, f"charon did not load the hand-written config: {r.stdout} {r.stderr}"
+            time.sleep(0.5)
+        yield ns, node
+    finally:
+        try:
+            if node is not None:
+                node.stop()
+        finally:
+            netns.delete(ns)
+            labels.release_owner(run)
+
+
+def _profile(path: Path, ns: str) -> Path:
+    ike = ", ".join(f'"{r.split(".")[0]}"' for r in DECLARED)
+    esp = ", ".join(f'"{r.split(".")[1]}"' for r in DECLARED)
+    path.write_text(f'''name = "extdev"
+version = "6.0.1 (strongSwan under UML, configured by hand)"
+kernel = "UML guest"
+[address]
+ipv4 = "{ADDRESS}"
+[identity]
+local = "{LOCAL_ID}"
+remote = "{REMOTE_ID}"
+[credentials]
+psk = "{PSK}"
+[proposals]
+ike = [{ike}]
+esp = [{esp}]
+[features]
+modes = ["transport"]
+esn = true
+initiators = ["tester"]
+[wire]
+kind = "netns"
+netns = "{ns}"
+ifname = "lab0"
+bridge = "br0"
+''')
+    return path
+
+
+def _run(tmp: Path, name: str, run: str, ids: list[str], *options: str) -> dict[str, tuple[str, str]]:
+    """Run pytest on ids in a child (run id `run`); {test id: (outcome, message)} from its JUnit XML."""
+    xml = tmp / f"{name}.xml"
+    env = {**os.environ, labels.RUN_ENV: run}
+    r = subprocess.run([sys.executable, "-m", "pytest", *ids, *options, "-p", "no:cacheprovider", "-q",
+                        f"--junitxml={xml}", "--capture-dir", str(tmp / name)], cwd=Path(__file__).parents[2],
+                       env=env, capture_output=True, text=True, timeout=1800)
+    assert xml.exists(), f"{name}: no JUnit XML (rc {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    out = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        kids = {c.tag: c for c in case}
+        kind = next((k for k in ("failure", "error", "skipped") if k in kids), "passed")
+        out[case.get("name", "")] = (kind, (kids[kind].get("message", "") if kind in kids else ""))
+    return out
+
+
+def _ids(peer: str) -> list[str]:
+    return [f"{TEST}[{a}>{b}-{row}]" for row in [*DECLARED, UNDECLARED] for a, b in (("builtin", peer), (peer, "builtin"))]
+
+
+def test_the_suites_judge_a_device_they_did_not_start_as_they_judge_their_own_peer(device, tmp_path: Path) -> None:
+    ns, _ = device
+    profile = _profile(tmp_path / "extdev.toml", ns)
+    runs = [labels.new_run_id(), labels.new_run_id()]
+    ext = _run(tmp_path, "external", runs[0], _ids("extdev"), "--runtime", "external", "--profile", str(profile))
+    ref = _run(tmp_path, "reference", runs[1], _ids(IMAGE), "--runtime", "uml", "--peer", IMAGE)
+    for row in DECLARED:
+        e, r = ext[f"test_proposal[builtin>extdev-{row}]"], ref[f"test_proposal[builtin>{IMAGE}-{row}]"]
+        assert e[0] != "skipped", f"{row}: declared by the profile, but skipped: {e[1]}"
+        assert e[0] == r[0], f"{row}: the device's verdict {e} differs from the reference peer's {r}"
+    kind, why = ext[f"test_proposal[builtin>extdev-{UNDECLARED}]"]
+    assert kind == "skipped" and "proposals.ike" in why and str(profile) in why, (kind, why)
+    for row in [*DECLARED, UNDECLARED]:
+        kind, why = ext[f"test_proposal[extdev>builtin-{row}]"]
+        assert kind == "skipped" and ("features.initiators" in why or "proposals.ike" in why), (row, kind, why)
+    left = [n for n in _sh(["ip", "netns", "list"]).split() if any(f"ipsi-{r}-" in n for r in runs)]
+    assert not left, f"namespaces left by the runs: {left}"
+    links = _sh(["ip", "-n", ns, "-o", "link", "show"])
+    assert "lab0" not in links, f"the lab's veth is left in the device namespace:\n{links}"
