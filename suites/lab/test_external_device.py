@@ -164,3 +164,33 @@ def test_the_suites_judge_a_device_they_did_not_start_as_they_judge_their_own_pe
     assert not left, f"namespaces left by the runs: {left}"
     links = _sh(["ip", "-n", ns, "-o", "link", "show"])
     assert "lab0" not in links, f"the lab's veth is left in the device namespace:\n{links}"
+
+
+def test_the_lab_wires_a_plain_namespace_device_and_takes_the_wire_away(tmp_path: Path) -> None:
+    """[wire] kind = "netns" without a bridge: the lab gives the far end the device's address; the tester reaches it
+    on-link; stopping the peer, then closing the lab, leaves nothing in the device's namespace or the host's."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: namespaces")
+    from harness.lab import peering
+    from harness.lab.lab import Lab
+
+    run = labels.new_run_id()
+    ns = labels.resource_name(run, "plaindev")
+    netns.create(ns)
+    try:
+        profile = _profile(tmp_path / "plain.toml", ns).read_text().replace('bridge = "br0"\n', "")
+        (tmp_path / "plain.toml").write_text(profile)
+        root_links = _sh(["ip", "-o", "link", "show"]).count("\n")
+        with Lab("direct", run=run, worker=0) as lab:
+            h = peering.start_peer(lab, "peer", "extdev", "external", str(tmp_path / "plain.toml"))
+            assert lab.node("peer").address() == ADDRESS
+            assert f"inet {ADDRESS}/32" in _sh(["ip", "-n", ns, "addr", "show", "dev", "lab0"])
+            assert lab.ping("tester", ADDRESS, count=2, timeout=5.0), "the tester cannot reach the device on-link"
+            h.stop()
+            assert "lab0" not in _sh(["ip", "-n", ns, "-o", "link", "show"])
+            h.stop()  # idempotent
+        assert not [n for n in _sh(["ip", "netns", "list"]).split() if f"ipsi-{run}-" in n and n != ns]
+        assert _sh(["ip", "-o", "link", "show"]).count("\n") == root_links  # nothing in the host's namespace
+    finally:
+        netns.delete(ns)
+        labels.release_owner(run)
