@@ -245,6 +245,14 @@ class Pair(DataPlane, Rekeying):
                 return conn, end.adapter.fit(conn, responder, True)
         return conn, responder
 
+    def needs(self, end: End, verb: str) -> None:
+        """CannotReconfigure (a skip naming the profile key) if the case needs an end to `verb` (rekey, terminate, ...)
+        on command and it cannot (an external device without that control hook); for a check before a background
+        command whose failure would otherwise go unseen."""
+        why = getattr(end.adapter, "cannot", lambda v: None)(verb)
+        if why:
+            raise CannotReconfigure(why)
+
     def require_algorithms(self, conn: Connection) -> None:
         """Unimplemented naming the end, the transforms and the list read, if an end lists no proposal of conn
         in full (for the IKE SA or the Child SA); an end that cannot say (an external device) is not judged here."""

@@ -145,6 +145,9 @@ def _external(lab: Lab, node: str, started: Any) -> PeerHandle:
                             v6=IPv6Interface(f"{profile.ipv6}/128") if profile.ipv6 else i.v6)
     n.interfaces = [i]  # its own addresses; no management link: the harness has no agent on it
     tester = next(t for t in lab.nodes.values() if t.kind == "tester")
+    if not any(t.segment == i.segment for t in tester.interfaces):
+        raise Unavailable(f"profile {profile.path}: wire: the device is wired to the tester's own segment, and topology "
+                          f"{lab.topology.name!r} puts the tester elsewhere (behind a NAT router)")
     ti = tester.interface(i.segment)
     seg = lab.segments[i.segment]
     ends = Ends(lab.name, i.lab_ifname, seg.bridge, tester.netns or "", ti.ifname, str(ti.v4.ip), str(ti.v6.ip),

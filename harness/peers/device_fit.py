@@ -5,17 +5,18 @@ cannot be reconfigured, so the case runs only when what it wants is what the pro
 difference to the outcome; otherwise CannotReconfigure names the profile key that would let it run (a skip).
 The built-in end then speaks to the device with the device's identities and credentials from the profile.
 
-Proposals: for every proposal the built-in end offers or accepts, the device as declared must accept it exactly
-when the case's device would (so established cases establish, and refusals the case expects are refusals);
-proposals are compared as sets of transforms (harness.ike.proposals).
+Proposals: the negotiation with the device as declared must come out as it would with the case's device: the same
+transforms chosen (harness.ike.proposals.select, the KE payload's group preferred, as RFC 7296 s1.3 lets a responder),
+or a refusal both ways; so established cases establish, and the refusals a case expects are refusals.
 """
 from __future__ import annotations
 
 import dataclasses
 from ipaddress import ip_address, ip_network
 
-from harness.errors import CannotReconfigure, ConfigError
-from harness.ike.proposals import Proposal, parse_proposal
+from harness.crypto import TransformType
+from harness.errors import CannotReconfigure, ConfigError, NoProposalChosen
+from harness.ike.proposals import Proposal, parse_proposal, select
 from harness.peers.connection import Auth, Connection, Identity, Lifetimes
 from harness.runtime.profile import Profile
 
@@ -38,24 +39,40 @@ def identity(value: str) -> Identity:
     return Identity("email" if "@" in value.lstrip("@") else "fqdn", value)
 
 
-def _key(p: Proposal) -> frozenset[object]:
-    return frozenset(p.transforms)
-
-
 def _declared(profile: Profile, kind: str) -> list[Proposal]:
     return [parse_proposal(t, kind, i + 1) for i, t in enumerate(profile.proposals.get(kind, ()))]
 
 
-def _check_proposals(profile: Profile, kind: str, case_device: tuple[Proposal, ...], builtin: tuple[Proposal, ...]) -> None:
-    declared = {_key(p) for p in _declared(profile, kind)}
-    wanted = {_key(p) for p in case_device}
-    if declared == wanted:
-        return
-    for b in builtin:
-        if (_key(b) in declared) != (_key(b) in wanted):
-            have = "declares" if _key(b) in declared else "does not declare"
-            raise _refuse(profile, f"proposals.{kind}", f"the case needs the device {'not ' if _key(b) in declared else ''}"
-                                                        f"to accept {b} (the profile {have} it)")
+def _outcome(offered: tuple[Proposal, ...] | list[Proposal], local: tuple[Proposal, ...] | list[Proposal],
+             prefer_ke: int | None) -> frozenset[object] | None:
+    """What a responder holding `local` chooses from `offered` (its transforms), None for NO_PROPOSAL_CHOSEN."""
+    try:
+        return frozenset(select(list(offered), list(local), prefer_ke).transforms)
+    except NoProposalChosen:
+        return None
+
+
+def _first_ke(offer: tuple[Proposal, ...] | list[Proposal]) -> int | None:
+    kes = offer[0].of_type(TransformType.KE) if offer else []
+    return kes[0].id if kes else None
+
+
+def _check_proposals(profile: Profile, kind: str, case_device: tuple[Proposal, ...], builtin: tuple[Proposal, ...],
+                     device_initiates: bool) -> None:
+    """The negotiation with the device as declared must come out as with the case's device: the same choice (by
+    harness.ike.proposals.select, the KE payload's group preferred), or a refusal both ways."""
+    declared = _declared(profile, kind)
+    if device_initiates:  # the device offers what it holds; the built-in end chooses
+        got, want = _outcome(declared, builtin, _first_ke(declared)), _outcome(case_device, builtin, _first_ke(case_device))
+    else:
+        ke = _first_ke(builtin)
+        got, want = _outcome(builtin, declared, ke), _outcome(builtin, case_device, ke)
+    if got != want:
+        def show(x: frozenset[object] | None) -> str:
+            return "a refusal" if x is None else "/".join(sorted(map(str, x)))
+
+        raise _refuse(profile, f"proposals.{kind}", f"the case needs {show(want)} negotiated; the device as declared "
+                                                    f"would come to {show(got)}")
 
 
 def _selectors(texts: tuple[str, ...]) -> frozenset[str]:
@@ -76,8 +93,8 @@ def check(profile: Profile, device: Connection, builtin: Connection, device_init
         raise _refuse(profile, "features.modes", f"the case needs {device.mode} mode")
     if not profile.proposals.get(device.protocol):
         raise _refuse(profile, f"proposals.{device.protocol}", f"the case needs {device.protocol.upper()}")
-    _check_proposals(profile, "ike", device.ike_offer, builtin.ike_offer)
-    _check_proposals(profile, device.protocol, device.child_offer, builtin.child_offer)
+    _check_proposals(profile, "ike", device.ike_offer, builtin.ike_offer, device_initiates)
+    _check_proposals(profile, device.protocol, device.child_offer, builtin.child_offer, device_initiates)
     if any("esn" in t.lower().split("-") for t in device.child_proposals + builtin.child_proposals) and not f.esn:
         raise _refuse(profile, "features.esn", "the case needs extended sequence numbers")
     if "force" in (device.encap, builtin.encap) and not f.natt:

@@ -115,6 +115,22 @@ class ExternalAdapter:
         """Refused: the harness cannot read an external device's kernel policies."""
         raise self._refuse("read the kernel policies of an external device", "the harness cannot read its state")
 
+    def run(self, argv: list[str], timeout: float = 30.0) -> str:
+        """Refused: the harness cannot run commands on an external device (its traffic, kernel state, sockets)."""
+        raise self._refuse(f"run {' '.join(argv[:3])}... on an external device", "the harness has no shell on it")
+
+    def drop_half_open(self, address: str) -> None:
+        """Refused: the harness cannot clear an external device's half-open IKE SAs."""
+        raise self._refuse(f"clear the half-open IKE SAs of {address} on an external device", "no profile key does")
+
+    def cannot(self, verb: str) -> str | None:
+        """Why the device cannot be made to do verb (rekey, terminate, initiate, delete_child), or None if it can."""
+        hooks = {"initiate": self.profile.control.initiate, "terminate": self.profile.control.terminate}
+        if hooks.get(verb):
+            return None
+        key = f"control.{verb}" if verb in hooks else "control"
+        return f"profile {self.profile.path}: {key}: the case needs the device to {verb} on command"
+
     def logs(self) -> str:
         """No log can be read from the device: a line that says so and names the profile."""
         return f"no log: {self.profile.name} is an external device (profile {self.profile.path}); ask its owner for its logs\n"

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.root]
 HERE = Path(__file__).parent / "external"
 IMAGE = "strongswan-6.0"
 ADDRESS = "198.19.250.3"  # in the lab's block, outside every worker's segments and management nets (198.19.0-31)
+ADDRESS6 = "2001:db8:fe::3"  # outside every worker's 2001:db8:W:s::/64 (W < 32)
+DEFAULT = "aes128gcm16-prfsha256-ecp256.aes128gcm16"  # the proposals of a case that names none (harness.peers.connection)
 PSK = "external device proposal test 7f3c"
 LOCAL_ID, REMOTE_ID = "device.example.net", "tester.example.net"
 DECLARED = ["aes128-prfsha256-sha256-ecp256.aes128-sha256-noesn", "aes128-prfsha1-sha1-modp2048.aes128-sha1-esn",
@@ -73,11 +75,13 @@ def device():
                      ["ip", "-n", ns, "link", "set", "br0", "up"]):
             _sh(argv)
         for argv in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{ADDRESS}/32", "dev", "eth0"],
-                     ["ip", "link", "set", "eth0", "up"], ["ip", "route", "add", "198.18.0.0/15", "dev", "eth0"]):
+                     ["ip", "-6", "addr", "add", f"{ADDRESS6}/128", "dev", "eth0", "nodad"],
+                     ["ip", "link", "set", "eth0", "up"], ["ip", "route", "add", "198.18.0.0/15", "dev", "eth0"],
+                     ["ip", "-6", "route", "add", "2001:db8::/32", "dev", "eth0"]):
             _guest(node, argv)
-        ike = ",".join(r.split(".")[0] for r in DECLARED)
-        esp = ",".join(r.split(".")[1] for r in DECLARED)
-        values = {"address": ADDRESS, "ike": ike, "esp": esp, "local_id": LOCAL_ID, "remote_id": REMOTE_ID, "psk": PSK,
+        ike = ",".join(r.split(".")[0] for r in [DEFAULT, *DECLARED])
+        esp = ",".join(r.split(".")[1] for r in [DEFAULT, *DECLARED])
+        values = {"address": f"{ADDRESS},{ADDRESS6}", "ike": ike, "esp": esp, "local_id": LOCAL_ID, "remote_id": REMOTE_ID, "psk": PSK,
                   "log_path": LOG}
         node.put_file("/etc/swanctl/swanctl.conf", Template((HERE / "swanctl.conf.in").read_text()).substitute(values).encode())
         node.put_file("/etc/strongswan.conf", Template((HERE / "strongswan.conf.in").read_text()).substitute(values).encode())
@@ -97,13 +101,14 @@ def device():
 
 
 def _profile(path: Path, ns: str) -> Path:
-    ike = ", ".join(f'"{r.split(".")[0]}"' for r in DECLARED)
-    esp = ", ".join(f'"{r.split(".")[1]}"' for r in DECLARED)
+    ike = ", ".join(f'"{r.split(".")[0]}"' for r in [DEFAULT, *DECLARED])
+    esp = ", ".join(f'"{r.split(".")[1]}"' for r in [DEFAULT, *DECLARED])
     path.write_text(f'''name = "extdev"
 version = "6.0.1 (strongSwan under UML, configured by hand)"
 kernel = "UML guest"
 [address]
 ipv4 = "{ADDRESS}"
+ipv6 = "{ADDRESS6}"
 [identity]
 local = "{LOCAL_ID}"
 remote = "{REMOTE_ID}"
