@@ -12,8 +12,10 @@ skipped naming the profile key; and nothing of either run is left (namespaces, t
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -58,6 +60,9 @@ SKIPPED = {"suites/ike/test_ike_sa.py::test_certificate_authentication[builtin>{
            "suites/ike/test_retransmission.py::test_a_request_beyond_the_window_is_ignored[builtin>{peer}-next-outside]":
                "control.list_sas"}
 LOG = "/var/log/charon-device.log"
+VERBS = {"list-sas": ["swanctl", "--list-sas"],  # what the relay runs in the guest for the hook (hook.py)
+         "initiate": ["swanctl", "--initiate", "--child", "lab", "--timeout", "20"],
+         "terminate": ["swanctl", "--terminate", "--ike", "lab", "--timeout", "20"]}
 WAIT = 120.0
 
 
@@ -73,9 +78,42 @@ def _guest(node, argv: list[str]) -> str:  # noqa: ANN001
     return r.stdout
 
 
+def _tester_address() -> str:
+    """The tester's IPv4 address in the child runs' lab (worker 0, topology direct): where the device initiates to."""
+    from harness.lab.lab import Lab
+
+    return next(n for n in Lab("direct", run="00000000", worker=0).nodes.values() if n.kind == "tester").address()
+
+
+def _relay(node, path: Path) -> socket.socket:  # noqa: ANN001
+    """A unix socket at path answering hook.py: one line naming a verb of VERBS, answered "ok"/"failed", a newline
+    and swanctl's output (the stand-in for an owner's ssh to the device). Served by a daemon thread until closed."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                verb = conn.makefile("rb").readline().decode().strip()
+                try:
+                    r = node.exec(VERBS[verb], timeout=40)
+                    reply = (b"ok\n" if r.rc == 0 else b"failed\n") + (r.stdout + r.stderr).encode()
+                except Exception as e:  # noqa: BLE001 - a hook failure is reported to the hook, which exits 1
+                    reply = f"failed\n{type(e).__name__}: {e}".encode()
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, name="device-hook-relay", daemon=True).start()
+    return server
+
+
 @pytest.fixture(scope="module")
-def device():
-    """(namespace, UML node): strongSwan 6.0 in a namespace of its own, configured by hand, charon loaded."""
+def device(tmp_path_factory):  # noqa: ANN001
+    """(namespace, UML node, hook socket): strongSwan 6.0 in a namespace of its own, configured by hand, loaded."""
     if os.geteuid() != 0:
         pytest.skip("needs root: namespaces, TAPs and UML")
     from harness.runtime.uml import UmlRuntime
@@ -87,7 +125,7 @@ def device():
     labels.register_owner(run)
     ns = labels.resource_name(run, "extdev")
     netns.create(ns)
-    node = None
+    node = relay = None
     try:
         node = rt.start(NodeSpec("extdev", IMAGE, "strongswan", run=run, worker=0), ns,
                         [LinkSpec("eth0", "02:49:ee:00:00:03", "extdev-tap")])
@@ -102,7 +140,7 @@ def device():
             _guest(node, argv)
         ike = ",".join(r.split(".")[0] for r in [DEFAULT, *DECLARED])
         esp = ",".join(r.split(".")[1] for r in [DEFAULT, *DECLARED])
-        values = {"address": f"{ADDRESS},{ADDRESS6}", "ike": ike, "esp": esp, "local_id": LOCAL_ID, "remote_id": REMOTE_ID, "psk": PSK,
+        values = {"address": f"{ADDRESS},{ADDRESS6}", "tester": _tester_address(), "ike": ike, "esp": esp, "local_id": LOCAL_ID, "remote_id": REMOTE_ID, "psk": PSK,
                   "log_path": LOG}
         node.put_file("/etc/swanctl/swanctl.conf", Template((HERE / "swanctl.conf.in").read_text()).substitute(values).encode())
         node.put_file("/etc/strongswan.conf", Template((HERE / "strongswan.conf.in").read_text()).substitute(values).encode())
@@ -111,8 +149,12 @@ def device():
         while (r := node.exec(["swanctl", "--load-all"], timeout=30)).rc != 0:
             assert time.monotonic() < deadline, f"charon did not load the hand-written config: {r.stdout} {r.stderr}"
             time.sleep(0.5)
-        yield ns, node
+        sock = tmp_path_factory.mktemp("hook") / "relay.sock"
+        relay = _relay(node, sock)
+        yield ns, node, sock
     finally:
+        if relay is not None:
+            relay.close()
         try:
             if node is not None:
                 node.stop()
@@ -121,7 +163,8 @@ def device():
             labels.release_owner(run)
 
 
-def _profile(path: Path, ns: str) -> Path:
+def _profile(path: Path, ns: str, hook: Path | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     ike = ", ".join(f'"{r.split(".")[0]}"' for r in [DEFAULT, *DECLARED])
     esp = ", ".join(f'"{r.split(".")[1]}"' for r in [DEFAULT, *DECLARED])
     path.write_text(f'''name = "extdev"
@@ -148,7 +191,21 @@ netns = "{ns}"
 ifname = "lab0"
 bridge = "br0"
 ''')
+    if hook is not None:  # the control hooks: the device is read and may initiate
+        client = [sys.executable, str(HERE / "hook.py"), str(hook)]
+        path.write_text(path.read_text().replace('initiators = ["tester"]', 'initiators = ["tester", "device"]') + f'''
+[control]
+list_sas = {_toml_list([*client, "list-sas"])}
+initiate = {_toml_list([*client, "initiate"])}
+terminate = {_toml_list([*client, "terminate"])}
+format = "swanctl"
+timeout = 60
+''')
     return path
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
 def _run(tmp: Path, name: str, run: str, ids: list[str], *options: str) -> dict[str, tuple[str, str]]:
@@ -179,16 +236,20 @@ def _name(node_id: str) -> str:
 
 def test_the_suites_judge_a_device_they_did_not_start_as_they_judge_their_own_peer(device, tmp_path: Path,
                                                                                  record_property) -> None:
-    ns, _ = device
+    ns, _, hook = device
     profile = _profile(tmp_path / "extdev.toml", ns)
-    runs = [labels.new_run_id(), labels.new_run_id()]
+    hooked = _profile(tmp_path / "hooked" / "extdev.toml", ns, hook)
+    runs = [labels.new_run_id() for _ in range(3)]
     t0 = time.monotonic()
     ext = _run(tmp_path, "external", runs[0], [*_ids("extdev"), *(t.format(peer="extdev") for t in SKIPPED)],
                "--runtime", "external", "--profile", str(profile))
     t1 = time.monotonic()
     ref = _run(tmp_path, "reference", runs[1], _ids(IMAGE), "--runtime", "uml", "--peer", IMAGE)
+    t2 = time.monotonic()
+    with_hooks = _run(tmp_path, "hooked", runs[2], _ids("extdev"), "--runtime", "external", "--profile", str(hooked))
     record_property("external_s", round(t1 - t0, 1))
-    record_property("reference_s", round(time.monotonic() - t1, 1))
+    record_property("reference_s", round(t2 - t1, 1))
+    record_property("external_hooks_s", round(time.monotonic() - t2, 1))
     overlap = [f"{TEST}[builtin>{{peer}}-{row}]" for row in DECLARED] + OTHERS
     for case in overlap:
         e, r = ext[_name(case.format(peer="extdev"))], ref[_name(case.format(peer=IMAGE))]
@@ -196,6 +257,14 @@ def test_the_suites_judge_a_device_they_did_not_start_as_they_judge_their_own_pe
         assert e[0] == r[0], f"{case}: the device's verdict {e} differs from the reference peer's {r}"
     record_property("overlap", f"{len(overlap)} cases, device verdicts " +
                     ", ".join(f"{k} {n}" for k, n in sorted(_count(ext[_name(c.format(peer='extdev'))][0] for c in overlap))))
+    # with its control hooks the device is read (its SPIs must cross the built-in end's, its counters count the
+    # echo requests) and initiates: the rows it initiates run too, with the reference peer's verdicts
+    hooked_overlap = overlap + [f"{TEST}[{{peer}}>builtin-{row}]" for row in DECLARED]
+    for case in hooked_overlap:
+        e, r = with_hooks[_name(case.format(peer="extdev"))], ref[_name(case.format(peer=IMAGE))]
+        assert e[0] != "skipped", f"{case} (hooks): its needs are declared by the profile, but it was skipped: {e[1]}"
+        assert e[0] == r[0], f"{case} (hooks): the device's verdict {e} differs from the reference peer's {r}"
+    record_property("overlap_hooks", f"{len(hooked_overlap)} cases")
     kind, why = ext[_name(f"{TEST}[builtin>extdev-{UNDECLARED}]")]
     assert kind == "skipped" and "proposals.ike" in why and str(profile) in why, (kind, why)
     for row in [*DECLARED, UNDECLARED]:
@@ -204,6 +273,8 @@ def test_the_suites_judge_a_device_they_did_not_start_as_they_judge_their_own_pe
     for case, key in SKIPPED.items():
         kind, why = ext[_name(case.format(peer="extdev"))]
         assert kind == "skipped" and key in why and str(profile) in why, (case, kind, why)
+    kind, why = with_hooks[_name(f"{TEST}[extdev>builtin-{UNDECLARED}]")]
+    assert kind == "skipped" and "proposals.ike" in why, (kind, why)
     left = [n for n in _sh(["ip", "netns", "list"]).split() if any(f"ipsi-{r}-" in n for r in runs)]
     assert not left, f"namespaces left by the runs: {left}"
     links = _sh(["ip", "-n", ns, "-o", "link", "show"])
