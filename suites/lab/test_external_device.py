@@ -316,3 +316,57 @@ def test_the_lab_wires_a_plain_namespace_device_and_takes_the_wire_away(tmp_path
     finally:
         netns.delete(ns)
         labels.release_owner(run)
+
+
+CHILD = """
+import sys, time
+from harness.lab import peering
+from harness.lab.lab import Lab
+with Lab("direct", run=sys.argv[1], worker=0) as lab:
+    peering.start_peer(lab, "peer", "extdev", "external", sys.argv[2])
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "killed-then-clean"])
+def test_the_wire_goes_on_ctrl_c_and_with_clean_by_label(tmp_path: Path, how: str) -> None:
+    """The veth lives in the lab namespace: Ctrl-C unwinds the lab, and after a SIGKILL `clean` of the run (by its
+    label, the run id in the namespace names) deletes the lab namespace; either way the device keeps nothing."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: namespaces")
+    import signal
+
+    from harness.lab import cleanup
+
+    run, own = labels.new_run_id(), labels.new_run_id()
+    ns = labels.resource_name(own, "plaindev")  # the device's namespace is not the lab run's: clean leaves it alone
+    netns.create(ns)
+    child = None
+    try:
+        (tmp_path / "plain.toml").write_text(_profile(tmp_path / "plain.toml", ns).read_text().replace('bridge = "br0"\n', ""))
+        child = subprocess.Popen([sys.executable, "-c", CHILD, run, str(tmp_path / "plain.toml")], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
+        assert "lab0" in _sh(["ip", "-n", ns, "-o", "link", "show"])
+        if how == "ctrl-c":
+            child.send_signal(signal.SIGINT)
+            child.wait(timeout=60)
+        else:
+            child.kill()
+            child.wait(timeout=60)
+            assert "lab0" in _sh(["ip", "-n", ns, "-o", "link", "show"])  # nothing ran on the way out
+            cleanup.clean(run=run, say=lambda _: None)
+        # the kernel dismantles a deleted namespace asynchronously (its veth goes with it a moment later)
+        deadline = time.monotonic() + WAIT
+        while "lab0" in _sh(["ip", "-n", ns, "-o", "link", "show"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "lab0" not in _sh(["ip", "-n", ns, "-o", "link", "show"])
+        assert not [n for n in _sh(["ip", "netns", "list"]).split() if f"ipsi-{run}-" in n and n != ns]
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+        netns.delete(ns)
+        cleanup.clean(run=run, say=lambda _: None)
