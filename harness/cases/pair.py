@@ -56,6 +56,17 @@ class End:
         """True for the built-in stack."""
         return self.name == BUILTIN
 
+    @property
+    def reads(self) -> bool:
+        """False for an end that cannot report its SAs (an external device without control.list_sas): cases judge
+        it by the built-in end's view, its answers and the wire."""
+        return bool(getattr(self.adapter, "reports_state", True))
+
+    @property
+    def device(self) -> bool:
+        """True for an external device (its adapter fits the case to its profile)."""
+        return callable(getattr(self.adapter, "fit", None))
+
 
 @dataclass
 class Evidence:
@@ -213,6 +224,8 @@ class Pair(DataPlane, Rekeying):
         self.conn = conn
         if responder is None:
             responder = self._mirror(conn)
+        conn, responder = self._fit(conn, responder)
+        self.conn = conn
         self.require_algorithms(conn)
         for end, c in ((self.responder, responder),
                        (self.initiator, dataclasses.replace(conn, role="responder"))):
@@ -220,6 +233,25 @@ class Pair(DataPlane, Rekeying):
             end.adapter.load(c)
             self.loaded.append(end)
             self._time("load", t0)
+
+    def _fit(self, conn: Connection, responder: Connection) -> tuple[Connection, Connection]:
+        """(initiator's, responder's) connections with an external device's end fitted to its profile: the built-in
+        end's rewritten to the device's identities and credentials; CannotReconfigure (a skip naming the profile key)
+        if the device as declared cannot be the case's side."""
+        for end in self.ends:
+            if end.device:
+                if end is self.responder:
+                    return end.adapter.fit(responder, conn, False), responder
+                return conn, end.adapter.fit(conn, responder, True)
+        return conn, responder
+
+    def needs(self, end: End, verb: str) -> None:
+        """CannotReconfigure (a skip naming the profile key) if the case needs an end to `verb` (rekey, terminate, ...)
+        on command and it cannot (an external device without that control hook); for a check before a background
+        command whose failure would otherwise go unseen."""
+        why = getattr(end.adapter, "cannot", lambda v: None)(verb)
+        if why:
+            raise CannotReconfigure(why)
 
     def require_algorithms(self, conn: Connection) -> None:
         """Unimplemented naming the end, the transforms and the list read, if an end lists no proposal of conn
@@ -251,7 +283,7 @@ class Pair(DataPlane, Rekeying):
         rec = self._negotiate(lambda: self.initiator.adapter.initiate_ike(conn.name, timeout=timeout))
         self.wait(self._childless, "both ends report the same IKE SA and no Child SA")
         for end in self.ends:
-            if not end.builtin and (left := [s for s in end.adapter.xfrm_state() if s.proto in ("esp", "ah")]):
+            if not end.builtin and not end.device and (left := [s for s in end.adapter.xfrm_state() if s.proto in ("esp", "ah")]):
                 raise PeerFault(f"{end.name}: kernel SAs after a childless IKE_AUTH: "
                                 f"{[f'{s.proto} 0x{s.spi:08x}' for s in left]}", self.requirement)
         return rec
@@ -260,11 +292,11 @@ class Pair(DataPlane, Rekeying):
         """The case's Child SA made on the standing IKE SA by one end (CREATE_CHILD_SA, RFC 7296 s1.3.1): both ends
         must report it with SPIs crossed, on the same IKE SA, and each peer's kernel both of its SAs."""
         end = self.initiator if by == "initiator" else self.responder
-        ike = {e.name: {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)} for e in self.ends}
+        ike = {e.name: {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)} for e in self.ends if e.reads}
         self._negotiate(lambda: end.adapter.create_child(self._conn().name, timeout=timeout))
         self.wait(self._established, f"CREATE_CHILD_SA by {end.name}: both ends report the same Child SA")
         self._note_selectors()
-        for e in self.ends:
+        for e in (e for e in self.ends if e.reads):
             now = {(s.spi_i, s.spi_r, s.serial) for s in self.ike_sas(e)}
             if now != ike[e.name]:
                 raise PeerFault(f"{e.name}: the Child SA came with another IKE SA ({now}, before {ike[e.name]})",
@@ -274,7 +306,9 @@ class Pair(DataPlane, Rekeying):
     def _childless(self) -> bool:
         """Each end reports one IKE SA of the case and no live Child SA, with the same SPIs where both report them
         (Libreswan's whack lists none)."""
-        sas = [self.ike_sas(e) for e in self.ends]
+        sas = [self.ike_sas(e) for e in self.ends if e.reads]
+        if len(sas) < 2:
+            return len(sas[0]) == 1 and not _live(sas[0][0].children)
         if not all(len(s) == 1 and not _live(s[0].children) for s in sas):
             return False
         spis = [(s[0].spi_i, s[0].spi_r) for s in sas]
@@ -306,11 +340,12 @@ class Pair(DataPlane, Rekeying):
         """After a refusal (what): no Child SA left on either end, and no IKE SA unless child_only, where the
         IKE SA may stand (RFC 7296 s2.21.2) and is then deleted so that the next case starts clean."""
         if not child_only:
-            self.wait(lambda: not any(self.ike_sas(e) for e in self.ends), f"no IKE SA left on either end after {what}")
+            self.wait(lambda: not any(self.ike_sas(e) for e in self.ends if e.reads),
+                      f"no IKE SA left on either end after {what}")
             return
-        self.wait(lambda: not any(_live(c for s in self.ike_sas(e) for c in s.children) for e in self.ends),
+        self.wait(lambda: not any(_live(c for s in self.ike_sas(e) for c in s.children) for e in self.ends if e.reads),
                   f"no Child SA on either end after {what}")
-        if any(self.ike_sas(e) for e in self.ends):
+        if any(self.ike_sas(e) for e in self.ends if e.reads):
             self.terminate()
 
     def check_selectors(self, tokens: dict[str, tuple[str, ...]], requirement: str) -> None:
@@ -318,7 +353,7 @@ class Pair(DataPlane, Rekeying):
         PeerFault naming the end and what it holds (RFC 7296 s2.9)."""
         v = self._version()
         want = {k: _selector_set(self.selector(t, self.initiator, v) for t in tokens.get(k, ())) for k in tokens}
-        for end in self.ends:
+        for end in (e for e in self.ends if e.reads):
             c = self.child(end)
             held = {"local_ts": _selector_set(c.local_ts), "remote_ts": _selector_set(c.remote_ts)}
             if end is self.responder:
@@ -333,41 +368,49 @@ class Pair(DataPlane, Rekeying):
         """Echo requests each way through the Child SA (between the hosts behind the ends for a hosts connection);
         both ends' counters and (after the case) the wire must show them. A packet still in flight through a
         loaded guest when ping returns is waited for (SETTLE), never judged lost at once."""
+        one_way = any(e.device for e in self.ends)  # the harness cannot make an external device send echo requests
         for src, dst in ((self.initiator, self.responder), (self.responder, self.initiator)):
-            before = self.child(dst).packets_in
+            if src.device:
+                continue  # its answers to the built-in end's echo requests are its direction through the SA
+            before = self.child(dst).packets_in if dst.reads else 0
             got = self._ping(src, dst, count)
             if src.builtin and not self.hosts:
                 if got < count:
+                    counted = f"its inbound SA counted {self.child(dst).packets_in - before}" if dst.reads else \
+                        "it cannot be read: control.list_sas is not set"
                     raise PeerFault(f"{dst.name} answered {got} of {count} echo requests through the Child SA "
-                                    f"(its inbound SA counted {self.child(dst).packets_in - before})", self.requirement)
+                                    f"({counted})", self.requirement)
                 continue
             after = self._settle(dst, lambda c: c.packets_in - before >= count)
             if after.packets_in - before < count:
                 raise PeerFault(f"{dst.name}'s inbound SA 0x{after.spi_in:08x} counted {after.packets_in - before} of "
                                 f"{count} echo requests from {'the host behind ' if self.hosts else ''}{src.name} "
                                 f"within {SETTLE:.0f} s", self.requirement)
+        n = count if one_way else 2 * count
         for end in self.ends:
-            c = self._settle(end, lambda c: c.packets_out >= 2 * count and c.packets_in >= 2 * count)
+            if not end.reads:
+                continue
+            c = self._settle(end, lambda c: c.packets_out >= n and c.packets_in >= n)
             proto = c.protocol.lower()
             dst = self.address(self.responder if end is self.initiator else self.initiator, self._version())
             key = (proto, c.spi_out, dst)
-            self.evidence.expected[key] = self.evidence.expected.get(key, 0) + 2 * count
-            if c.packets_out < 2 * count or c.packets_in < 2 * count:
+            self.evidence.expected[key] = self.evidence.expected.get(key, 0) + n
+            if c.packets_out < n or c.packets_in < n:
                 raise PeerFault(f"{end.name}: Child SA counters in {c.packets_in}, out {c.packets_out}, expected "
-                                f"at least {2 * count} each way", self.requirement)
+                                f"at least {n} each way", self.requirement)
 
     def rekey(self, what: str = "child", by: str | None = "initiator") -> None:
         """Rekey the Child SA or the IKE SA from one end (by None: wait for an end's own rekey, e.g. by its lifetimes);
         both ends must move to new, agreeing SPIs."""
         end = self.initiator if by == "initiator" else self.responder
-        before = {e.name: self._state(e) for e in self.ends}
+        before = {e.name: self._state(e) for e in self.ends if e.reads}
         marks = {e.name: len(self.events(e)) for e in self.ends}
         if by is not None:
             end.adapter.rekey(self._conn().name, what)
 
         def moved() -> bool:
             self.refused_rekey(marks)  # Rekeying: the built-in end refused the other end's request
-            now = {e.name: self._state(e) for e in self.ends}
+            now = {e.name: self._state(e) for e in self.ends if e.reads}
             if None in now.values():
                 return False
             index = 1 if what == "child" else 0
@@ -380,18 +423,18 @@ class Pair(DataPlane, Rekeying):
     def terminate(self, by: str = "initiator") -> None:
         """Delete the IKE SA from one end; the other end must drop its SAs."""
         end = self.initiator if by == "initiator" else self.responder
-        before = {c.spi_in for e in self.ends for s in self.ike_sas(e) for c in s.children}
+        before = {c.spi_in for e in self.ends if e.reads for s in self.ike_sas(e) for c in s.children}
         try:
             end.adapter.terminate(self._conn().name)
         except NoAnswer as e:  # the deleting end quotes its own log: add the other end's, and what each holds now
             held = "; ".join(f"{x.name} holds {[f'{s.spi_i or 0:016x}_i {s.spi_r or 0:016x}_r' for s in self.ike_sas(x)]}"
-                             for x in self.ends)
+                             for x in self.ends if x.reads)
             raise NoAnswer(f"{e}\n--- IKE SAs now: {held}{self._tails(x for x in self.ends if x is not end)}",
                            self.requirement) from None
 
         def dropped() -> bool:  # an IKE SA the other end makes anew (Libreswan revives a connection it initiated) is not
             return not any(not s.children or any(c.spi_in in before for c in s.children)  # the one deleted
-                           for e in self.ends for s in self.ike_sas(e))
+                           for e in self.ends if e.reads for s in self.ike_sas(e))
 
         self.wait(dropped, f"both ends drop the IKE SA {end.name} deleted")
 
@@ -425,6 +468,8 @@ class Pair(DataPlane, Rekeying):
             if end.builtin:
                 keys = end.adapter.keys()
                 counters += self._builtin_counters(end)
+            elif end.device:
+                continue  # a device hands out no keys and no kernel counters: the built-in end's are the evidence
             else:
                 states = end.adapter.xfrm_state()
                 keys = KeysFile(sa_keys(states), {})
@@ -484,16 +529,19 @@ class Pair(DataPlane, Rekeying):
         return (sas[0].spi_i, sas[0].spi_r, sas[0].serial), (live[0].spi_in, live[0].spi_out)
 
     def _agreed_child(self, sas: dict[str, list[IkeSaRecord]] | None = None) -> bool:
-        a, b = (self._state(e, None if sas is None else sas[e.name]) for e in self.ends)
+        """Both ends hold one Child SA with SPIs crossed (an end that cannot be read: the other holds one)."""
+        a, b = (self._state(e, None if sas is None else sas[e.name]) if e.reads else () for e in self.ends)
+        if a == () or b == ():
+            return bool(a or b)
         return a is not None and b is not None and a[1] == (b[1][1], b[1][0])
 
     def _established(self) -> bool:
         """Both ends report the same Child SA and each peer's kernel holds both of its SAs (the daemon may report
         it a moment before the kernel has both; the built-in end's SAs exist as soon as it reports them); one
         read of each end."""
-        sas = {e.name: self.ike_sas(e) for e in self.ends}
+        sas = {e.name: self.ike_sas(e) if e.reads else [] for e in self.ends}
         return self._agreed_child(sas) and all(
-            e.builtin or all(any(k.endswith("_in") for k in c.keys) and any(k.endswith("_out") for k in c.keys)
+            e.builtin or not getattr(e.adapter, "kernel_keys", True) or all(any(k.endswith("_in") for k in c.keys) and any(k.endswith("_out") for k in c.keys)
                              for c in _live(c for s in sas[e.name] for c in s.children))
             for e in self.ends)
 
@@ -629,7 +677,7 @@ class Pair(DataPlane, Rekeying):
         name = self._conn().name if self.conn else CASE
         for end in dict.fromkeys(reversed(self.loaded)):
             end.adapter.unload(name)
-        peers = [e for e in self.ends if not e.builtin]
+        peers = [e for e in self.ends if not e.builtin and not e.device]  # a device: the built-in end deleted its SAs
         if not held:
             return
         deadline, asked = time.monotonic() + WAIT, 0.0

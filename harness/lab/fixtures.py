@@ -201,9 +201,9 @@ class LabPool:
             if all(_healthy(h) for h in env.peers.values()):
                 return env
             self.envs.pop(key).close()  # a peer or its daemon died (crash, OOM): rebuild rather than fail every later test
-        for other in [k for k in self.envs if k[0] == topology]:
+        for other in [k for k in self.envs if k[0] == topology or self.runtime == "external"]:
             # one lab per topology and worker (its namespace names): tests come ordered by peer, so the
-            # previous peers' lab is done with
+            # previous peers' lab is done with; an external device has one wire, so it is on one lab at a time
             self.envs.pop(other).close()
         t0 = time.perf_counter()
         lab = Lab(topology)

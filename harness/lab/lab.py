@@ -157,6 +157,7 @@ class Lab:
         self.keep = False
         self._built = False
         self.capturer: Capturer | None = None
+        self.on_close: list[Callable[[], object]] = []  # run first by close() (an external device's wire given back)
 
     # -- names and addresses -------------------------------------------------------------------
     @property
@@ -298,6 +299,8 @@ class Lab:
             return
         t0 = time.perf_counter()
         errors: list[LabError] = []
+        while self.on_close:
+            self.on_close.pop()()
         if self.capturer:
             try:
                 self.capturer.close()

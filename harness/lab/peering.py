@@ -112,11 +112,9 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
                            labels={labels.DOCKER_LABEL: lab.run}, run=lab.run, worker=lab.worker)
     started = rt.start(spec, lab.name, lab.link_specs(node))
     if started.runtime == "external":
-        # a device cabled by its owner: nothing to attach or configure; its adapter raises CannotReconfigure
-        # for whatever needs the device reconfigured or read, which the plugin reports as a skip naming the profile
-        from harness.peers.external import ExternalAdapter
-
-        return PeerHandle(started.name, started, ExternalAdapter(started.profile), "external", started.kernel, started.version)
+        # a device the lab only wires (harness.lab.device_wire); its adapter raises CannotReconfigure for whatever
+        # needs the device reconfigured or read, which the plugin reports as a skip naming the profile key
+        return _external(lab, node, started)
     try:
         lab.attach(node)
         lab.configure_guest(node, lambda argv: tuple(started.exec(argv, timeout=10)))
@@ -127,3 +125,40 @@ def start_peer(lab: Lab, node: str, peer: str, runtime: str, profile: str | None
         started.stop()
         raise
     return PeerHandle(peer, started, adapter, started.runtime, started.kernel, started.version)
+
+
+def _external(lab: Lab, node: str, started: Any) -> PeerHandle:
+    """Wire an external device to the lab as node `node` at the addresses its profile gives; Unavailable without [wire]."""
+    import dataclasses
+    from ipaddress import IPv4Interface, IPv6Interface
+
+    from harness.lab.device_wire import DeviceWire, Ends
+    from harness.peers.external import ExternalAdapter
+
+    profile = started.profile
+    if profile.wire is None:
+        raise Unavailable(f"profile {profile.path}: wire: missing, so the device cannot reach the lab "
+                          f"(kind = \"netns\" or \"interface\")")
+    n = lab.node(node)
+    i = n.interface()
+    i = dataclasses.replace(i, v4=IPv4Interface(f"{profile.ipv4}/32") if profile.ipv4 else i.v4,
+                            v6=IPv6Interface(f"{profile.ipv6}/128") if profile.ipv6 else i.v6)
+    n.interfaces = [i]  # its own addresses; no management link: the harness has no agent on it
+    tester = next(t for t in lab.nodes.values() if t.kind == "tester")
+    if not any(t.segment == i.segment for t in tester.interfaces):
+        raise Unavailable(f"profile {profile.path}: wire: the device is wired to the tester's own segment, and topology "
+                          f"{lab.topology.name!r} puts the tester elsewhere (behind a NAT router)")
+    ti = tester.interface(i.segment)
+    seg = lab.segments[i.segment]
+    ends = Ends(lab.name, i.lab_ifname, seg.bridge, tester.netns or "", ti.ifname, str(ti.v4.ip), str(ti.v6.ip),
+                str(seg.v4), str(seg.v6), lab.worker)
+    wire = DeviceWire(profile, ends).connect()
+    started.wire = wire
+    lab.on_close.append(wire.disconnect)  # given back on Ctrl-C or exit too (idempotent)
+    try:
+        if profile.wire.kind == "netns":
+            lab.check_links(node)
+    except BaseException:
+        wire.disconnect()
+        raise
+    return PeerHandle(started.name, started, ExternalAdapter(profile), "external", started.kernel, started.version)

@@ -8,7 +8,10 @@ It lives beside the other adapters (the peer protocol's home) and reads only the
 """
 from __future__ import annotations
 
-from harness.errors import CannotReconfigure
+import time
+
+from harness.errors import CannotReconfigure, NoAnswer
+from harness.peers import device_control, device_fit
 from harness.peers.algorithms import Algorithms
 from harness.peers.base import IkeSaRecord
 from harness.peers.connection import Connection
@@ -25,6 +28,21 @@ class ExternalAdapter:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
+        self.loaded: str | None = None
+
+    @property
+    def reports_state(self) -> bool:
+        """True if the profile gives a hook that lists the device's SAs (control.list_sas)."""
+        return bool(self.profile.control.list_sas)
+
+    kernel_keys = False  # a device never hands out its keys: the built-in end's are the capture's
+
+    def fit(self, device: Connection, builtin: Connection, device_initiates: bool) -> Connection:
+        """The built-in end's connection for a case whose device side is `device`; CannotReconfigure naming the
+        profile key if the device as declared cannot be it (harness.peers.device_fit)."""
+        out = device_fit.fit(self.profile, device, builtin, device_initiates)
+        self.loaded = device.name
+        return out
 
     def _refuse(self, what: str, why: str = OWNER) -> CannotReconfigure:
         """The error for something the harness cannot do to the device: names the profile file, what and why."""
@@ -34,16 +52,29 @@ class ExternalAdapter:
         """Nothing to start: the device runs on its own."""
 
     def load(self, connection: Connection) -> None:
-        """Refused: a connection cannot be loaded into an external device."""
-        raise self._refuse(f"load connection {connection.name!r} into an external device")
+        """Accepted only as what the device already is, once fit() checked it; refused otherwise."""
+        if self.loaded != connection.name:
+            raise self._refuse(f"load connection {connection.name!r} into an external device")
 
     def unload(self, name: str) -> None:
-        """Refused: a connection cannot be removed from an external device."""
-        raise self._refuse(f"unload connection {name!r} from an external device")
+        """Forget the case's connection (the device keeps its own; the built-in end deletes the SAs it made)."""
+        if self.loaded != name:
+            raise self._refuse(f"unload connection {name!r} from an external device")
+        self.loaded = None
 
     def initiate(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
-        """Refused: the harness cannot make an external device initiate."""
-        raise self._refuse(f"make an external device initiate {name!r}", "the harness cannot command it")
+        """Run control.initiate and wait (bounded) for an established IKE SA in control.list_sas."""
+        hook = self.profile.control.initiate
+        if not hook or not self.reports_state:
+            key = "control.initiate" if not hook else "control.list_sas"
+            raise self._refuse(f"make an external device initiate {name!r}", f"{key} is not set")
+        device_control.run_hook(hook, self.profile.control.timeout, "initiate")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sas := [s for s in self.list_sas() if s.established and s.children]:
+                return sas[-1]
+            time.sleep(0.2)
+        raise NoAnswer(f"{self.profile.name}: control.initiate ran, no established IKE SA within {timeout:.0f} s")
 
     def initiate_ike(self, name: str, timeout: float = 30.0) -> IkeSaRecord:
         """Refused: the harness cannot make an external device initiate."""
@@ -54,8 +85,10 @@ class ExternalAdapter:
         raise self._refuse(f"make an external device create a Child SA of {name!r}", "the harness cannot command it")
 
     def terminate(self, name: str, timeout: float = 30.0) -> None:
-        """Refused: the harness cannot make an external device delete its SAs."""
-        raise self._refuse(f"make an external device terminate {name!r}", "the harness cannot command it")
+        """Run control.terminate; refused without it."""
+        if not self.profile.control.terminate:
+            raise self._refuse(f"make an external device terminate {name!r}", "control.terminate is not set")
+        device_control.run_hook(self.profile.control.terminate, self.profile.control.timeout, "terminate")
 
     def rekey(self, name: str, what: str = "child") -> None:
         """Refused: the harness cannot make an external device rekey."""
@@ -67,8 +100,12 @@ class ExternalAdapter:
                            "the harness cannot command it")
 
     def list_sas(self) -> list[IkeSaRecord]:
-        """Refused: the harness cannot read an external device's SAs."""
-        raise self._refuse("list the SAs of an external device", "the harness cannot read its state")
+        """The device's SAs from control.list_sas (untrusted text, parsed leniently); refused without the hook."""
+        c = self.profile.control
+        if not c.list_sas:
+            raise self._refuse("list the SAs of an external device", "control.list_sas is not set")
+        return device_control.parse_swanctl(device_control.run_hook(c.list_sas, c.timeout, "list_sas"),
+                                            self.loaded or "")
 
     def xfrm_state(self) -> list[XfrmState]:
         """Refused: the harness cannot read an external device's kernel SAs."""
@@ -77,6 +114,22 @@ class ExternalAdapter:
     def xfrm_policy(self) -> list[XfrmPolicy]:
         """Refused: the harness cannot read an external device's kernel policies."""
         raise self._refuse("read the kernel policies of an external device", "the harness cannot read its state")
+
+    def run(self, argv: list[str], timeout: float = 30.0) -> str:
+        """Refused: the harness cannot run commands on an external device (its traffic, kernel state, sockets)."""
+        raise self._refuse(f"run {' '.join(argv[:3])}... on an external device", "the harness has no shell on it")
+
+    def drop_half_open(self, address: str) -> None:
+        """Refused: the harness cannot clear an external device's half-open IKE SAs."""
+        raise self._refuse(f"clear the half-open IKE SAs of {address} on an external device", "no profile key does")
+
+    def cannot(self, verb: str) -> str | None:
+        """Why the device cannot be made to do verb (rekey, terminate, initiate, delete_child), or None if it can."""
+        hooks = {"initiate": self.profile.control.initiate, "terminate": self.profile.control.terminate}
+        if hooks.get(verb):
+            return None
+        key = f"control.{verb}" if verb in hooks else "control"
+        return f"profile {self.profile.path}: {key}: the case needs the device to {verb} on command"
 
     def logs(self) -> str:
         """No log can be read from the device: a line that says so and names the profile."""

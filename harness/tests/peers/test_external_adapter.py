@@ -24,6 +24,7 @@ remote = "tester.example.net"
 psk = "s3cret-psk"
 [proposals]
 ike = ["aes256-sha256-modp2048"]
+esp = ["aes128gcm16"]
 """
 CONN = connection_from_dict({"name": "p2p", "local_addr": "198.18.0.3", "remote_addr": "198.18.0.4", "auth": {"psk": "k" * 20}})
 
@@ -69,11 +70,8 @@ def test_what_needs_the_device_is_refused_naming_the_profile(adapter: ExternalAd
     assert str(e.value).startswith(f"profile {profile_path}: ") and message in str(e.value)
 
 
-def test_start_peer_hands_out_the_external_adapter(profile_path: Path) -> None:
+def test_start_peer_without_a_wire_is_unavailable_naming_the_key(profile_path: Path) -> None:
     lab = SimpleNamespace(topology=SimpleNamespace(name="direct"), run="00000000", worker=0, name="ipsi-00000000-0-direct-lab",
                           link_specs=lambda node: [])
-    h = peering.start_peer(lab, "peer", "vendor-gw", "external", str(profile_path))  # type: ignore[arg-type]
-    assert isinstance(h.adapter, ExternalAdapter) and (h.runtime, h.version) == ("external", "7.2.1")
-    assert h.sa_keys() == []  # the lab's keys.json asks every peer; the device has none to give
-    with pytest.raises(CannotReconfigure, match="dev.toml: cannot load connection 'p2p'"):
-        h.adapter.load(CONN)
+    with pytest.raises(peering.Unavailable, match=r"dev.toml: wire: missing, so the device cannot reach the lab"):
+        peering.start_peer(lab, "peer", "vendor-gw", "external", str(profile_path))  # type: ignore[arg-type]

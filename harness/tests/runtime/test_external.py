@@ -40,7 +40,7 @@ def test_a_good_profile(tmp_path: Path) -> None:
     assert (p.name, p.version, p.kernel, p.ipv4, p.ipv6) == ("vendor-gw", "7.2.1", "VendorOS 7.2", "198.18.0.3", "2001:db8::3")
     assert (p.local_id, p.remote_id) == ("gw.example.net", "tester.example.net")
     assert p.credentials.psk == b"s3cret-psk"
-    assert p.proposals == {"ike": ("aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"), "esp": ("aes128gcm16",)}
+    assert p.proposals == {"ike": ("aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"), "esp": ("aes128gcm16",), "ah": ()}
 
 
 @pytest.mark.parametrize("edit, key", [
@@ -88,3 +88,65 @@ def test_unavailable_without_or_with_a_bad_profile(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 1\n")
     assert str(bad) in (get_runtime("external", profile=str(bad)).unavailable() or "")
+
+
+FULL = GOOD + """
+[features]
+modes = ["transport", "tunnel"]
+natt = true
+esn = true
+fragmentation = true
+replay_window = 64
+initiators = ["tester", "device"]
+local_ts = ["198.18.0.3/32"]
+remote_ts = ["198.18.0.0/15"]
+[features.lifetimes]
+child_rekey_time = 3600
+[wire]
+kind = "netns"
+netns = "vendor"
+bridge = "br0"
+[control]
+list_sas = ["ssh", "gw", "swanctl", "--list-sas"]
+initiate = ["ssh", "gw", "swanctl", "--initiate", "--child", "lab"]
+timeout = 20
+"""
+
+
+def test_a_full_profile_is_one_dataclass(tmp_path: Path) -> None:
+    p = load_profile(_write(tmp_path, FULL))
+    f = p.features
+    assert (f.modes, f.natt, f.esn, f.fragmentation, f.replay_window, f.initiators) == (
+        ("transport", "tunnel"), True, True, True, 64, ("tester", "device"))
+    assert dict(f.lifetimes) == {"child_rekey_time": 3600} and f.remote_ts == ("198.18.0.0/15",)
+    assert p.wire is not None and (p.wire.kind, p.wire.netns, p.wire.ifname, p.wire.bridge) == ("netns", "vendor", "lab0", "br0")
+    assert p.control.list_sas[-1] == "--list-sas" and p.control.terminate == () and p.control.timeout == 20.0
+
+
+def test_the_readmes_example_profile_loads(tmp_path: Path) -> None:
+    """The full example in README.md is a valid profile (its files aside)."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    example = readme.split("## Validating a device: the profile", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    p = load_profile(_write(tmp_path, example))
+    assert p.name == "vendor-gw" and p.wire is not None and p.control.list_sas
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda t: t.replace('modes = ["transport", "tunnel"]', 'modes = ["bent"]'), "features.modes"),
+    (lambda t: t.replace("natt = true", 'natt = "yes"'), "features.natt: expected bool"),
+    (lambda t: t.replace("replay_window = 64", "replay_window = -1"), "features.replay_window"),
+    (lambda t: t.replace("replay_window = 64", "replay_window = true"), "features.replay_window: expected int"),
+    (lambda t: t.replace("child_rekey_time = 3600", "child_rekey_secs = 3600"), "features.lifetimes.child_rekey_secs"),
+    (lambda t: t.replace('initiators = ["tester", "device"]', 'initiators = ["nobody"]'), "features.initiators"),
+    (lambda t: t.replace('remote_ts = ["198.18.0.0/15"]', 'remote_ts = ["everything"]'), "features.remote_ts"),
+    (lambda t: t.replace("timeout = 20", "timeout = 0"), "control.timeout"),
+    (lambda t: t.replace('list_sas = ["ssh"', 'list_sas = [1, "ssh"'), "control.list_sas"),
+    (lambda t: t.replace("[control]", "[control]\nformat = \"json\""), "control.format"),
+    (lambda t: t.replace('esp = ["aes128gcm16"]', 'esp = ["aes128gcm17"]'), "proposals.esp[0]"),
+    (lambda t: t + "\ncolour = \"blue\"\n", "unknown key"),
+])
+def test_new_keys_errors_name_the_file_and_the_key(tmp_path: Path, edit, key: str) -> None:  # noqa: ANN001
+    path = _write(tmp_path, edit(FULL))
+    with pytest.raises(ConfigError) as e:
+        load_profile(path)
+    assert str(path) in str(e.value) and key in str(e.value)
