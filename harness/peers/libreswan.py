@@ -136,6 +136,11 @@ def _subnets(c: Connection, major: int) -> list[str]:
     PREFIX[/PROTOCOL[/PORT]]; 4.x one prefix per side and one protocol/port (ipsec.conf(5) leftsubnet, leftprotoport)."""
     out = []
     for side, ts, given in (("left", c.local_selectors(), c.local_ts), ("right", c.remote_selectors(), c.remote_ts)):
+        if side == "right" and c.mode == "transport" and not given and c.remote_behind_nat:
+            # RFC 7296 s2.23.1: the remote end's TS names the address it has behind its NAT, not right=; pluto 4.10 and
+            # 5.2 refuse it (TS_UNACCEPTABLE) unless rightsubnet= names it (vhost:%priv is IKEv1 only in 4.10's addconn)
+            out.append(f"rightsubnet={c.remote_behind_nat}/{32 if ':' not in c.remote_behind_nat else 128}")
+            continue
         if not (c.mode == "tunnel" or given):
             continue
         parts = []
