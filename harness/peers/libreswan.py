@@ -696,9 +696,12 @@ class LibreswanAdapter(NodeBase):
         self.run([WHACK, "--ddos-busy" if on else "--ddos-auto"])
 
     def delete_child(self, name: str, spi_in: int, timeout: float = 30.0) -> None:
-        """`ipsec whack --deletestate N` for the Child SA state receiving on spi_in (pluto sends its Delete)."""
+        """`ipsec whack --asynchronous --deletestate N` for the Child SA state receiving on spi_in (pluto sends its
+        Delete; the caller waits for the SAs to go). Measured: 4.10's synchronous whack stayed connected past 30 s when
+        pluto dropped the answer to its Delete ('discarding packet received during asynchronous work') while it made a
+        Child SA for a rekey request that crossed the Delete."""
         serial = child_serial(self.list_sas(), name, spi_in, "libreswan")
-        self.run([WHACK, "--deletestate", str(serial)], timeout=timeout)
+        self.run([WHACK, "--asynchronous", "--deletestate", str(serial)], timeout=timeout)
 
     def whack_outputs(self, kernel: bool = False) -> tuple[str, ...]:
         """(--showstates, --trafficstatus, --status) as whack prints them, and `ip -s xfrm state` if kernel: one
