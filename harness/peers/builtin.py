@@ -624,10 +624,12 @@ class BuiltinEnd:
     def stream_echo(self, dst: str, ident: int, seq: int) -> int:
         """One echo request through the Child SA a sender uses across a rekey (RFC 7296 s2.8): the newest one that it
         made as the exchange's initiator or that already carried a packet in, else the oldest live one (the rekey's
-        responder keeps the old SA until the initiator uses the new one); the outbound SPI it went through."""
+        responder keeps the old SA until the initiator uses the new one); the outbound SPI it went through, 0 when the
+        built-in end holds no Child SA at that moment (nothing sent: e.g. a peer that deletes the old IKE SA before it
+        makes the new one)."""
         def send() -> int:
             if not self.children:
-                raise LabError("builtin end: no Child SA to send through")
+                return 0
             made = {int.from_bytes(spi, "big") for sa in (self.endpoint.sas.values() if self.endpoint else ())
                     for spi, ch in sa.children.items() if ch.we_initiated}
             usable = [d for spi, d in self.children.items() if spi in made or d.receiver.accepted]
