@@ -141,6 +141,7 @@ class BuiltinEnd:
         self.endpoint: IkeEndpoint | None = None
         self.driver: SocketDriver | None = None
         self.events: list[Any] = []
+        self.event_times: list[float] = []  # the clock at each event, index for index
         self.log: list[str] = []
         self.ike_keys: dict[bytes, IkeSaKeys] = {}      # ledger: every IKE SA's keys, by SPIi|SPIr
         self.ipsec_keys: dict[tuple[str, int, str], IpsecSaKeys] = {}  # ledger: every ESP/AH SA's keys
@@ -246,6 +247,7 @@ class BuiltinEnd:
 
     def _on_event(self, e: Any) -> None:
         self.events.append(e)
+        self.event_times.append(self.clock())
         self.log.append(f"{self.clock() - self._t0:8.3f} {type(e).__name__}: {_describe(e)}")
         if isinstance(e, ChildSaEstablished):
             for k in (e.inbound, e.outbound):

@@ -63,6 +63,7 @@ class Lifetimes:
     ike_reauth_time: int | None = None
     child_rekey_time: int | None = None
     child_life_time: int | None = None
+    child_rand_time: int | None = None  # the Child SA rekey comes at random up to this long before child_rekey_time
     child_rekey_bytes: int | None = None
     child_life_bytes: int | None = None
     child_rekey_packets: int | None = None

@@ -76,6 +76,12 @@ def _lifetimes(c: Connection) -> list[str]:
         raise ConfigError("lifetimes.child_life_time must exceed child_rekey_time")
     if margin is not None:
         out.append(f"rekeymargin={margin}s")
+    if lt.child_rand_time is not None:
+        if margin is None:
+            raise ConfigError("lifetimes.child_rand_time needs child_rekey_time (Libreswan's rekeyfuzz is a share of "
+                              "rekeymargin)")
+        # pluto rekeys at salifetime - rekeymargin * (1 + rekeyfuzz * random): up to rekeyfuzz% of the margin early
+        out.append(f"rekeyfuzz={round(100 * lt.child_rand_time / margin)}%")  # replaces the template's 0%
     if child_life is not None:
         out.append(f"salifetime={child_life}s")
     if ike_time is not None:
@@ -194,7 +200,7 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
     if c.replay_window is not None:
         options.append(f"replay-window={c.replay_window}")
     auto = {"initiator": "start", "responder": "add", "trap": "route" if major < 5 else "ondemand"}[c.role]
-    return render("libreswan", "ipsec.conf", {
+    text = render("libreswan", "ipsec.conf", {
         "ikev2": "ikev2=insist" if major < 5 else "keyexchange=ikev2", "log_path": LOG_PATH, "plutodebug": plutodebug, "name": c.name, "local_addr": c.local_addr,
         "remote_addr": c.remote_addr,
         "local_id": "%fromcert" if c.auth.method == "pubkey" and c.local_id is None else lsw_identity(c.local_id, c.local_addr),
@@ -202,7 +208,10 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
         "authby": "secret" if c.auth.method == "psk" else signature_policy(c, major), "ike": ike.value, "protocol": c.protocol,
         "child_proposals": child.value, "pfs": "yes" if child.pfs else "no", "esn": child.esn, "mode": c.mode,
         "rekey": "yes" if c.rekey else "no", "encapsulation": "yes" if c.encap == "force" else "auto",
-        "fragmentation": c.fragmentation, "auto": auto, "options": "".join(f"\t{o}\n" for o in options).rstrip("\n")})
+        "fragmentation": c.fragmentation, "auto": auto,
+        "options": "".join(f"\t{o}\n" for o in options if not o.startswith("rekeyfuzz=")).rstrip("\n")})
+    fuzz = [o for o in options if o.startswith("rekeyfuzz=")]
+    return text.replace("\trekeyfuzz=0%\n", f"\t{fuzz[0]}\n") if fuzz else text
 
 
 def ipsec_secrets(c: Connection) -> str:
