@@ -145,7 +145,8 @@ class Pair(DataPlane, Rekeying):
         return dataclasses.replace(
             out, local_addr=own, remote_addr=peer, local_id=conn.remote_id or Identity(f"ipv{v}", own),
             remote_id=conn.local_id or Identity(f"ipv{v}", conn.local_addr),
-            local_ts=conn.remote_ts if tunnel else (), remote_ts=conn.local_selectors() if tunnel else ())
+            local_ts=conn.remote_ts if tunnel else (), remote_ts=conn.local_selectors() if tunnel else (),
+            remote_behind_nat=None if tunnel or peer == conn.local_addr else conn.local_addr)
 
     def mirror(self, conn: Connection, **fields: Any) -> Connection:
         """The responder's side of conn (what it loads by default), with fields replaced (e.g. its own proposals)."""

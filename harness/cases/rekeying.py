@@ -17,10 +17,18 @@ from contextlib import contextmanager
 from typing import Any
 
 from harness.cases.stream import EchoStream
-from harness.errors import NoAnswer, PeerFault, Refused
-from harness.ike.events import ExchangeFailed
+from harness.errors import NoAnswer, PeerFault, Refused, UnsupportedFeature
+from harness.ike.events import ExchangeFailed, IkeSaEstablished
 
 STREAM_FILE = "stream.json"
+
+
+class StreamLost(PeerFault):
+    """Echo requests of a stream were not answered (the count says which, and which could not be sent at all)."""
+
+    def __init__(self, count: Any, message: str, requirement: str = "") -> None:
+        super().__init__(message, requirement)
+        self.count = count
 SETTLE = 10.0  # bound for a round trip through SAs both ends already hold (as Pair's SETTLE for packets in flight)
 
 
@@ -35,6 +43,7 @@ class Rekeying:
         other = self.responder if me is self.initiator else self.initiator  # type: ignore[attr-defined]
         s = EchoStream(self.builtin, self.address(other, self._version()))  # type: ignore[attr-defined]
         s.start()
+        proto = self.child(me).protocol.lower()  # type: ignore[attr-defined]
         try:
             self.wait(lambda: s.answered().answered, f"the first echo reply of the stream from {other.name}")  # type: ignore[attr-defined]
             old = self.child(me)  # type: ignore[attr-defined]
@@ -49,9 +58,9 @@ class Rekeying:
                       timeout=SETTLE)  # the last answers still in flight; a lost one never comes
         except NoAnswer:
             pass  # judged below, with the count
-        self._note_stream(s)
+        self._note_stream(s, proto)
         if count.lost:
-            raise PeerFault(f"{other.name} answered {len(count.answered)} of {len(count.sent)} echo requests sent every "
+            raise StreamLost(count, f"{other.name} answered {len(count.answered)} of {len(count.sent)} echo requests sent every "
                             f"{s.interval * 1000:.0f} ms across the rekey; lost: "
                             f"{[(q, f'0x{count.sent[q]:08x}') for q in count.lost][:20]} (sequence number, outbound SPI);"
                             f" through each SA: {count.by_sa()}", self.requirement)  # type: ignore[attr-defined]
@@ -65,19 +74,21 @@ class Rekeying:
             return any(q > after for q in answered)
         return any(s.count.sent[q] != old.spi_out and a != old.spi_in for q, a in answered.items())
 
-    def _note_stream(self, s: EchoStream) -> None:
-        """stream.json beside the capture, and the stream's requests as packets each outbound SA must show."""
+    def _note_stream(self, s: EchoStream, proto: str) -> None:
+        """stream.json beside the capture, and the stream's requests as packets each outbound SA (of protocol proto, esp
+        or ah: the Child SA may be gone by now) must show."""
         me = self.builtin_end  # type: ignore[attr-defined]
         other = self.responder if me is self.initiator else self.initiator  # type: ignore[attr-defined]
         dst = self.address(other, self._version())  # type: ignore[attr-defined]
-        proto = self.child(me).protocol.lower()  # type: ignore[attr-defined]
         for spi, n in s.count.by_sa()["sent"].items():
+            if int(spi, 16) == 0:
+                continue  # not sent: the built-in end held no Child SA then
             key = (proto, int(spi, 16), dst)
             self.evidence.expected[key] = self.evidence.expected.get(key, 0) + n  # type: ignore[attr-defined]
         self.directory.mkdir(parents=True, exist_ok=True)  # type: ignore[attr-defined]
         (self.directory / STREAM_FILE).write_text(json.dumps(  # type: ignore[attr-defined]
             {"interval_s": s.interval, "sent": len(s.count.sent), "answered": len(s.count.answered),
-             "lost": s.count.lost, "through": s.count.by_sa()}, indent=1) + "\n")
+             "lost": s.count.lost, "unsendable": s.count.unsendable, "through": s.count.by_sa()}, indent=1) + "\n")
 
     def replace(self, what: str = "child", by: str | None = "initiator") -> None:
         """Rekey (pair.rekey), then wait until the old SA is gone from both ends and every peer's kernel; after an IKE
@@ -126,6 +137,44 @@ class Rekeying:
                             "RFC 7296 s2.8 MUST") from None
         self.snapshot()  # type: ignore[attr-defined]
 
+
+    def reauthenticated(self) -> None:
+        """Wait for an end's own reauthentication (RFC 7296 s2.8.3): a new IKE SA made from scratch (IKE_SA_INIT and
+        IKE_AUTH: the built-in end's new IKE SA replaces none), a new Child SA on it agreed by both ends (new SPIs), and
+        the old IKE SA, its Child SA and each peer kernel's old outbound SA gone. PeerFault otherwise; UnsupportedFeature
+        if the end rekeyed the IKE SA with CREATE_CHILD_SA instead (it did not reauthenticate)."""
+        ends = self.ends  # type: ignore[attr-defined]
+        before = {e.name: self._state(e) for e in ends}  # type: ignore[attr-defined]
+        marks = {e.name: len(self.events(e)) for e in ends}  # type: ignore[attr-defined]
+        if None in before.values():
+            raise PeerFault(f"before the reauthentication the ends do not hold one IKE SA with one Child SA each: {before}",
+                            self.requirement)  # type: ignore[attr-defined]
+
+        def moved() -> bool:
+            for e in ends:
+                if any(isinstance(x, IkeSaEstablished) and x.rekeyed_from is not None
+                       for x in self.events(e)[marks[e.name]:]):  # type: ignore[attr-defined]
+                    raise UnsupportedFeature("asked to reauthenticate, the other end rekeyed the IKE SA with "
+                                             "CREATE_CHILD_SA (RFC 7296 s2.8.3: a new IKE SA by IKE_SA_INIT and IKE_AUTH)")
+            now = {e.name: self._state(e) for e in ends}  # type: ignore[attr-defined]
+            return None not in now.values() and self._agreed_child() and all(  # type: ignore[attr-defined]
+                now[n][0] != before[n][0] and not set(now[n][1]) & set(before[n][1]) for n in now)  # type: ignore[index]
+
+        try:
+            self.wait(moved, "reauthentication by an end on its own: one new IKE SA with a new Child SA on both ends, "
+                             "the old IKE SA gone")  # type: ignore[attr-defined]
+        except NoAnswer as e:
+            held = {x.name: self.held(x) for x in ends}
+            if all(h and all(sa[0] != before[n][0] and not sa[1] for sa in h) for n, h in held.items()):  # type: ignore[index]
+                raise PeerFault(f"the IKE SA was reauthenticated (new IKE SA at both ends) but no Child SA was made on "
+                                f"it: {held} ((IKE SA), Child SAs per end); RFC 7296 s2.8.3 creates the new Child SAs within "
+                                f"the new IKE SA before the old one is deleted; {e}", self.requirement) from None  # type: ignore[attr-defined]
+            raise
+        old_out = {e.name: before[e.name][1][1] for e in ends}  # type: ignore[index]
+        self.wait(lambda: not any(st.spi == old_out[e.name] and st.proto in ("esp", "ah") for e in ends if not e.builtin
+                                  for st in e.adapter.xfrm_state()),
+                  "each peer kernel's outbound SA of the old Child SA gone")  # type: ignore[attr-defined]
+        self.snapshot()  # type: ignore[attr-defined]
 
     def held(self, end: Any) -> tuple[tuple[Any, ...], ...]:
         """What an end holds of the case: each IKE SA (SPIs, serial) with its live Child SAs' (inbound, outbound) SPIs."""

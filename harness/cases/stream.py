@@ -24,6 +24,11 @@ class StreamCount:
     answered: dict[int, int] = field(default_factory=dict)
 
     @property
+    def unsendable(self) -> list[int]:
+        """The sequence numbers of requests the built-in end could not send: it held no Child SA (outbound SPI 0)."""
+        return sorted(q for q, spi in self.sent.items() if spi == 0)
+
+    @property
     def lost(self) -> list[int]:
         """The sequence numbers of requests never answered."""
         return sorted(set(self.sent) - set(self.answered))

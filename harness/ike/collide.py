@@ -9,7 +9,10 @@ its own rekey before it saw ours, and there would be no collision to check.
 The knob also chooses which exchange holds the lowest of the four nonces (the one whose SA is redundant):
 "ours-lowest" makes our request's nonce all zero, "theirs-lowest" our response's, so the peer's exchange loses
 (harness.ike.exchange_child takes a one-shot `Bugs.nonce_fill`). `rekey_missing` sends a REKEY_SA for a Child SA the
-peer never had (an SPI of our own making), which s2.25 says the peer answers with CHILD_SA_NOT_FOUND.
+peer does not have (an SPI of our own making, or one deleted already), which s2.25.1 says the peer answers with
+CHILD_SA_NOT_FOUND. `cross_delete` (with `Bugs.rekey_on_delete`) sends our rekey of a Child SA the peer is deleting
+before we answer its Delete: the peer gets a rekey of an SA it is closing, which s2.25.1 says it answers with
+TEMPORARY_FAILURE.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from dataclasses import replace
 from harness.errors import ConfigError
 from harness.ike import exchange_child
 from harness.ike.proposals import Protocol
-from harness.ike.sa import IkeSa
+from harness.ike.sa import ChildSa, IkeSa
 from harness.ike.view import Msg
 
 COLLIDE = ("ours-lowest", "theirs-lowest")
@@ -50,15 +53,36 @@ def cross(ep, sa: IkeSa, msg: Msg) -> list:  # noqa: ANN001 - ep: IkeEndpoint (a
     return out
 
 
-def rekey_missing(ep, sa: IkeSa, spi_in: bytes) -> list:  # noqa: ANN001
-    """CREATE_CHILD_SA with REKEY_SA naming spi_in, a Child SA the peer does not have (RFC 7296 s2.25), offered as a
-    rekey of our first Child SA would be; the stand-in is gone again once the request is made."""
-    if not sa.children:
-        raise ConfigError("rekey_missing: the IKE SA has no Child SA to model the request on")
+def cross_delete(ep, sa: IkeSa, msg: Msg) -> list:  # noqa: ANN001 - ep: IkeEndpoint (a cycle to import)
+    """Our rekey of the Child SA that the peer's INFORMATIONAL request msg deletes, sent before we answer it
+    (Bugs.rekey_on_delete, once); [] for any other request or with the knob off."""
+    bugs = ep.config.bugs
+    if not bugs.rekey_on_delete:
+        return []
+    for d in msg.deletes:
+        if d.protocol == Protocol.IKE:
+            continue
+        for spi in d.spis:
+            old = sa.child_by_out(spi)
+            if old is not None and not old.rekeyed:
+                bugs.rekey_on_delete = False
+                return exchange_child.request_rekey_child(ep, sa, old.spi_in)
+    return []
+
+
+def rekey_missing(ep, sa: IkeSa, spi_in: bytes, model: ChildSa | None = None) -> list:  # noqa: ANN001
+    """CREATE_CHILD_SA with REKEY_SA naming spi_in, a Child SA the peer does not have (RFC 7296 s2.25.1): model is
+    that Child SA as we held it before it was deleted, else the request is offered as a rekey of our first Child SA
+    would be; the stand-in is gone again once the request is made."""
     if spi_in in sa.children:
         raise ConfigError(f"rekey_missing: 0x{spi_in.hex()} is one of our Child SAs")
-    model = next(iter(sa.children.values()))
-    sa.children[spi_in] = replace(model, spi_in=spi_in, spi_out=bytes(4))
+    if model is None:
+        if not sa.children:
+            raise ConfigError("rekey_missing: the IKE SA has no Child SA to model the request on")
+        model = replace(next(iter(sa.children.values())), spi_in=spi_in, spi_out=bytes(4))
+    elif model.spi_in != spi_in:
+        raise ConfigError(f"rekey_missing: the model Child SA is 0x{model.spi_in.hex()}, not 0x{spi_in.hex()}")
+    sa.children[spi_in] = replace(model, rekeyed=False)
     try:
         return exchange_child.request_rekey_child(ep, sa, spi_in)
     finally:

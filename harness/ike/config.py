@@ -50,6 +50,8 @@ class Bugs:
     collide_rekeys: str | None = None  # once: cross the peer's next rekey request with our own rekey of the same SA,
     # our exchange holding the lowest nonce ("ours-lowest") or theirs ("theirs-lowest") (harness.ike.collide)
     nonce_fill: int | None = None  # once: the next nonce we make is this octet repeated (taken by harness.ike.collide)
+    rekey_on_delete: bool = False  # once: before answering the peer's next Delete of one of our Child SAs, send our
+    # rekey of that Child SA, so the two requests cross (RFC 7296 s2.25.1; harness.ike.collide.cross_delete)
 
     def __post_init__(self) -> None:
         for op in self.fragment_sends:

@@ -373,7 +373,8 @@ class IkeEndpoint:
         if msg.unknown_critical:
             return self._respond(sa, head, src, [Notify("UNSUPPORTED_CRITICAL_PAYLOAD", bytes([msg.unknown_critical[0]]))],
                                  f"unknown critical payload {msg.unknown_critical[0]}")
-        crossed = collide.cross(self, sa, msg) if head.exchange == view.CREATE_CHILD_SA else []  # Bugs.collide_rekeys
+        crossed = collide.cross(self, sa, msg) if head.exchange == view.CREATE_CHILD_SA else \
+            collide.cross_delete(self, sa, msg) if head.exchange == view.INFORMATIONAL else []  # Bugs.collide_rekeys, rekey_on_delete
         if head.exchange == view.IKE_AUTH:
             resp = exchange_init.on_auth_request(self, sa, msg, src)
         elif head.exchange in (view.CREATE_CHILD_SA, view.INFORMATIONAL):

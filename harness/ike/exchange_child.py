@@ -286,6 +286,9 @@ def _child_request(ep, sa: IkeSa, msg: Msg, resp: Msg) -> None:
         old = sa.child_by_out(rekey.spi)
         if old is None:
             raise IkeError(f"REKEY_SA for unknown SPI {rekey.spi.hex()}", "CHILD_SA_NOT_FOUND",)
+        if any(p.kind == "delete_child" and old.spi_in in p.data["spis"] for p in sa.pending.values()):
+            # RFC 7296 s2.25.1: a rekey of a Child SA we are closing SHOULD be answered TEMPORARY_FAILURE
+            raise IkeError(f"REKEY_SA for 0x{old.spi_in.hex()}, which we are deleting", "TEMPORARY_FAILURE")
     elif ep.config.max_children is not None and \
             sum(not c.rekeyed for c in sa.children.values()) >= ep.config.max_children:
         raise IkeError(f"at most {ep.config.max_children} Child SAs", "NO_ADDITIONAL_SAS")

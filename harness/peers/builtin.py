@@ -141,6 +141,7 @@ class BuiltinEnd:
         self.endpoint: IkeEndpoint | None = None
         self.driver: SocketDriver | None = None
         self.events: list[Any] = []
+        self.event_times: list[float] = []  # the clock at each event, index for index
         self.log: list[str] = []
         self.ike_keys: dict[bytes, IkeSaKeys] = {}      # ledger: every IKE SA's keys, by SPIi|SPIr
         self.ipsec_keys: dict[tuple[str, int, str], IpsecSaKeys] = {}  # ledger: every ESP/AH SA's keys
@@ -246,6 +247,7 @@ class BuiltinEnd:
 
     def _on_event(self, e: Any) -> None:
         self.events.append(e)
+        self.event_times.append(self.clock())
         self.log.append(f"{self.clock() - self._t0:8.3f} {type(e).__name__}: {_describe(e)}")
         if isinstance(e, ChildSaEstablished):
             for k in (e.inbound, e.outbound):
@@ -625,10 +627,12 @@ class BuiltinEnd:
     def stream_echo(self, dst: str, ident: int, seq: int) -> int:
         """One echo request through the Child SA a sender uses across a rekey (RFC 7296 s2.8): the newest one that it
         made as the exchange's initiator or that already carried a packet in, else the oldest live one (the rekey's
-        responder keeps the old SA until the initiator uses the new one); the outbound SPI it went through."""
+        responder keeps the old SA until the initiator uses the new one); the outbound SPI it went through, 0 when the
+        built-in end holds no Child SA at that moment (nothing sent: e.g. a peer that deletes the old IKE SA before it
+        makes the new one)."""
         def send() -> int:
             if not self.children:
-                raise LabError("builtin end: no Child SA to send through")
+                return 0
             made = {int.from_bytes(spi, "big") for sa in (self.endpoint.sas.values() if self.endpoint else ())
                     for spi, ch in sa.children.items() if ch.we_initiated}
             usable = [d for spi, d in self.children.items() if spi in made or d.receiver.accepted]

@@ -63,6 +63,7 @@ class Lifetimes:
     ike_reauth_time: int | None = None
     child_rekey_time: int | None = None
     child_life_time: int | None = None
+    child_rand_time: int | None = None  # the Child SA rekey comes at random up to this long before child_rekey_time
     child_rekey_bytes: int | None = None
     child_life_bytes: int | None = None
     child_rekey_packets: int | None = None
@@ -102,6 +103,7 @@ class Connection:
     replay_window: int | None = None  # packets; 0 disables the check; None: default
     role: str = "responder"           # initiator (auto=start) | responder (auto=add) | trap (auto=route)
     child_name: str = ""              # default: the connection's name
+    remote_behind_nat: str | None = None  # transport mode: the remote end's own address behind a NAT, which its TS names
 
     @cached_property
     def ike_offer(self) -> tuple[Proposal, ...]:
@@ -328,6 +330,10 @@ def connection_from_dict(d: Any, src: str = "") -> Connection:
         _check(0 <= kw["replay_window"] <= 4096, src, "replay_window", "must be 0..4096")
     if "child_name" in d:
         kw["child_name"] = _typed(d, "child_name", str, src, "a string")
+    if d.get("remote_behind_nat") is not None:
+        kw["remote_behind_nat"] = _address(d, "remote_behind_nat", src)
+        _check(ipaddress.ip_address(kw["remote_behind_nat"]).version == ipaddress.ip_address(kw["local_addr"]).version,
+               src, "remote_behind_nat", "must be of the same IP version as local_addr")
     if kw.get("mode", "transport") == "transport" and (kw.get("local_ts") or kw.get("remote_ts")):
         for k, addr in (("local_ts", kw["local_addr"]), ("remote_ts", kw["remote_addr"])):
             for t in kw.get(k, ()):
@@ -346,4 +352,4 @@ def mirrored(c: Connection, role: str = "responder", name: str | None = None) ->
     from dataclasses import replace
 
     return replace(c, name=name or c.name, local_addr=c.remote_addr, remote_addr=c.local_addr, local_id=c.remote_id,
-                   remote_id=c.local_id, local_ts=c.remote_ts, remote_ts=c.local_ts, role=role)
+                   remote_id=c.local_id, local_ts=c.remote_ts, remote_ts=c.local_ts, role=role, remote_behind_nat=None)

@@ -76,6 +76,12 @@ def _lifetimes(c: Connection) -> list[str]:
         raise ConfigError("lifetimes.child_life_time must exceed child_rekey_time")
     if margin is not None:
         out.append(f"rekeymargin={margin}s")
+    if lt.child_rand_time is not None:
+        if margin is None:
+            raise ConfigError("lifetimes.child_rand_time needs child_rekey_time (Libreswan's rekeyfuzz is a share of "
+                              "rekeymargin)")
+        # pluto rekeys at salifetime - rekeymargin * (1 + rekeyfuzz * random): up to rekeyfuzz% of the margin early
+        out.append(f"rekeyfuzz={round(100 * lt.child_rand_time / margin)}%")  # replaces the template's 0%
     if child_life is not None:
         out.append(f"salifetime={child_life}s")
     if ike_time is not None:
@@ -136,6 +142,11 @@ def _subnets(c: Connection, major: int) -> list[str]:
     PREFIX[/PROTOCOL[/PORT]]; 4.x one prefix per side and one protocol/port (ipsec.conf(5) leftsubnet, leftprotoport)."""
     out = []
     for side, ts, given in (("left", c.local_selectors(), c.local_ts), ("right", c.remote_selectors(), c.remote_ts)):
+        if side == "right" and c.mode == "transport" and not given and c.remote_behind_nat:
+            # RFC 7296 s2.23.1: the remote end's TS names the address it has behind its NAT, not right=; pluto 4.10 and
+            # 5.2 refuse it (TS_UNACCEPTABLE) unless rightsubnet= names it (vhost:%priv is IKEv1 only in 4.10's addconn)
+            out.append(f"rightsubnet={c.remote_behind_nat}/{32 if ':' not in c.remote_behind_nat else 128}")
+            continue
         if not (c.mode == "tunnel" or given):
             continue
         parts = []
@@ -189,7 +200,7 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
     if c.replay_window is not None:
         options.append(f"replay-window={c.replay_window}")
     auto = {"initiator": "start", "responder": "add", "trap": "route" if major < 5 else "ondemand"}[c.role]
-    return render("libreswan", "ipsec.conf", {
+    text = render("libreswan", "ipsec.conf", {
         "ikev2": "ikev2=insist" if major < 5 else "keyexchange=ikev2", "log_path": LOG_PATH, "plutodebug": plutodebug, "name": c.name, "local_addr": c.local_addr,
         "remote_addr": c.remote_addr,
         "local_id": "%fromcert" if c.auth.method == "pubkey" and c.local_id is None else lsw_identity(c.local_id, c.local_addr),
@@ -197,7 +208,10 @@ def ipsec_conf(c: Connection, major: int = 4, plutodebug: str = "base", cert_nic
         "authby": "secret" if c.auth.method == "psk" else signature_policy(c, major), "ike": ike.value, "protocol": c.protocol,
         "child_proposals": child.value, "pfs": "yes" if child.pfs else "no", "esn": child.esn, "mode": c.mode,
         "rekey": "yes" if c.rekey else "no", "encapsulation": "yes" if c.encap == "force" else "auto",
-        "fragmentation": c.fragmentation, "auto": auto, "options": "".join(f"\t{o}\n" for o in options).rstrip("\n")})
+        "fragmentation": c.fragmentation, "auto": auto,
+        "options": "".join(f"\t{o}\n" for o in options if not o.startswith("rekeyfuzz=")).rstrip("\n")})
+    fuzz = [o for o in options if o.startswith("rekeyfuzz=")]
+    return text.replace("\trekeyfuzz=0%\n", f"\t{fuzz[0]}\n") if fuzz else text
 
 
 def ipsec_secrets(c: Connection) -> str:
@@ -691,9 +705,12 @@ class LibreswanAdapter(NodeBase):
         self.run([WHACK, "--ddos-busy" if on else "--ddos-auto"])
 
     def delete_child(self, name: str, spi_in: int, timeout: float = 30.0) -> None:
-        """`ipsec whack --deletestate N` for the Child SA state receiving on spi_in (pluto sends its Delete)."""
+        """`ipsec whack --asynchronous --deletestate N` for the Child SA state receiving on spi_in (pluto sends its
+        Delete; the caller waits for the SAs to go). Measured: 4.10's synchronous whack stayed connected past 30 s when
+        pluto dropped the answer to its Delete ('discarding packet received during asynchronous work') while it made a
+        Child SA for a rekey request that crossed the Delete."""
         serial = child_serial(self.list_sas(), name, spi_in, "libreswan")
-        self.run([WHACK, "--deletestate", str(serial)], timeout=timeout)
+        self.run([WHACK, "--asynchronous", "--deletestate", str(serial)], timeout=timeout)
 
     def whack_outputs(self, kernel: bool = False) -> tuple[str, ...]:
         """(--showstates, --trafficstatus, --status) as whack prints them, and `ip -s xfrm state` if kernel: one

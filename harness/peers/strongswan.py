@@ -72,6 +72,7 @@ def conn_message(c: Connection, daemon_major: int = 5) -> dict[str, Any]:
                              "local_ts": [_ts(t) for t in c.local_selectors()], "remote_ts": [_ts(t) for t in c.remote_selectors()]}
     if c.rekey:
         _put(child, "rekey_time", _seconds(lt.child_rekey_time))
+        _put(child, "rand_time", _seconds(lt.child_rand_time))  # default: life_time - rekey_time
         _put(child, "rekey_bytes", lt.child_rekey_bytes)
         _put(child, "rekey_packets", lt.child_rekey_packets)
     else:

@@ -36,3 +36,9 @@ def test_the_count_holds_this_streams_answers_and_names_the_lost():
 
 def test_an_empty_count_loses_nothing():
     assert StreamCount().lost == [] and StreamCount().by_sa() == {"sent": {}, "answered": {}}
+
+
+def test_requests_sent_while_no_child_sa_stood_are_unsendable_and_lost():
+    count = StreamCount(sent={1: 0x100, 2: 0, 3: 0, 4: 0x101}, answered={1: 0x200, 4: 0x201})
+    assert count.unsendable == [2, 3] and count.lost == [2, 3]
+    assert StreamCount(sent={1: 0x100}).unsendable == []

@@ -96,3 +96,30 @@ def test_an_answer_held_for_a_crossed_request_goes_out_after_hold_without_the_an
     clock.advance(collide.HOLD)
     w.run(b.tick())
     assert ("b", "response") in _child_exchanges(w)
+
+
+@pytest.mark.rfc(7296, "2.25.1", "SHOULD")
+def test_a_rekey_crossing_a_delete_of_the_same_child_sa_is_temporary_failure():
+    a, b, w, _ = establish()
+    b.config = replace(b.config, bugs=replace(b.config.bugs, rekey_on_delete=True))
+    sa_a = a.established()[0]
+    (child,) = sa_a.children.values()
+    w.run(a.delete_child(sa_a, child.spi_in))  # b answers a's Delete only after its own rekey of the Child SA
+    assert [e.notify for e in of(b.drain_events(), ExchangeFailed)] == ["TEMPORARY_FAILURE"]
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["TEMPORARY_FAILURE"]  # a sent it
+    sa_a, sa_b = mirrored(a, b)
+    assert not sa_a.children and not sa_b.children and b.config.bugs.rekey_on_delete is False  # once
+
+
+@pytest.mark.rfc(7296, "2.25.1", "SHOULD")
+def test_a_rekey_of_a_child_sa_the_peer_deleted_is_child_sa_not_found():
+    a, b, w, _ = establish()
+    sa_a = a.established()[0]
+    (child,) = sa_a.children.values()
+    w.run(a.delete_child(sa_a, child.spi_in))
+    assert not sa_a.children
+    w.run(collide.rekey_missing(a, sa_a, child.spi_in, model=child))
+    assert [e.notify for e in of(a.drain_events(), ExchangeFailed)] == ["CHILD_SA_NOT_FOUND"]
+    assert not mirrored(a, b)[0].children and not sa_a.children
+    with pytest.raises(Exception, match="model Child SA is"):
+        collide.rekey_missing(a, sa_a, b"\x00\x00\x00\x01", model=child)

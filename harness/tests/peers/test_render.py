@@ -101,6 +101,10 @@ FIELDS = [
     ("lifetimes", {"lifetimes": {"ike_rekey_time": 3600, "child_rekey_time": 600, "child_life_time": 660}},
      lambda m: m["rekey_time"] == "3600s" and m["children"]["p2p"]["rekey_time"] == "600s" and m["children"]["p2p"]["life_time"] == "660s",
      ["rekeymargin=60s", "salifetime=660s", "ikelifetime=3660s"]),
+    ("rand-time", {"lifetimes": {"child_rekey_time": 6, "child_life_time": 9, "child_rand_time": 3}},
+     lambda m: m["children"]["p2p"]["rand_time"] == "3s", ["rekeymargin=3s", "rekeyfuzz=100%"]),
+    ("no-rand-time", {"lifetimes": {"child_rekey_time": 6, "child_life_time": 9}},
+     lambda m: "rand_time" not in m["children"]["p2p"], ["rekeyfuzz=0%"]),
     ("reauth", {"lifetimes": {"ike_reauth_time": 7200}}, lambda m: m["reauth_time"] == "7200s", ["ikelifetime=7200s", "reauth=yes"]),
     ("volume", {"lifetimes": {"child_rekey_bytes": 1000, "child_life_bytes": 2000, "child_rekey_packets": 10, "child_life_packets": 20}},
      lambda m: (m["children"]["p2p"]["rekey_bytes"], m["children"]["p2p"]["life_bytes"], m["children"]["p2p"]["rekey_packets"],
@@ -122,6 +126,9 @@ FIELDS = [
     ("role-trap", {"role": "trap"}, lambda m: m["children"]["p2p"]["start_action"] == "trap", ["auto=route"]),
     ("esn", {"child_proposals": ["aes128gcm16-esn"]}, lambda m: m["children"]["p2p"]["esp_proposals"] == ["aes128gcm16-esn"], ["esn=yes"]),
     ("updown-off", {}, lambda m: True, ["leftupdown=%disabled"]),
+    # RFC 7296 s2.23.1: charon substitutes a transport-mode TS itself; pluto must be told the address behind the NAT
+    ("transport-behind-nat", {"remote_behind_nat": "198.18.0.9"},
+     lambda m: m["children"]["p2p"]["remote_ts"] == ["198.18.0.4/32"], ["type=transport", "rightsubnet=198.18.0.9/32"]),
 ]
 
 
@@ -299,3 +306,13 @@ def test_childless_reaches_strongswan_and_the_builtin_end(policy: str) -> None:
     c = connection_from_dict({**BASE, "childless": policy})
     assert _ss(c)["childless"] == policy
     assert ike_config(c).childless == policy
+
+
+def test_remote_behind_nat_is_transport_only_and_not_mirrored() -> None:
+    from harness.peers.connection import mirrored
+    c = connection_from_dict({**BASE, "remote_behind_nat": "198.18.0.9"})
+    assert mirrored(c).remote_behind_nat is None and connection_from_dict(c.to_dict()) == c
+    tunnel = connection_from_dict({**BASE, "mode": "tunnel", "remote_behind_nat": "198.18.0.9"})
+    assert not any(line.strip().startswith("rightsubnet=198.18.0.9") for line in ipsec_conf(tunnel, 5).splitlines())
+    with pytest.raises(ConfigError, match="remote_behind_nat: must be of the same IP version"):
+        connection_from_dict({**BASE, "remote_behind_nat": "2001:db8::9"})
