@@ -6,10 +6,9 @@
 """
 from __future__ import annotations
 
-import ipaddress
-
 from dataclasses import replace
 
+from harness.addresses import packed
 from harness.errors import IkeError, KeyExchangeError, NoProposalChosen
 from harness.ike.events import ChildSaEstablished
 from harness.ike.keys import derive_child_keys
@@ -132,7 +131,7 @@ def substituted(ts_i: list[TrafficSelector], responder: str) -> bool:
     """True when a transport-mode responder put one host address other than its own in TSi: the address it meets the
     initiator at behind a NAT, which the initiator accepts in place of its own (RFC 7296 s2.23.1)."""
     return len(ts_i) == 1 and ts_i[0].start_addr == ts_i[0].end_addr and \
-        ts_i[0].start_addr != ipaddress.ip_address(responder).packed
+        ts_i[0].start_addr != packed(responder)
 
 
 def install(ep, sa: IkeSa, child: ChildSa, rekeyed_spi: bytes | None = None) -> None:
