@@ -61,6 +61,7 @@ class IkeEndpoint:
         self.cookie_secrets = {1: config.cookie_secret or rng(32)}
         self.invalid_mid_reported: set[bytes] = set()
         self.resent: dict[tuple[bytes, int], Outstanding] = {}  # (our SPI, Message ID): requests sent again (resend_last)
+        self.retransmitted = 0  # datagrams tick() has sent again (RFC 7296 s2.1), over the endpoint's life
 
     # ---- public API -------------------------------------------------------------------
 
@@ -106,6 +107,7 @@ class IkeEndpoint:
             if self.config.bugs.no_retransmit:
                 continue
             resend, dead = sa.window.due(now)
+            self.retransmitted += len(resend)
             out += [Datagram(d, sa.local, sa.remote) for d in resend]
             for o in dead:
                 self.events.append(PeerDead(o.exchange, o.message_id))

@@ -141,6 +141,7 @@ class BuiltinEnd:
         self.endpoint: IkeEndpoint | None = None
         self.driver: SocketDriver | None = None
         self.events: list[Any] = []
+        self.event_at: list[float] = []  # when each event was taken from the endpoint (self.clock), index for index
         self.log: list[str] = []
         self.ike_keys: dict[bytes, IkeSaKeys] = {}      # ledger: every IKE SA's keys, by SPIi|SPIr
         self.ipsec_keys: dict[tuple[str, int, str], IpsecSaKeys] = {}  # ledger: every ESP/AH SA's keys
@@ -246,6 +247,7 @@ class BuiltinEnd:
 
     def _on_event(self, e: Any) -> None:
         self.events.append(e)
+        self.event_at.append(self.clock())
         self.log.append(f"{self.clock() - self._t0:8.3f} {type(e).__name__}: {_describe(e)}")
         if isinstance(e, ChildSaEstablished):
             for k in (e.inbound, e.outbound):
@@ -636,6 +638,16 @@ class BuiltinEnd:
             return data.sender.sa.spi
 
         return self._call(send)
+
+    def echo_through(self, spi_in: int, dst: str, ident: int, seq: int) -> None:
+        """One echo request through the Child SA whose inbound SPI is spi_in (its reply may come through any)."""
+        def send() -> None:
+            data = self.children.get(spi_in)
+            if data is None:
+                raise LabError(f"builtin end: no live Child SA receiving on SPI 0x{spi_in:08x}")
+            self._send_ipsec(data, echo_packet(self.address, dst, ident, seq))
+
+        self._call(send)
 
     def send_crafted(self, make: Callable[[Sender], bytes]) -> bytes:
         """Send the outer packet make(sender of the newest Child SA) returns (e.g. tx.protect(inner, Faults(seq=7)),
