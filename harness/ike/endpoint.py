@@ -116,7 +116,7 @@ class IkeEndpoint:
 
     def next_timer(self) -> float | None:
         """When tick() next has work, on the injected clock (None: no request outstanding)."""
-        due = [t for sa in self.sas.values() if (t := sa.window.next_due()) is not None]
+        due = [t for sa in self.sas.values() if sa.window.outstanding and (t := sa.window.next_due()) is not None]
         due += [sa.created_at + self.config.half_open_timeout for sa in self.sas.values()
                 if not sa.original_initiator and sa.state == State.INIT_DONE]
         return min(due, default=None)
