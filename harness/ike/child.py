@@ -6,8 +6,6 @@
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from harness.addresses import packed
 from harness.errors import IkeError, KeyExchangeError, NoProposalChosen
 from harness.ike.events import ChildSaEstablished
@@ -88,7 +86,7 @@ def accept(ep, sa: IkeSa, req: Msg, resp: Msg, ni: bytes, nr: bytes, local: list
     tsr = narrow(req.ts_r, policy_local, ep.config.single_pair)
     mode = "transport" if req.notify("USE_TRANSPORT_MODE") and ep.config.mode == "transport" else "tunnel"
     spi_in = new_spi(ep, sa)
-    resp.sa = [replace(chosen, spi=spi_in)]
+    resp.sa = with_spi([chosen], spi_in)
     resp.ts_i, resp.ts_r = list(tsi.selectors), list(tsr.selectors)
     if mode == "transport":
         resp.notifies.append(Notify("USE_TRANSPORT_MODE"))

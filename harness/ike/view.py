@@ -184,8 +184,9 @@ def _bends(msg: Msg, bugs) -> list[Bend]:
                         inner=msg.encrypted))
     if bugs.corrupt_icv and msg.encrypted:
         out.append(Bend("sk_icv_flip", index=0))
-    what = f"{exchange_name(msg.exchange)} {'response' if msg.response else 'request'}"
-    out += [b for target, b in bugs.bends if target == what]
+    if bugs.bends:
+        what = f"{exchange_name(msg.exchange)} {'response' if msg.response else 'request'}"
+        out += [b for target, b in bugs.bends if target == what]
     return out
 
 
