@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -25,12 +27,43 @@ MARKERS = (
     "tshark: needs tshark",
     "browser: opens pages in headless Chromium (Debian package chromium)",
     "dockerd: starts a Docker daemon of its own: needs root and dockerd (Debian package docker.io)",
+    "load: a load case (suites/load): deselected unless asked for by -m (an expression naming load) or by its path",
 )
+LOAD_DIR = ("suites", "load")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ipsec-interop")
+    for key, what in (("n", "IKE SAs"), ("rate", "IKE SAs started (and deleted) per second"),
+                      ("hold", "seconds to hold them"), ("sample", "Child SAs carrying an echo request a second")):
+        group.addoption(f"--load-{key}", default=None,
+                        help=f"load cases: {what}, replacing the table's (env IPSEC_INTEROP_LOAD_{key.upper()})")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for m in MARKERS:
         config.addinivalue_line("markers", m)
+
+
+def _asked_for_load(config: pytest.Config, item: pytest.Item) -> bool:
+    """True when the -m expression names load or a path given on the command line lies in the load suite."""
+    if re.search(r"\bload\b", config.getoption("markexpr", "") or ""):
+        return True
+    here = Path(str(item.path)).resolve()
+    for arg in config.args:
+        p = Path(config.invocation_params.dir, arg.split("::")[0]).resolve()
+        if p.parts[-2:] == LOAD_DIR or LOAD_DIR in zip(p.parts, p.parts[1:]):
+            if p == here or p in here.parents:
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Load cases run on request only (they take minutes per peer): deselected unless asked for."""
+    drop = [i for i in items if i.get_closest_marker("load") and not _asked_for_load(config, i)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i not in drop]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -44,14 +44,18 @@ PRF: Mapping[int, Prf] = _table(PRF_TRANSFORMS)
 KE: Mapping[int, KeGroup] = _table(KE_GROUPS)
 
 
+_BY_NAME: dict[int, Mapping[str, Encr | Integ | Prf | KeGroup]] = {
+    id(table): MappingProxyType({t.name: t for t in reversed(table.values())}) for table in (ENCR, INTEG, PRF, KE)}
+
+
 def _lookup(table: Mapping[int, T], kind: str, ref: int | str) -> T:
     if isinstance(ref, int):
         if ref in table:
             return table[ref]
     else:
-        for t in table.values():
-            if t.name == ref.upper():
-                return t
+        found = _BY_NAME[id(table)].get(ref.upper())
+        if found is not None:
+            return found  # type: ignore[return-value]
     raise UnknownTransform(f"unknown {kind} transform {ref!r}; known: {', '.join(t.name for t in table.values())}")
 
 

@@ -11,12 +11,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from harness.errors import KeyMaterialError
 
-_HASHES = {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+# hash algorithm objects hold no state (each HMAC makes its own context), so one of each serves every call
+_HASHES = {"md5": hashes.MD5(), "sha1": hashes.SHA1(), "sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+           "sha512": hashes.SHA512()}
 
 
 def hmac_digest(hash_name: str, key: bytes, data: bytes) -> bytes:
     """Full-length HMAC (RFC 2104) with the named hash."""
-    h = c_hmac.HMAC(key, _HASHES[hash_name]())
+    h = c_hmac.HMAC(key, _HASHES[hash_name])
     h.update(data)
     return h.finalize()
 

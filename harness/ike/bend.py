@@ -77,6 +77,8 @@ class Bend:
 
 def select(bends: Iterable[Bend], stage: str, inner: bool | None = None) -> list[Bend]:
     """The bends of one stage (and, for list/payload, of the outer or inner chain)."""
+    if not bends:
+        return []
     return [b for b in bends if b.stage == stage and (inner is None or b.inner == inner)]
 
 

@@ -6,10 +6,7 @@
 """
 from __future__ import annotations
 
-import ipaddress
-
-from dataclasses import replace
-
+from harness.addresses import packed
 from harness.errors import IkeError, KeyExchangeError, NoProposalChosen
 from harness.ike.events import ChildSaEstablished
 from harness.ike.keys import derive_child_keys
@@ -89,7 +86,7 @@ def accept(ep, sa: IkeSa, req: Msg, resp: Msg, ni: bytes, nr: bytes, local: list
     tsr = narrow(req.ts_r, policy_local, ep.config.single_pair)
     mode = "transport" if req.notify("USE_TRANSPORT_MODE") and ep.config.mode == "transport" else "tunnel"
     spi_in = new_spi(ep, sa)
-    resp.sa = [replace(chosen, spi=spi_in)]
+    resp.sa = with_spi([chosen], spi_in)
     resp.ts_i, resp.ts_r = list(tsi.selectors), list(tsr.selectors)
     if mode == "transport":
         resp.notifies.append(Notify("USE_TRANSPORT_MODE"))
@@ -132,7 +129,7 @@ def substituted(ts_i: list[TrafficSelector], responder: str) -> bool:
     """True when a transport-mode responder put one host address other than its own in TSi: the address it meets the
     initiator at behind a NAT, which the initiator accepts in place of its own (RFC 7296 s2.23.1)."""
     return len(ts_i) == 1 and ts_i[0].start_addr == ts_i[0].end_addr and \
-        ts_i[0].start_addr != ipaddress.ip_address(responder).packed
+        ts_i[0].start_addr != packed(responder)
 
 
 def install(ep, sa: IkeSa, child: ChildSa, rekeyed_spi: bytes | None = None) -> None:

@@ -61,6 +61,7 @@ class IkeEndpoint:
         self.cookie_secrets = {1: config.cookie_secret or rng(32)}
         self.invalid_mid_reported: set[bytes] = set()
         self.resent: dict[tuple[bytes, int], Outstanding] = {}  # (our SPI, Message ID): requests sent again (resend_last)
+        self.retransmitted = 0  # datagrams tick() has sent again (RFC 7296 s2.1), over the endpoint's life
 
     # ---- public API -------------------------------------------------------------------
 
@@ -108,6 +109,7 @@ class IkeEndpoint:
             if self.config.bugs.no_retransmit:
                 continue
             resend, dead = sa.window.due(now)
+            self.retransmitted += len(resend)
             out += [Datagram(d, sa.local, sa.remote) for d in resend]
             for o in dead:
                 self.events.append(PeerDead(o.exchange, o.message_id))
@@ -116,7 +118,8 @@ class IkeEndpoint:
 
     def next_timer(self) -> float | None:
         """When tick() next has work, on the injected clock (None: no request outstanding)."""
-        due = [t for sa in self.sas.values() for t in (sa.window.next_due(), collide.due(sa)) if t is not None]
+        due = [t for sa in self.sas.values() if sa.window.outstanding and (t := sa.window.next_due()) is not None]
+        due += [t for sa in self.sas.values() if sa.rekey and (t := collide.due(sa)) is not None]
         due += [sa.created_at + self.config.half_open_timeout for sa in self.sas.values()
                 if not sa.original_initiator and sa.state == State.INIT_DONE]
         return min(due, default=None)

@@ -149,6 +149,13 @@ def on_init_response(ep, sa: IkeSa, data: bytes, head: Msg, src: Address) -> lis
     if cookie is not None:
         if ep.config.bugs.ignore_cookie or sa.cookie == cookie.data:
             return []
+        if sa.cookie and _unrepeated(sa):
+            # Our retry with a cookie has gone out once and is not yet due again: this COOKIE may answer an older request
+            # still in flight (a retransmission sent before the first COOKIE was taken). Retrying again would leave two
+            # IKE_SA_INIT requests out, and the responder may answer either, while our AUTH signs the newest (RFC 7296
+            # s2.15): measured under load, charon answered the first retry and failed the AUTH (MAC mismatched). A
+            # COOKIE that answers the retry itself is taken when the retry is sent again (RFC 7296 s2.1).
+            return []
         sa.cookie = cookie.data
         ep.events.append(CookieRetry(cookie.data))
         return _send_init(ep, sa, sa.ke_private.group.id if sa.ke_private else group)
@@ -204,6 +211,12 @@ def on_init_response(ep, sa: IkeSa, data: bytes, head: Msg, src: Address) -> lis
 
 
 # ---- responder: IKE_SA_INIT ----------------------------------------------------------------------
+
+def _unrepeated(sa: IkeSa) -> bool:
+    """True when the IKE_SA_INIT request outstanding on sa was sent once and not yet retransmitted."""
+    first = sa.window.outstanding.get(0)
+    return first is not None and first.sent == 1
+
 
 def invalid_major_version(ep, head: Msg, src: Address, dst: Address) -> list:
     """RFC 7296 s2.5: answer a request of a higher major version with INVALID_MAJOR_VERSION (version 2)."""

@@ -31,6 +31,7 @@ from harness.ike.constants import EXCHANGE, NOTIFY
 from harness.ike.payloads import ENCRYPTED, Finding, Notify, ParseContext, Payload, decode_chain, encode_parts
 
 HEADER_SIZE = 28
+_HEADER = struct.Struct("!8s8sBBBBII")  # SPIi, SPIr, Next Payload, MjVer|MnVer, Exchange Type, Flags, Message ID, Length
 FLAG_I, FLAG_V, FLAG_R = 0x08, 0x10, 0x20
 IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL = 34, 35, 36, 37
 P = TypeVar("P", bound=Payload)
@@ -144,9 +145,14 @@ def describe_payloads(payloads: Sequence[Payload]) -> str:
 
 def encode_header(h: Header, first: int, parts: Sequence[bytes], bends: Sequence[Bend] = ()) -> bytes:
     """The header announcing first and the length of parts, with the header-stage bends."""
-    head = Header(h.spi_i, h.spi_r, h.exchange_type, h.message_id, h.initiator, h.response, h.higher_version,
-                  h.major_version, h.minor_version, first, HEADER_SIZE + sum(map(len, parts)), h.reserved_flags)
-    return _bend.apply_header(head.encode(), _bend.select(bends, "header"))
+    if len(h.spi_i) != 8 or len(h.spi_r) != 8:
+        raise ConfigError(f"IKE header: SPIs must be 8 octets (SPIi {len(h.spi_i)}, SPIr {len(h.spi_r)})")
+    try:  # Header(..., first, length).encode(), without building the Header
+        head = _HEADER.pack(h.spi_i, h.spi_r, first, (h.major_version & 0xF) << 4 | (h.minor_version & 0xF),
+                            h.exchange_type, h.flags, h.message_id, HEADER_SIZE + sum(map(len, parts)))
+    except (struct.error, OverflowError) as e:
+        raise ConfigError(f"IKE header: a field is out of range ({e})") from None
+    return _bend.apply_header(head, _bend.select(bends, "header")) if bends else head
 
 
 def decode_header(datagram: bytes, ctx: ParseContext) -> Header:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
+from harness.addresses import packed
 
 
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, addr: str, port: int) -> bytes:
     """The 20-octet NAT_DETECTION_SOURCE_IP / NAT_DETECTION_DESTINATION_IP data for one address and port."""
-    return hashlib.sha1(spi_i + spi_r + ipaddress.ip_address(addr).packed + port.to_bytes(2, "big")).digest()
+    return hashlib.sha1(spi_i + spi_r + packed(addr) + port.to_bytes(2, "big")).digest()
 
 
 def nat_detected(spi_i: bytes, spi_r: bytes, addr: str, port: int, received: list[bytes]) -> bool:
@@ -23,7 +23,7 @@ def nat_detected(spi_i: bytes, spi_r: bytes, addr: str, port: int, received: lis
 
 def make_cookie(secret: bytes, version: int, ni: bytes, addr_i: str, spi_i: bytes) -> bytes:
     """COOKIE data: a 1-octet secret version and SHA-256(Ni | IPi | SPIi | secret) (RFC 7296 s2.6)."""
-    return bytes([version & 0xFF]) + hashlib.sha256(ni + ipaddress.ip_address(addr_i).packed + spi_i + secret).digest()
+    return bytes([version & 0xFF]) + hashlib.sha256(ni + packed(addr_i) + spi_i + secret).digest()
 
 
 def cookie_valid(secrets: dict[int, bytes], cookie: bytes, ni: bytes, addr_i: str, spi_i: bytes) -> bool:

@@ -28,6 +28,7 @@ __all__ = ["Payload", "Finding", "ParseContext", "SA", "Proposal", "Transform", 
 PAYLOAD_CLASSES: dict[int, type[Payload]] = {c.PAYLOAD_TYPE: c for c in (
     SA, KE, IDi, IDr, CERT, CERTREQ, AUTH, Nonce, Notify, D, V, TSi, TSr, SK, CP, EAP, SKF)}
 ENCRYPTED = (SK.PAYLOAD_TYPE, SKF.PAYLOAD_TYPE)
+_GENERIC = struct.Struct("!BBH")  # Next Payload, C + RESERVED, Payload Length (RFC 7296 s3.2)
 
 
 def _unknown(ptype: int, data: bytes, critical: bool) -> UnknownPayload:
@@ -37,9 +38,12 @@ def _unknown(ptype: int, data: bytes, critical: bool) -> UnknownPayload:
 def encode_parts(payloads: Sequence[Payload], bends: Sequence[Bend] = (),
                  inner: bool = False) -> tuple[int, list[Payload], list[bytes]]:
     """(first type, the payloads after list bends, each one's encoding after payload bends)."""
-    items = _bend.apply_list(payloads, _bend.select(bends, "list", inner), _unknown)
-    encoded = [p.encode(items[i + 1].payload_type if i + 1 < len(items) else 0) for i, p in enumerate(items)]
-    encoded = _bend.apply_payload(encoded, _bend.select(bends, "payload", inner))
+    items = _bend.apply_list(payloads, _bend.select(bends, "list", inner), _unknown) if bends else list(payloads)
+    encoded = [p.encode(items[i].payload_type) for i, p in enumerate(items, 1) if i < len(items)]
+    if items:
+        encoded.append(items[-1].encode(0))
+    if bends:
+        encoded = _bend.apply_payload(encoded, _bend.select(bends, "payload", inner))
     return (items[0].payload_type if items else 0), items, encoded
 
 
@@ -52,20 +56,21 @@ def encode_chain(payloads: Sequence[Payload], bends: Sequence[Bend] = (), inner:
 def decode_chain(data: bytes, first: int, ctx: ParseContext, base: int = 0, where: str = "") -> list[Payload]:
     """Every payload of a chain starting with type first; base = offset of data in its datagram, where = path prefix."""
     out: list[Payload] = []
-    off, nxt = 0, first
+    off, nxt, size = 0, first, len(data)
     while nxt != 0:
-        name = where + PAYLOAD.name(nxt)
-        if len(data) - off < GENERIC_HEADER:
-            ctx.fail(name, "generic payload header", base + off,
-                     f"{len(data) - off} bytes left, a payload needs {GENERIC_HEADER}")
-        np, flags, length = struct.unpack_from("!BBH", data, off)
-        if length < GENERIC_HEADER or length > len(data) - off:
-            ctx.fail(name, "Payload Length", base + off + 2, f"{length}, but {len(data) - off} bytes remain")
+        if size - off < GENERIC_HEADER:
+            ctx.fail(where + PAYLOAD.name(nxt), "generic payload header", base + off,
+                     f"{size - off} bytes left, a payload needs {GENERIC_HEADER}")
+        np, flags, length = _GENERIC.unpack_from(data, off)
+        if length < GENERIC_HEADER or length > size - off:
+            ctx.fail(where + PAYLOAD.name(nxt), "Payload Length", base + off + 2, f"{length}, but {size - off} bytes remain")
         critical, reserved = bool(flags & 0x80), flags & 0x7F
-        ctx.reserved(reserved, name, "RESERVED", base + off + 1)
+        if reserved:
+            ctx.reserved(reserved, where + PAYLOAD.name(nxt), "RESERVED", base + off + 1)
         body = data[off + GENERIC_HEADER:off + length]
         cls = PAYLOAD_CLASSES.get(nxt)
         if cls is None:
+            name = where + PAYLOAD.name(nxt)
             if critical:
                 ctx.fail(name, "Critical", base + off + 1, f"unknown payload type {nxt} with the critical bit set",
                          notify="UNSUPPORTED_CRITICAL_PAYLOAD", data=bytes([nxt]))
@@ -74,6 +79,7 @@ def decode_chain(data: bytes, first: int, ctx: ParseContext, base: int = 0, wher
             p: Payload = UnknownPayload(nxt, body)
         else:
             if len(body) < cls.MIN_BODY:
+                name = where + PAYLOAD.name(nxt)
                 ctx.fail(name, "Payload Length", base + off + 2,
                          f"{length}, a {name} payload needs at least {GENERIC_HEADER + cls.MIN_BODY}")
             p = cls.decode_body(body, base + off + GENERIC_HEADER, ctx)
@@ -81,6 +87,7 @@ def decode_chain(data: bytes, first: int, ctx: ParseContext, base: int = 0, wher
         out.append(p)
         off += length
         if nxt in ENCRYPTED:
+            name = where + PAYLOAD.name(nxt)
             p.first_payload = np  # type: ignore[attr-defined]
             if isinstance(p, SKF) and p.fragment_number > 1 and np:
                 ctx.violation("skf-next-payload", name, "Next Payload", base + off - length,

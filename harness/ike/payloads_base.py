@@ -20,6 +20,7 @@ from typing import ClassVar, NoReturn
 from harness.errors import ConfigError, IkeParseError
 
 GENERIC_HEADER = 4
+_GENERIC = struct.Struct("!BBH")  # Next Payload, C bit and RESERVED, Payload Length
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Payload:
         try:
             body = self.encode_body()
             flags = (0x80 if self.critical else 0) | (self.reserved & 0x7F)
-            return struct.pack("!BBH", self.next_field(following), flags, GENERIC_HEADER + len(body)) + body
+            return _GENERIC.pack(self.next_field(following), flags, GENERIC_HEADER + len(body)) + body
         except (struct.error, OverflowError) as e:
             raise ConfigError(f"{self.name} payload cannot be encoded: a field is out of range ({e})") from None
 

@@ -8,6 +8,7 @@ from harness.ike.payloads_base import ParseContext, Payload
 
 KEY_LENGTH = 14  # RFC 7296 s3.3.5: the only transform attribute, TV format
 _MORE_PROPOSALS, _MORE_TRANSFORMS = 2, 3  # "Last Substruc" values (s3.3.1, s3.3.2)
+_TRANSFORM = struct.Struct("!BBHBBH")  # Last Substruc, RESERVED, Transform Length, Type, RESERVED, Transform ID
 
 
 @dataclass
@@ -103,22 +104,27 @@ class SA(Payload):
 def _transforms(data: bytes, offset: int, ctx: ParseContext, where: str) -> list[Transform]:
     out: list[Transform] = []
     off = 0
-    while off < len(data):
-        tw = f"{where}/transform[{len(out)}]"
-        if len(data) - off < 8:
-            ctx.fail(tw, "Transform header", offset + off, f"{len(data) - off} bytes left, a transform needs 8")
-        last, res1, tlen, ttype, res2, tid = struct.unpack_from("!BBHBBH", data, off)
+    size = len(data)
+    while off < size:
+        def tw() -> str:  # the transform's path, built only for a finding
+            return f"{where}/transform[{len(out)}]"
+        if size - off < 8:
+            ctx.fail(tw(), "Transform header", offset + off, f"{size - off} bytes left, a transform needs 8")
+        last, res1, tlen, ttype, res2, tid = _TRANSFORM.unpack_from(data, off)
         if last not in (0, _MORE_TRANSFORMS):
-            ctx.fail(tw, "Last Substruc", offset + off, f"{last}, must be 0 or 3")
-        if tlen < 8 or tlen > len(data) - off:
-            ctx.fail(tw, "Transform Length", offset + off + 2, f"{tlen} ({len(data) - off} bytes left)")
-        ctx.reserved(res1, tw, "RESERVED", offset + off + 1)
-        ctx.reserved(res2, tw, "RESERVED", offset + off + 5)
-        out.append(Transform(ttype, tid, _attributes(data[off + 8:off + tlen], offset + off + 8, ctx, tw)))
+            ctx.fail(tw(), "Last Substruc", offset + off, f"{last}, must be 0 or 3")
+        if tlen < 8 or tlen > size - off:
+            ctx.fail(tw(), "Transform Length", offset + off + 2, f"{tlen} ({size - off} bytes left)")
+        if res1:
+            ctx.reserved(res1, tw(), "RESERVED", offset + off + 1)
+        if res2:
+            ctx.reserved(res2, tw(), "RESERVED", offset + off + 5)
+        attrs = _attributes(data[off + 8:off + tlen], offset + off + 8, ctx, tw()) if tlen > 8 else []
+        out.append(Transform(ttype, tid, attrs))
         off += tlen
-        if (last == 0) != (off == len(data)):
-            ctx.fail(tw, "Last Substruc", offset + off - tlen,
-                     f"{last} but {'more transforms follow' if off < len(data) else 'no transform follows'}")
+        if (last == 0) != (off == size):
+            ctx.fail(f"{where}/transform[{len(out) - 1}]", "Last Substruc", offset + off - tlen,
+                     f"{last} but {'more transforms follow' if off < size else 'no transform follows'}")
     return out
 
 

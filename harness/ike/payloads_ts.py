@@ -5,6 +5,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
+from harness.addresses import ip_address
 from harness.ike.constants import PAYLOAD
 from harness.ike.payloads_base import ParseContext, Payload
 
@@ -62,24 +63,26 @@ class _TS(Payload):
     def decode_body(cls, body: bytes, offset: int, ctx: ParseContext) -> _TS:
         name = PAYLOAD.name(cls.PAYLOAD_TYPE)
         count, res = body[0], int.from_bytes(body[1:4], "big")
-        ctx.reserved(res, name, "RESERVED", offset + 1)
+        if res:
+            ctx.reserved(res, name, "RESERVED", offset + 1)
         out: list[Selector | RawSelector] = []
         off = 4
         while off < len(body):
-            where = f"{name}/selector[{len(out)}]"
+            def where() -> str:  # the selector's path, built only for a finding
+                return f"{name}/selector[{len(out)}]"
             if len(body) - off < 4:
-                ctx.fail(where, "Selector header", offset + off, f"{len(body) - off} bytes left, need 4")
+                ctx.fail(where(), "Selector header", offset + off, f"{len(body) - off} bytes left, need 4")
             ts_type, proto, slen = struct.unpack_from("!BBH", body, off)
             if slen < 4 or slen > len(body) - off:
-                ctx.fail(where, "Selector Length", offset + off + 2, f"{slen} ({len(body) - off} bytes left)")
+                ctx.fail(where(), "Selector Length", offset + off + 2, f"{slen} ({len(body) - off} bytes left)")
             if ts_type in _ADDR_SIZE:
                 size = _ADDR_SIZE[ts_type]
                 if slen != 8 + 2 * size:
-                    ctx.fail(where, "Selector Length", offset + off + 2, f"{slen}, type {ts_type} needs {8 + 2 * size}")
+                    ctx.fail(where(), "Selector Length", offset + off + 2, f"{slen}, type {ts_type} needs {8 + 2 * size}")
                 sp, ep = struct.unpack_from("!HH", body, off + 4)
                 a = body[off + 8:off + 8 + size]
                 b = body[off + 8 + size:off + 8 + 2 * size]
-                out.append(Selector(ipaddress.ip_address(a), ipaddress.ip_address(b), proto, sp, ep))
+                out.append(Selector(ip_address(a), ip_address(b), proto, sp, ep))
             else:
                 out.append(RawSelector(ts_type, body[off + 4:off + slen], proto))
             off += slen

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
+from harness.addresses import ip_address
 from harness.errors import ConfigError, TsUnacceptable
 
 TS_IPV4_ADDR_RANGE = 7
@@ -30,6 +32,13 @@ class TrafficSelector:
     def of(cls, spec: str, ip_protocol: int = 0, ports: tuple[int, int] = (0, 65535)) -> "TrafficSelector":
         """From "198.18.0.0/24", "2001:db8::1" or "198.18.0.1-198.18.0.9", each optionally with strongSwan's
         "[PROTOCOL]" or "[PROTOCOL/PORT]" suffix ("[udp/40001]", "[17/1000-2000]", "[icmp]"); ConfigError if malformed."""
+        try:
+            return _selector(cls, spec, ip_protocol, tuple(ports))
+        except TypeError:  # an unhashable argument: parse it uncached, failing as the parser does
+            return cls._parse(spec, ip_protocol, ports)
+
+    @classmethod
+    def _parse(cls, spec: str, ip_protocol: int, ports: tuple[int, int]) -> "TrafficSelector":
         if spec.endswith("]") and "[" in spec:
             spec, _, suffix = spec[:-1].partition("[")
             ip_protocol, ports = protocol_port(suffix, spec)
@@ -79,7 +88,7 @@ class TrafficSelector:
 
     def covers_address(self, addr: str | bytes) -> bool:
         """True when the address lies in the range (protocol and ports not considered)."""
-        packed = addr if isinstance(addr, bytes) else ipaddress.ip_address(addr).packed
+        packed = addr if isinstance(addr, bytes) else ip_address(addr).packed
         return len(packed) == len(self.start_addr) and self.start <= int.from_bytes(packed, "big") <= self.end
 
     def __str__(self) -> str:
@@ -91,6 +100,12 @@ class TrafficSelector:
         proto = f"[{self.ip_protocol}/{self.start_port}-{self.end_port}]" if self.ip_protocol or \
             (self.start_port, self.end_port) != (0, 65535) else ""
         return rng + proto
+
+
+@lru_cache(maxsize=1024)
+def _selector(cls: type[TrafficSelector], spec: str, ip_protocol: int, ports: tuple[int, int]) -> TrafficSelector:
+    """TrafficSelector.of, parsed once per distinct spec (selectors are immutable; ConfigError is raised anew)."""
+    return cls._parse(spec, ip_protocol, ports)
 
 
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132}

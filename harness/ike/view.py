@@ -8,10 +8,10 @@ encoding become codec Bends here.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Callable
 
+from harness.addresses import ip_address
 from harness.errors import IkeParseError, ParseError
 from harness.ike import payloads as P
 from harness.ike.auth import Identity
@@ -121,7 +121,7 @@ def _proposals(sa: P.SA) -> list[Proposal]:
 
 
 def _ts_payload(cls, selectors: list[TrafficSelector]):
-    return cls([P.Selector(ipaddress.ip_address(s.start_addr), ipaddress.ip_address(s.end_addr), s.ip_protocol,
+    return cls([P.Selector(ip_address(s.start_addr), ip_address(s.end_addr), s.ip_protocol,
                            s.start_port, s.end_port) for s in selectors])
 
 
@@ -132,14 +132,21 @@ def _selectors(ts) -> list[TrafficSelector]:
 
 def _payloads(msg: Msg) -> list[P.Payload]:
     """The payload chain in RFC 7296 order (N(COOKIE) first; SA, KE, Nonce; IDs, CERT, AUTH; TS; N; D)."""
-    out: list[P.Payload] = []
-    notes = list(msg.notifies)
-    cookie = [n for n in notes if n.type == "COOKIE"]
-    rest = [n for n in notes if n.type != "COOKIE"]
-    out += [P.Notify(n.type, n.data, n.protocol, n.spi) for n in cookie]
-    rekey = [n for n in rest if n.type == "REKEY_SA"]
-    out += [P.Notify(n.type, n.data, n.protocol, n.spi) for n in rekey]
-    rest = [n for n in rest if n.type != "REKEY_SA"]
+    cookie: list[P.Payload] = []
+    rekey: list[P.Payload] = []
+    errors: list[P.Payload] = []
+    rest: list[P.Payload] = []
+    for n in msg.notifies:
+        note = P.Notify(n.type, n.data, n.protocol, n.spi)
+        if n.type == "COOKIE":
+            cookie.append(note)
+        elif n.type == "REKEY_SA":
+            rekey.append(note)
+        elif note.is_error:
+            errors.append(note)
+        else:
+            rest.append(note)
+    out = cookie + rekey
     if msg.id_i is not None:
         out.append(P.IDi(msg.id_i.id_type, msg.id_i.data))
     out += [P.CERT(enc, data) for enc, data in msg.certs]
@@ -148,9 +155,7 @@ def _payloads(msg: Msg) -> list[P.Payload]:
         out.append(P.IDr(msg.id_r.id_type, msg.id_r.data))
     if msg.auth is not None:
         out.append(P.AUTH(msg.auth[0], msg.auth[1]))
-    errors = [n for n in rest if P.Notify(n.type).is_error]
-    out += [P.Notify(n.type, n.data, n.protocol, n.spi) for n in errors]
-    rest = [n for n in rest if n not in errors]
+    out += errors
     if msg.sa is not None:
         out.append(_sa_payload(msg.sa))
     if msg.ke is not None:
@@ -161,7 +166,7 @@ def _payloads(msg: Msg) -> list[P.Payload]:
         out.append(_ts_payload(P.TSi, msg.ts_i))
     if msg.ts_r is not None:
         out.append(_ts_payload(P.TSr, msg.ts_r))
-    out += [P.Notify(n.type, n.data, n.protocol, n.spi) for n in rest]
+    out += rest
     if msg.exchange == IKE_SA_INIT:
         out += [P.CERTREQ(enc, data) for enc, data in msg.certreq]
     out += [P.D(d.protocol, list(d.spis)) for d in msg.deletes]
@@ -179,8 +184,9 @@ def _bends(msg: Msg, bugs) -> list[Bend]:
                         inner=msg.encrypted))
     if bugs.corrupt_icv and msg.encrypted:
         out.append(Bend("sk_icv_flip", index=0))
-    what = f"{exchange_name(msg.exchange)} {'response' if msg.response else 'request'}"
-    out += [b for target, b in bugs.bends if target == what]
+    if bugs.bends:
+        what = f"{exchange_name(msg.exchange)} {'response' if msg.response else 'request'}"
+        out += [b for target, b in bugs.bends if target == what]
     return out
 
 
@@ -223,8 +229,10 @@ def decode(data: bytes, keys: SkKeys | None, reassembler: Reassembler | None) ->
     h = message.header
     msg = Msg(h.exchange_type, h.message_id, h.response, h.initiator, h.spi_i, h.spi_r, encrypted=encrypted,
               major_version=h.major_version)
-    for p in chain:
-        if isinstance(p, P.SA):
+    for p in chain:  # the payload classes are disjoint: the order of these tests only saves time (Notify is most common)
+        if isinstance(p, P.Notify):
+            msg.notifies.append(Notify(p.type_name, p.data, p.protocol, p.spi))
+        elif isinstance(p, P.SA):
             if msg.sa is not None:
                 raise IkeParseError("SA", "Payload Type", p.offset, "more than one SA payload")
             msg.sa = _proposals(p)
@@ -246,8 +254,6 @@ def decode(data: bytes, keys: SkKeys | None, reassembler: Reassembler | None) ->
             msg.ts_i = _selectors(p)
         elif isinstance(p, P.TSr):
             msg.ts_r = _selectors(p)
-        elif isinstance(p, P.Notify):
-            msg.notifies.append(Notify(p.type_name, p.data, p.protocol, p.spi))
         elif isinstance(p, P.D):
             msg.deletes.append(Delete(p.protocol, list(p.spis)))
         elif isinstance(p, P.UnknownPayload) and p.critical:

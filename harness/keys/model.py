@@ -1,9 +1,9 @@
 """One IPsec SA's keys (ESP or AH), validated against the transform registry."""
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from harness.addresses import ip_address
 from harness.crypto import encr, integ
 from harness.errors import ConfigError, UnknownTransform
 
@@ -40,12 +40,13 @@ class IpsecSaKeys:
             raise bad("mode", f"{self.mode!r} is not one of {MODES}")
         if not 0 <= self.spi <= 0xFFFFFFFF:
             raise bad("spi", f"{self.spi:#x} does not fit 32 bits")
+        versions = []
         for key in ("src", "dst"):
             try:
-                ipaddress.ip_address(getattr(self, key))
+                versions.append(ip_address(getattr(self, key)).version)
             except ValueError:
                 raise bad(key, f"{getattr(self, key)!r} is not an IP address") from None
-        if ipaddress.ip_address(self.src).version != ipaddress.ip_address(self.dst).version:
+        if versions[0] != versions[1]:
             raise bad("dst", "src and dst are of different IP versions")
         aead = False
         if self.protocol == "ah":
@@ -89,4 +90,4 @@ class IpsecSaKeys:
     @property
     def ip_version(self) -> int:
         """4 or 6, from the SA's addresses."""
-        return ipaddress.ip_address(self.src).version
+        return ip_address(self.src).version

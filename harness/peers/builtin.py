@@ -58,6 +58,7 @@ VERSION = "ipsec-interop built-in IKEv2/ESP/AH stack"
 IPPROTO = {"esp": 50, "ah": 51}
 PACKET_OUTGOING = 4  # AF_PACKET pkttype of a frame this host sent
 ETHERTYPE = {4: b"\x08\x00", 6: b"\x86\xdd"}  # gateway mode: the LAN's frames by IP version
+BURST = 64  # IKE datagrams taken from one socket per loop turn: a socket's backlog is not left to overflow
 LINK_MTU = 1500  # the lab links' MTU: a longer outer packet leaves in fragments (RFC 4303 s3.3.4)
 T = TypeVar("T")
 
@@ -202,7 +203,10 @@ class BuiltinEnd:
                     self._on_ipsec(s.recv(65535) if s.family == socket.AF_INET else raw6.receive(s))
                 elif driver:
                     port = next(p for p, x in driver.sockets.items() if x is s)
-                    driver._receive(s, port)  # the driver's own handling: non-ESP marker, keepalives
+                    for _ in range(BURST):  # what has queued up, a burst at most (many IKE SAs at once: suites/load)
+                        driver._receive(s, port)  # the driver's own handling: non-ESP marker, keepalives
+                        if not select.select([s], [], [], 0)[0]:
+                            break
             if driver and self.endpoint and (due := self.endpoint.next_timer()) is not None and self.clock() >= due:
                 driver.send(self.endpoint.tick())
             if driver and self.endpoint:
@@ -241,9 +245,9 @@ class BuiltinEnd:
             self.driver.events = []
         for e in new:
             self._on_event(e)
-        for sa in self.endpoint.sas.values():
-            if sa.keys is not None and sa.suite is not None:
-                self.ike_keys.setdefault(sa.spi_i + sa.spi_r, sa.ike_keys)
+        for sa in self.endpoint.sas.values():  # once per loop turn: with many IKE SAs, only a new one is exported
+            if sa.keys is not None and sa.suite is not None and (key := sa.spi_i + sa.spi_r) not in self.ike_keys:
+                self.ike_keys[key] = sa.ike_keys
 
     def _on_event(self, e: Any) -> None:
         self.events.append(e)
@@ -641,6 +645,16 @@ class BuiltinEnd:
             return data.sender.sa.spi
 
         return self._call(send)
+
+    def echo_through(self, spi_in: int, dst: str, ident: int, seq: int) -> None:
+        """One echo request through the Child SA whose inbound SPI is spi_in (its reply may come through any)."""
+        def send() -> None:
+            data = self.children.get(spi_in)
+            if data is None:
+                raise LabError(f"builtin end: no live Child SA receiving on SPI 0x{spi_in:08x}")
+            self._send_ipsec(data, echo_packet(self.address, dst, ident, seq))
+
+        self._call(send)
 
     def send_crafted(self, make: Callable[[Sender], bytes]) -> bytes:
         """Send the outer packet make(sender of the newest Child SA) returns (e.g. tx.protect(inner, Faults(seq=7)),

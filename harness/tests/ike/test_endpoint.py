@@ -863,3 +863,39 @@ def test_transport_mode_tsi_substituted_by_the_nat_address_is_recognised():
     assert not substituted([TS.of("198.18.1.3/32")], "198.18.1.3")  # the responder's own address: no substitution
     assert not substituted([TS.of("198.18.1.0/24")], "198.18.1.3")  # a range is narrowing, checked as such
     assert not substituted([TS.of("198.18.1.1/32"), TS.of("198.18.1.2/32")], "198.18.1.3")
+
+
+@pytest.mark.rfc(7296, "2.15", "MUST")
+def test_a_stale_cookie_does_not_make_a_second_retry_while_the_first_is_out():
+    """A COOKIE answering an older request (e.g. a retransmission sent before the first COOKIE was taken) is not
+    followed while the retry with the first cookie is out unrepeated: the responder answers that retry, and the AUTH
+    must sign it (measured: charon failed the AUTH with 'MAC mismatched' when a second retry had gone out)."""
+    from harness.ike import view
+    from harness.ike.view import IKE_SA_INIT, Msg, Notify
+
+    a, b, w, clock = pair(cfg("moon"), cfg("sun", require_cookie=True))
+    m0 = a.initiate(B)
+    c1 = b.process(m0[0].data, A, B)
+    m1 = a.process(c1[0].data, B, A)
+    assert len(m1) == 1 and len(of(a.drain_events(), CookieRetry)) == 1
+    spi_i = m0[0].data[:8]
+    stale = view.encode(Msg(IKE_SA_INIT, 0, True, False, spi_i, bytes(8), notifies=[Notify("COOKIE", b"\x05" * 24)]),
+                        None, a.rng)[0]
+    assert a.process(stale, B, A) == [] and not of(a.drain_events(), CookieRetry)
+    w.run([Datagram(d.data, d.src, d.dst) for d in b.process(m1[0].data, A, B)])
+    assert len(a.established()) == 1 and len(b.established()) == 1
+
+
+def test_a_new_cookie_is_taken_once_the_retry_was_sent_again():
+    from harness.ike import view
+    from harness.ike.view import IKE_SA_INIT, Msg, Notify
+
+    a, b, w, clock = pair(cfg("moon"), cfg("sun", require_cookie=True))
+    m0 = a.initiate(B)
+    a.process(b.process(m0[0].data, A, B)[0].data, B, A)
+    clock.advance(1.0)
+    assert len(a.tick()) == 1  # the retry with the first cookie, sent again
+    fresh = view.encode(Msg(IKE_SA_INIT, 0, True, False, m0[0].data[:8], bytes(8),
+                            notifies=[Notify("COOKIE", b"\x06" * 24)]), None, a.rng)[0]
+    (m2,) = a.process(fresh, B, A)
+    assert b"\x06" * 24 in m2.data and len(of(a.drain_events(), CookieRetry)) == 2

@@ -74,3 +74,13 @@ def test_a_request_beyond_the_window_is_not_answered_and_takes_no_message_id(ahe
     assert b.established()[0].responses.next_expected == expected
     w.run(a.liveness(a.established()[0]))
     assert [e.message_id for e in of(a.drain_events(), Informational) if e.asked_by_us] == [expected]
+
+
+def test_the_endpoint_counts_the_datagrams_it_retransmits():
+    a, b, w, clock = establish(cb=cfg("sun", bugs=Bugs(ignore_requests=("INFORMATIONAL",))))
+    before = a.retransmitted
+    w.run(a.liveness(a.established()[0]))
+    for step in (1.0, 2.0):
+        clock.advance(step)
+        w.tick()
+    assert a.retransmitted - before == 2 and b.retransmitted == 0

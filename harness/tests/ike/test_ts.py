@@ -64,3 +64,18 @@ def test_intersection_is_contained_in_both(a, b, ports):
         assert max(x.start, y.start) > min(x.end, y.end)
     else:
         assert x.contains(z) and y.contains(z) and z == y.intersect(x)
+
+
+def test_parsing_is_memoised_without_keeping_errors():
+    from harness.addresses import ip_address
+
+    assert TS.of("198.18.0.1") is TS.of("198.18.0.1")
+    assert TS.of("198.18.0.1", 17, [1, 2]) == TS.of("198.18.0.1", 17, (1, 2))
+    for _ in range(2):
+        with pytest.raises(ConfigError):
+            TS.of("198.18.0.300")
+        with pytest.raises(ValueError):
+            ip_address("198.18.0.300")
+        with pytest.raises(ValueError):
+            ip_address(["not hashable"])
+    assert ip_address("2001:db8::1") is ip_address("2001:db8::1")
