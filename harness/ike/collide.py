@@ -5,7 +5,9 @@ rekey (REKEY_SA for one of our Child SAs, or an IKE SA proposal), it first sends
 the two requests cross: the peer gets ours while its own is outstanding, and we answer its request while ours is.
 Our answer is held (`hold`) until the peer has answered our request, HOLD seconds at most: sent back to back, the two
 could be taken in either order by a peer that handles datagrams on several threads (charon), which would then finish
-its own rekey before it saw ours, and there would be no collision to check.
+its own rekey before it saw ours, and there would be no collision to check. For the same reason what follows that
+answer (our Delete of the old or the redundant SA) waits SETTLE seconds (`settle`): charon 5.9, taking our Delete of
+the old IKE SA before our answer, aborted its rekey and dropped the IKE SA we then held without a Delete.
 The knob also chooses which exchange holds the lowest of the four nonces (the one whose SA is redundant):
 "ours-lowest" makes our request's nonce all zero, "theirs-lowest" our response's, so the peer's exchange loses
 (harness.ike.exchange_child takes a one-shot `Bugs.nonce_fill`). `rekey_missing` sends a REKEY_SA for a Child SA the
@@ -26,6 +28,7 @@ from harness.ike.view import Msg
 
 COLLIDE = ("ours-lowest", "theirs-lowest")
 HOLD = 2.0  # seconds our answer to the crossed request waits at most for the peer's answer to ours
+SETTLE = 0.3  # seconds between that answer and the requests that follow it (settle)
 ZERO = 0x00  # the fill of a nonce made to be the lowest of the four
 
 
@@ -100,7 +103,23 @@ def release(sa: IkeSa) -> list:
     return held[1] if held else []
 
 
-def due(sa: IkeSa) -> float | None:
-    """When the held answer goes out even without the peer's answer to ours; None when none is held."""
-    held = sa.rekey.get("held_answer")
-    return held[0] if held else None
+def settle(ep, after: list, now: float) -> None:  # noqa: ANN001
+    """Keep what follows the released answer (our Delete of the old or the redundant SA) SETTLE seconds, on the
+    endpoint (the old SA may be gone by then): sent back to back with the answer, a peer's threads could take the
+    Delete first and abort the rekey the answer completes."""
+    if after:
+        ep.deferred.append((now + SETTLE, after))
+
+
+def due(ep) -> float | None:  # noqa: ANN001
+    """When something held goes out at the latest; None when nothing is held."""
+    times = [sa.rekey["held_answer"][0] for sa in ep.sas.values() if "held_answer" in sa.rekey]
+    return min(times + [t for t, _ in ep.deferred], default=None)
+
+
+def release_due(ep, now: float) -> list:  # noqa: ANN001
+    """What is held and due by now."""
+    out = [d for sa in ep.sas.values() if sa.rekey.get("held_answer", (now + 1,))[0] <= now for d in release(sa)]
+    out += [d for t, after in ep.deferred if t <= now for d in after]
+    ep.deferred = [(t, after) for t, after in ep.deferred if t > now]
+    return out

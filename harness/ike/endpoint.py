@@ -60,6 +60,7 @@ class IkeEndpoint:
         self.events: list = []
         self.cookie_secrets = {1: config.cookie_secret or rng(32)}
         self.invalid_mid_reported: set[bytes] = set()
+        self.deferred: list[tuple[float, list[Datagram]]] = []  # datagrams sent later on purpose (collide.settle)
         self.resent: dict[tuple[bytes, int], Outstanding] = {}  # (our SPI, Message ID): requests sent again (resend_last)
         self.retransmitted = 0  # datagrams tick() has sent again (RFC 7296 s2.1), over the endpoint's life
 
@@ -97,15 +98,13 @@ class IkeEndpoint:
 
     def tick(self) -> list[Datagram]:
         """Retransmit requests that are due and give up on those out of tries (PeerDead)."""
-        out: list[Datagram] = []
         now = self.clock()
+        out: list[Datagram] = collide.release_due(self, now)  # answers held and requests deferred on purpose
         for sa in list(self.sas.values()):
             if not sa.original_initiator and sa.state == State.INIT_DONE and \
                     now - sa.created_at >= self.config.half_open_timeout:
                 self.remove_sa(sa, f"half-open: no IKE_AUTH within {self.config.half_open_timeout} s")
                 continue
-            if (held := collide.due(sa)) is not None and now >= held:
-                out += collide.release(sa)
             if self.config.bugs.no_retransmit:
                 continue
             resend, dead = sa.window.due(now)
@@ -119,7 +118,8 @@ class IkeEndpoint:
     def next_timer(self) -> float | None:
         """When tick() next has work, on the injected clock (None: no request outstanding)."""
         due = [t for sa in self.sas.values() if sa.window.outstanding and (t := sa.window.next_due()) is not None]
-        due += [t for sa in self.sas.values() if sa.rekey and (t := collide.due(sa)) is not None]
+        if (held := collide.due(self)) is not None:
+            due.append(held)
         due += [sa.created_at + self.config.half_open_timeout for sa in self.sas.values()
                 if not sa.original_initiator and sa.state == State.INIT_DONE]
         return min(due, default=None)
@@ -335,7 +335,11 @@ class IkeEndpoint:
             sa.remote = src  # RFC 7296 s2.23: follow the peer's (NAT-mapped) address
         out = exchange_child.on_response(self, sa, msg, pending) if pending.kind != "auth" \
             else exchange_init.on_auth_response(self, sa, msg, pending)
-        return collide.release(sa) + out + self.flush_queue(sa)
+        answer = collide.release(sa)
+        if answer:  # the peer takes our answer before what follows it (collide.settle)
+            collide.settle(self, out + self.flush_queue(sa), self.clock())
+            return answer
+        return out + self.flush_queue(sa)
 
     def _probe_answered(self, sa: IkeSa, data: bytes, mid: int) -> None:
         """Report the answer to a probe; a protected one took the Message ID, so ours moves on past it."""
