@@ -37,7 +37,7 @@ def run_hook(argv: Sequence[str], timeout: float, what: str) -> str:
         raise ControlError(f"control.{what}: no answer within {timeout:.0f} s") from None
     text = out[:MAX_OUTPUT].decode("utf-8", "replace")
     if p.returncode:
-        tail = err[:2000].decode("utf-8", "replace").strip()
+        tail = err[:2000].decode("utf-8", "replace").strip() or text.strip()[-2000:]  # a hook may report on stdout
         raise ControlError(f"control.{what}: exit status {p.returncode}: {tail}")
     return text
 

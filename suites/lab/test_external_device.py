@@ -215,7 +215,8 @@ def _toml_list(items: list[str]) -> str:
 def _run(tmp: Path, name: str, run: str, ids: list[str], *options: str) -> dict[str, tuple[str, str]]:
     """Run pytest on ids in a child (run id `run`); {test id: (outcome, message)} from its JUnit XML."""
     xml = tmp / f"{name}.xml"
-    env = {**os.environ, labels.RUN_ENV: run}
+    # not the xdist worker's variables: the child is a session of its own, worker 0 (as _tester_address assumes)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}, labels.RUN_ENV: run}
     r = subprocess.run([sys.executable, "-m", "pytest", *ids, *options, "-p", "no:cacheprovider", "-q",
                         f"--junitxml={xml}", "--capture-dir", str(tmp / name)], cwd=Path(__file__).parents[2],
                        env=env, capture_output=True, text=True, timeout=1800)
