@@ -754,4 +754,11 @@ class Pair(DataPlane, Rekeying):
             except (LabError, DaemonDied) as e:
                 state.write_text(f"could not read: {e}\n")
             out.append(state)
+            if end.runtime_node is not None:  # the guest kernel's own messages (a stalled device, a NETDEV WATCHDOG)
+                kernel = self.directory / f"{end.name}.dmesg.txt"
+                try:
+                    kernel.write_text(end.runtime_node.exec(["dmesg"], timeout=10).stdout[-20000:])
+                except LabError as e:
+                    kernel.write_text(f"could not read: {e}\n")
+                out.append(kernel)
         return out
