@@ -73,18 +73,18 @@ def test_macvlan_on_the_named_interface_goes_straight_into_the_tester_namespace(
 def test_a_moved_interface_is_given_back_exactly_as_it_was(tmp_path: Path) -> None:
     prof = _profile(tmp_path, '[wire]\nkind = "interface"\ninterface = "enp3s0"\nattach = "move"\n')
     link = json.dumps([{"ifname": "enp3s0", "mtu": 9000, "flags": ["BROADCAST", "UP", "LOWER_UP"]}])
-    addr = json.dumps([{"addr_info": [{"family": "inet", "local": "10.1.2.3", "prefixlen": 24, "scope": "global"},
+    addr = json.dumps([{"addr_info": [{"family": "inet", "local": "198.18.200.3", "prefixlen": 24, "scope": "global"},
                                       {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"},
                                       {"family": "inet6", "local": "2001:db8:1::5", "prefixlen": 64, "scope": "global"}]}])
     before = parse_state("enp3s0", link, addr)
-    assert before == InterfaceState("enp3s0", 9000, True, ["10.1.2.3/24", "2001:db8:1::5/64"])
+    assert before == InterfaceState("enp3s0", 9000, True, ["198.18.200.3/24", "2001:db8:1::5/64"])
     with pytest.raises(LabError, match="recorded first"):
         interface_plan(prof, ENDS)
     cmds = interface_plan(prof, ENDS, before)
     assert cmds[0] == ["ip", "link", "set", "enp3s0", "netns", ENDS.tester_netns]
     undo = interface_undo(prof, ENDS, before)
     assert ["ip", "-n", ENDS.tester_netns, "link", "set", "enp3s0", "netns", "1"] in undo
-    assert undo[-4:] == [["ip", "link", "set", "enp3s0", "mtu", "9000"], ["ip", "addr", "add", "10.1.2.3/24", "dev", "enp3s0"],
+    assert undo[-4:] == [["ip", "link", "set", "enp3s0", "mtu", "9000"], ["ip", "addr", "add", "198.18.200.3/24", "dev", "enp3s0"],
                          ["ip", "addr", "add", "2001:db8:1::5/64", "dev", "enp3s0"], ["ip", "link", "set", "enp3s0", "up"]]
 
 
