@@ -92,9 +92,11 @@ def rekey_missing(ep, sa: IkeSa, spi_in: bytes, model: ChildSa | None = None) ->
         del sa.children[spi_in]
 
 
-def hold(sa: IkeSa, answer: list, now: float) -> None:
-    """Keep our answer to the crossed request until the peer answered our own (release) or HOLD has passed (due)."""
+def hold(ep, sa: IkeSa, answer: list, now: float) -> None:  # noqa: ANN001
+    """Keep our answer to the crossed request until the peer answered our own (release) or HOLD has passed (due);
+    the endpoint lists the SA, so its timers look at holding SAs only."""
     sa.rekey["held_answer"] = (now + HOLD, answer)
+    ep.holding.append(sa)
 
 
 def release(sa: IkeSa) -> list:
@@ -113,13 +115,14 @@ def settle(ep, after: list, now: float) -> None:  # noqa: ANN001
 
 def due(ep) -> float | None:  # noqa: ANN001
     """When something held goes out at the latest; None when nothing is held."""
-    times = [sa.rekey["held_answer"][0] for sa in ep.sas.values() if "held_answer" in sa.rekey]
+    ep.holding = [sa for sa in ep.holding if "held_answer" in sa.rekey]
+    times = [sa.rekey["held_answer"][0] for sa in ep.holding]
     return min(times + [t for t, _ in ep.deferred], default=None)
 
 
 def release_due(ep, now: float) -> list:  # noqa: ANN001
     """What is held and due by now."""
-    out = [d for sa in ep.sas.values() if sa.rekey.get("held_answer", (now + 1,))[0] <= now for d in release(sa)]
+    out = [d for sa in ep.holding if sa.rekey.get("held_answer", (now + 1,))[0] <= now for d in release(sa)]
     out += [d for t, after in ep.deferred if t <= now for d in after]
     ep.deferred = [(t, after) for t, after in ep.deferred if t > now]
     return out

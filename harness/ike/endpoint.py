@@ -61,6 +61,7 @@ class IkeEndpoint:
         self.cookie_secrets = {1: config.cookie_secret or rng(32)}
         self.invalid_mid_reported: set[bytes] = set()
         self.deferred: list[tuple[float, list[Datagram]]] = []  # datagrams sent later on purpose (collide.settle)
+        self.holding: list[IkeSa] = []  # SAs holding an answer to a crossed request (collide.hold)
         self.resent: dict[tuple[bytes, int], Outstanding] = {}  # (our SPI, Message ID): requests sent again (resend_last)
         self.retransmitted = 0  # datagrams tick() has sent again (RFC 7296 s2.1), over the endpoint's life
 
@@ -392,7 +393,7 @@ class IkeEndpoint:
         sa.responses.store(head.message_id, datagrams)
         out = [Datagram(d, sa.local, src) for d in datagrams]
         if crossed:  # the peer must meet our request while its own is outstanding: our answer waits for its answer
-            collide.hold(sa, out, self.clock())
+            collide.hold(self, sa, out, self.clock())
             out = []
         if sa.delete_after_response:
             self.remove_sa(sa, sa.delete_after_response)
