@@ -7,7 +7,9 @@ of etc/, var/ and root/ (cp -a, about 10 MB) in /run/ipsec-interop/<RUN>/uml-rw/
 mounts over /etc, /var and /root through hostfs (hostfs has no overlay: this is the copy-on-write);
 /run, /tmp and /dev are guest tmpfs/devtmpfs.
 The guest runs inside the lab namespace (`ip netns exec`); each link is a TAP the runtime makes there and sets up
-before the boot (`tap_up` says why), opened by the guest's vector driver (`vecN:transport=tap,ifname=...`). Control: the agent on the guest's /dev/ttyS0, wired to a socketpair (`ssl0=fd:N`).
+before the boot (`tap_up` says why), opened by the guest's vector driver (`vecN:transport=tap,ifname=...`), and
+kicked every 0.25 s (harness.runtime.uml_kick: a guest can otherwise sit on a frame until its next event).
+Control: the agent on the guest's /dev/ttyS0, wired to a socketpair (`ssl0=fd:N`).
 Console to <uml_dir>/<name>.log. Stop: agent poweroff, then `uml_mconsole ... halt` (bounded: it can hang
 after the guest exited), then SIGKILL to the process group this runtime started. Pid recorded for clean.
 """
@@ -28,6 +30,7 @@ from harness.lab import labels
 from harness.runtime import images, uml_kernel
 from harness.runtime.agent import AgentChannel, AgentNode
 from harness.runtime.base import LinkSpec, NodeSpec, Runtime
+from harness.runtime.uml_kick import KICKER
 
 ROOTFS_CACHE = images.CACHE_DIR / "rootfs"
 INIT = "/sbin/ipsi-agent"
@@ -287,6 +290,7 @@ class UmlNode(AgentNode):
         if getattr(self, "channel", None):
             self.channel.close()
         for ns, tap in self.taps:
+            KICKER.remove(ns, tap)
             subprocess.run(["ip", "-n", ns, "link", "delete", tap], capture_output=True, timeout=10)
         shutil.rmtree(self.rw, ignore_errors=True)
         shutil.rmtree(self.uml_dir / self.name, ignore_errors=True)
@@ -359,6 +363,8 @@ class UmlRuntime(Runtime):
             missing = [m for m in ready.get("modules_missing", []) if m in ("esp4", "ah4", "xfrm_user")]
             if missing:
                 raise LabError(f"{name}: the guest kernel could not load {', '.join(missing)}\n{node.logs()[-3000:]}")
+            for link in links:  # harness.runtime.uml_kick says why
+                KICKER.add(lab_netns, link.host_ifname, link.mac)
         except BaseException:
             node.stop()
             raise
