@@ -43,7 +43,7 @@ def test_a_good_profile(tmp_path: Path) -> None:
     assert p.proposals == {"ike": ("aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"), "esp": ("aes128gcm16",), "ah": ()}
 
 
-@pytest.mark.parametrize("edit, key", [
+GOOD_ERRORS = [  # an edit of GOOD, and what the error must name besides the file
     (lambda t: t.replace('version = "7.2.1"\n', ""), "version: missing"),
     (lambda t: t.replace('"198.18.0.3"', '"192.0.2.3"'), "address.ipv4"),
     (lambda t: t.replace('"2001:db8::3"', '"fe80::1"'), "address.ipv6"),
@@ -56,12 +56,7 @@ def test_a_good_profile(tmp_path: Path) -> None:
     (lambda t: t.replace('esp = ["aes128gcm16"]', 'esp = "aes128gcm16"'), "proposals.esp"),
     (lambda t: t.replace('ike = ["aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256"]', ""), "proposals.ike"),
     (lambda t: t + "[[[", "not TOML"),
-])
-def test_errors_name_the_file_and_the_key(tmp_path: Path, edit, key: str) -> None:  # noqa: ANN001
-    path = _write(tmp_path, edit(GOOD))
-    with pytest.raises(ConfigError) as e:
-        load_profile(path)
-    assert str(path) in str(e.value) and key in str(e.value)
+]
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
@@ -131,7 +126,7 @@ def test_the_readmes_example_profile_loads(tmp_path: Path) -> None:
     assert p.name == "vendor-gw" and p.wire is not None and p.control.list_sas
 
 
-@pytest.mark.parametrize("edit, key", [
+FULL_ERRORS = [  # an edit of FULL (the keys beyond GOOD), and what the error must name besides the file
     (lambda t: t.replace('modes = ["transport", "tunnel"]', 'modes = ["bent"]'), "features.modes"),
     (lambda t: t.replace("natt = true", 'natt = "yes"'), "features.natt: expected bool"),
     (lambda t: t.replace("replay_window = 64", "replay_window = -1"), "features.replay_window"),
@@ -144,9 +139,12 @@ def test_the_readmes_example_profile_loads(tmp_path: Path) -> None:
     (lambda t: t.replace("[control]", "[control]\nformat = \"json\""), "control.format"),
     (lambda t: t.replace('esp = ["aes128gcm16"]', 'esp = ["aes128gcm17"]'), "proposals.esp[0]"),
     (lambda t: t + "\ncolour = \"blue\"\n", "unknown key"),
-])
-def test_new_keys_errors_name_the_file_and_the_key(tmp_path: Path, edit, key: str) -> None:  # noqa: ANN001
-    path = _write(tmp_path, edit(FULL))
+]
+
+
+@pytest.mark.parametrize("base, edit, key", [("good", *r) for r in GOOD_ERRORS] + [("full", *r) for r in FULL_ERRORS])
+def test_errors_name_the_file_and_the_key(tmp_path: Path, base: str, edit, key: str) -> None:  # noqa: ANN001
+    path = _write(tmp_path, edit(GOOD if base == "good" else FULL))
     with pytest.raises(ConfigError) as e:
         load_profile(path)
     assert str(path) in str(e.value) and key in str(e.value)
