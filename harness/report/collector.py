@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CannotReconfigure, PeerFault, Unimplemented
-from harness.report import allure_meta, differences
+from harness.report import allure_meta, differences, steps
 from harness.report import verdict as v
 from harness.report.checks import NON_STRICT_KEY
 
@@ -197,12 +197,12 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 def _allure_enrich(item: pytest.Item, verdict: str) -> None:
-    """The requirement labels, the ends' parameters and the verdict tag on the test's Allure result
-    (harness.report.allure_meta), when allure-pytest is active."""
+    """The requirement labels, the ends' parameters, the verdict tag and the recorded steps (harness.report.steps)
+    on the test's Allure result (harness.report.allure_meta), when allure-pytest is active."""
     listener = item.config.pluginmanager.getplugin("allure_listener")
     result = listener.allure_logger.get_test(None) if listener is not None else None
     if result is not None:
-        allure_meta.enrich(result, requirements(item), item.user_properties, verdict)
+        allure_meta.enrich(result, requirements(item), item.user_properties, verdict, steps.recorded(item))
 
 
 def _allure_note(item: pytest.Item, message: str) -> None:
