@@ -677,7 +677,7 @@ class Pair(DataPlane, Rekeying):
                 problems.append(f"{sa[0].upper()} SPI 0x{sa[1]:08x} to {sa[2]}: {report.per_sa.get(sa, 0)} packets on "
                                 f"the wire, the case's traffic needs at least {n}")
         self.steps.append(check_step(f"wire check: {len(problems)} problem(s)" + (f", first: {problems[0][:200]}" if problems else ""),
-                                     not problems, wire_t0, parameters=[(k, str(n)) for k, n in report.counts.items()]))
+                                     not problems, wire_t0, parameters=[(k, str(n)) for k, n in report.counts.items() if n]))
         if died and not failed:
             raise died
         if problems and not failed:

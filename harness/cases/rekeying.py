@@ -63,7 +63,7 @@ class Rekeying:
         self._note_stream(s, proto)
         self.steps.append(check_step(f"{proto.upper()} stream: {len(count.sent)} echo requests {me.name} -> {other.name} every "
                                      f"{s.interval * 1000:.0f} ms, {len(count.answered)} answered, {len(count.lost)} lost",
-                                     not count.lost, t0, parameters=[(f"through {k}", str(v)) for k, v in count.by_sa().items()]))  # type: ignore[attr-defined]
+                                     not count.lost, t0, parameters=[(f"{k} via SPI {spi}", str(n)) for k, by in count.by_sa().items() for spi, n in by.items()]))  # type: ignore[attr-defined]
         if count.lost:
             raise StreamLost(count, f"{other.name} answered {len(count.answered)} of {len(count.sent)} echo requests sent every "
                             f"{s.interval * 1000:.0f} ms across the rekey; lost: "

@@ -81,7 +81,7 @@ def _describe(e: Any, initiator: str, responder: str) -> tuple[str, str] | None:
             old = e.rekeyed_from
             return f"CREATE_CHILD_SA rekey {_ike(old[:8], old[8:])} -> {k.spi_i.hex()}/{k.spi_r.hex()}", PASSED
         auth = f", {e.peer_auth}" if e.peer_auth else ""
-        return f"IKE_SA_INIT + IKE_AUTH ({initiator} -> {responder}): {_ike(k.spi_i, k.spi_r)}, peer {e.peer_id}{auth}", PASSED
+        return f"IKE_SA_INIT + IKE_AUTH ({initiator} -> {responder}): {_ike(k.spi_i, k.spi_r)}, peer ID {e.peer_id}{auth}", PASSED
     if kind == "ChildSaEstablished":
         if e.rekeyed_spi is not None:
             return f"CREATE_CHILD_SA rekey Child SA {_spi(e.rekeyed_spi)} -> {_child(e)}", PASSED
@@ -89,13 +89,12 @@ def _describe(e: Any, initiator: str, responder: str) -> tuple[str, str] | None:
     if kind == "ChildlessIkeSa":
         return f"IKE_AUTH without a Child SA (RFC 6023; {'we' if e.initiator else 'the peer'} initiated)", PASSED
     if kind == "Informational":
-        who = "built-in end" if e.asked_by_us else "peer"
-        what = ", ".join("Delete" if p == "D" else f"N({p})" for p in e.payloads) or "empty (liveness check)"
-        return f"INFORMATIONAL (request by the {who}, Message ID {e.message_id}): {what}", PASSED
-    if kind == "ChildSaDeleted":
-        return f"Child SA {e.protocol.upper()} {_spi(e.spi_in)}/{_spi(e.spi_out)} removed", PASSED
-    if kind == "IkeSaDeleted":
-        return f"{_ike(e.spi_i, e.spi_r)} gone: {e.reason}", PASSED
+        what = ", ".join("Delete" if p == "D" else f"N({p})" for p in e.payloads)
+        if e.asked_by_us:
+            return f"INFORMATIONAL (request by the built-in end, Message ID {e.message_id}), answer: {what or 'empty'}", PASSED
+        return f"INFORMATIONAL (request by the peer, Message ID {e.message_id}): {what or 'empty (liveness check)'}", PASSED
+    if kind in _GONE:
+        return f"{_gone(e)} removed", PASSED
     if kind == "ExchangeFailed":
         side = "received" if e.received else "sent"
         return f"{e.exchange} failed: N({e.notify}) {side}: {e.message}", FAILED
@@ -128,10 +127,28 @@ def _describe(e: Any, initiator: str, responder: str) -> tuple[str, str] | None:
     return None
 
 
+_GONE = ("ChildSaDeleted", "IkeSaDeleted")
+
+
+def _gone(e: Any) -> str:
+    """"Child SA ESP c0ffee01/c0ffee02" or "IKE SA 1a2b.../3c4d... (deleted by us)" for a removal event."""
+    if type(e).__name__ == "ChildSaDeleted":
+        return f"Child SA {e.protocol.upper()} {_spi(e.spi_in)}/{_spi(e.spi_out)}"
+    return f"{_ike(e.spi_i, e.spi_r)} ({e.reason})"
+
+
+def _folded(events: Sequence[Any], times_ms: Sequence[int], i: int, t: int) -> int:
+    """How many events from index i are SA removals reported within SAME_TURN of t (an INFORMATIONAL's Deletes)."""
+    n = 0
+    while i + n < len(events) and type(events[i + n]).__name__ in _GONE and int(times_ms[i + n]) - t <= SAME_TURN * 1000:
+        n += 1
+    return n
+
+
 def exchange_steps(events: Sequence[Any], times_ms: Sequence[int], initiator: str, responder: str) -> list[Step]:
     """The built-in end's events (with their times in ms since the epoch, index for index) as steps: an IKE SA made
-    by IKE_SA_INIT + IKE_AUTH takes the Child SA reported with it into its step; initiator and responder name the
-    case's ends for that exchange."""
+    by IKE_SA_INIT + IKE_AUTH takes the Child SA reported with it into its step, an INFORMATIONAL the SAs it removed
+    ("INFORMATIONAL Delete ..."); initiator and responder name the case's ends for the IKE_SA_INIT exchange."""
     out: list[Step] = []
     i = 0
     while i < len(events):
@@ -147,6 +164,11 @@ def exchange_steps(events: Sequence[Any], times_ms: Sequence[int], initiator: st
                 and int(times_ms[i]) - t <= SAME_TURN * 1000:
             name, stop = f"{name}, Child SA {_child(events[i])}", int(times_ms[i])
             i += 1
+        elif type(e).__name__ == "Informational" and (n := _folded(events, times_ms, i, t)):
+            who = "built-in end" if e.asked_by_us else "peer"
+            gone = ", ".join(_gone(x) for x in events[i:i + n])
+            name, stop = f"INFORMATIONAL Delete {gone} (request by the {who}, Message ID {e.message_id})", int(times_ms[i + n - 1])
+            i += n
         out.append(Step(name, status, t, stop))
     return out
 

@@ -6,12 +6,14 @@ import time
 
 import pytest
 
+from harness.errors import LabError, NoAnswer
 from harness.ike.events import (ChildSaDeleted, ChildSaEstablished, ExchangeFailed, IkeSaDeleted, IkeSaEstablished,
                                 Informational, KeRetry, PeerDead, RequestIgnored)
 from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys
 from harness.report import allure_meta, steps
 from harness.report.checks import should
+from harness.report.collector import fault_step
 
 SPI_I, SPI_R = bytes.fromhex("1a2b3c4d5e6f7081"), bytes.fromhex("3c4d5e6f70819203")
 NEW_I, NEW_R = bytes.fromhex("aaaaaaaaaaaaaaaa"), bytes.fromhex("bbbbbbbbbbbbbbbb")
@@ -33,20 +35,25 @@ def _child(spi_in: int, spi_out: int, rekeyed: int | None = None) -> ChildSaEsta
 
 def test_life_cycle_names_and_order():
     events = [_ike(SPI_I, SPI_R), _child(0xC0FFEE01, 0xC0FFEE02), _child(0xC0FFEE03, 0xC0FFEE04, rekeyed=0xC0FFEE01),
-              ChildSaDeleted("esp", 0xC0FFEE01, 0xC0FFEE02), _ike(NEW_I, NEW_R, rekeyed_from=SPI_I + SPI_R),
-              Informational(True, 3, ("D",)), IkeSaDeleted(NEW_I, NEW_R, "deleted")]
-    times = [T0 + 10, T0 + 12, T0 + 2000, T0 + 2001, T0 + 4000, T0 + 6000, T0 + 6001]
+              Informational(False, 2, ("D",)), ChildSaDeleted("esp", 0xC0FFEE01, 0xC0FFEE02),
+              _ike(NEW_I, NEW_R, rekeyed_from=SPI_I + SPI_R), Informational(False, 3, ()),
+              Informational(True, 4, ()), ChildSaDeleted("esp", 0xC0FFEE03, 0xC0FFEE04),
+              IkeSaDeleted(NEW_I, NEW_R, "deleted by us")]
+    times = [T0 + 10, T0 + 12, T0 + 2000, T0 + 2100, T0 + 2101, T0 + 4000, T0 + 5000, T0 + 6000, T0 + 6001, T0 + 6002]
     got = steps.exchange_steps(events, times, "builtin", "strongswan-6.0")
     assert [s.name for s in got] == [
-        "IKE_SA_INIT + IKE_AUTH (builtin -> strongswan-6.0): IKE SA 1a2b3c4d5e6f7081/3c4d5e6f70819203, peer 198.18.0.2, "
-        "psk, Child SA ESP c0ffee01/c0ffee02",
+        "IKE_SA_INIT + IKE_AUTH (builtin -> strongswan-6.0): IKE SA 1a2b3c4d5e6f7081/3c4d5e6f70819203, peer ID "
+        "198.18.0.2, psk, Child SA ESP c0ffee01/c0ffee02",
         "CREATE_CHILD_SA rekey Child SA c0ffee01 -> ESP c0ffee03/c0ffee04",
-        "Child SA ESP c0ffee01/c0ffee02 removed",
+        "INFORMATIONAL Delete Child SA ESP c0ffee01/c0ffee02 (request by the peer, Message ID 2)",
         "CREATE_CHILD_SA rekey IKE SA 1a2b3c4d5e6f7081/3c4d5e6f70819203 -> aaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbb",
-        "INFORMATIONAL (request by the built-in end, Message ID 3): Delete",
-        "IKE SA aaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbb gone: deleted",
+        "INFORMATIONAL (request by the peer, Message ID 3): empty (liveness check)",
+        "INFORMATIONAL Delete Child SA ESP c0ffee03/c0ffee04, IKE SA aaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbb (deleted by us) "
+        "(request by the built-in end, Message ID 4)",
     ]
     assert (got[0].start, got[0].stop) == (T0 + 10, T0 + 12)  # the Child SA reported with its IKE SA joins its step
+    assert (got[-1].start, got[-1].stop) == (T0 + 6000, T0 + 6002)
+    assert [s.start for s in got] == sorted(s.start for s in got)
     assert all(s.status == steps.PASSED for s in got)
 
 
@@ -54,6 +61,13 @@ def test_child_sa_reported_later_is_its_own_exchange():
     got = steps.exchange_steps([_ike(SPI_I, SPI_R), _child(1, 2)], [T0, T0 + 5000], "strongswan-6.0", "builtin")
     assert [s.name.split(":")[0] for s in got] == ["IKE_SA_INIT + IKE_AUTH (strongswan-6.0 -> builtin)",
                                                    "CREATE_CHILD_SA new Child SA ESP 00000001/00000002"]
+
+
+def test_removal_without_informational_is_its_own_step():
+    got = steps.exchange_steps([ChildSaDeleted("ah", 5, 6), IkeSaDeleted(SPI_I, SPI_R, "replaced by a rekey")],
+                               [T0, T0 + 1], "builtin", "strongswan-6.0")
+    assert [s.name for s in got] == ["Child SA AH 00000005/00000006 removed",
+                                     "IKE SA 1a2b3c4d5e6f7081/3c4d5e6f70819203 (replaced by a rekey) removed"]
 
 
 def test_failed_exchanges_are_failed_steps():
@@ -96,6 +110,13 @@ def test_should_records_a_check_step():
                                                  ("check RFC 3948 s2.3 SHOULD: not met: no NAT-keepalive", "failed")]
     assert all(before <= s.start <= s.stop <= steps.now_ms() for s in got)
     assert item.user_properties == [("non_strict", "RFC 3948 s2.3 SHOULD: no NAT-keepalive")]
+
+
+def test_a_fault_is_a_failed_step_a_lab_error_a_broken_one():
+    failed = fault_step(NoAnswer("no CREATE_CHILD_SA answer\nlog tail", "RFC 7296 s1.3.3 MUST"), 1_765_000_000.5)
+    assert (failed.name, failed.status, failed.start, failed.stop) == (
+        "check RFC 7296 s1.3.3 MUST: no CREATE_CHILD_SA answer", "failed", T0 + 500, T0 + 500)
+    assert fault_step(LabError("guest did not boot"), 1.0).status == "broken"
 
 
 def test_epoch_ms_converts_the_clock():
