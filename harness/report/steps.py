@@ -48,8 +48,16 @@ def record(item: Any, steps: Iterable[Step]) -> None:
 
 
 def recorded(item: Any) -> list[Step]:
-    """The steps recorded on a pytest item, in time order (start, then stop; the order recorded breaks ties)."""
-    return sorted(getattr(getattr(item, "node", item), _STEPS_ATTR, None) or [], key=lambda s: (s.start, s.stop))
+    """The steps recorded on a pytest item, in time order (start, then stop; the order recorded breaks ties), a run of
+    the same check (name, status and parameters) one step "... (N times)" spanning the run (a SHOULD judged per packet)."""
+    out: list[tuple[Step, int]] = []
+    for st in sorted(getattr(getattr(item, "node", item), _STEPS_ATTR, None) or [], key=lambda s: (s.start, s.stop)):
+        last, n = out[-1] if out else (None, 0)
+        if last is not None and (last.name, last.status, last.parameters) == (st.name, st.status, st.parameters):
+            out[-1] = (Step(last.name, last.status, last.start, max(last.stop, st.stop), last.parameters), n + 1)
+        else:
+            out.append((st, 1))
+    return [st if n == 1 else Step(f"{st.name} ({n} times)", st.status, st.start, st.stop, st.parameters) for st, n in out]
 
 
 def check_step(name: str, ok: bool, start: int | None = None, stop: int | None = None,

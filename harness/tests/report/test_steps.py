@@ -119,6 +119,17 @@ def test_a_fault_is_a_failed_step_a_lab_error_a_broken_one():
     assert fault_step(LabError("guest did not boot"), 1.0).status == "broken"
 
 
+def test_a_run_of_the_same_check_is_one_step():
+    item = _Item()
+    steps.record(item, [steps.check_step("check RFC 7296 s2.23 SHOULD: met", True, T0 + i, T0 + i) for i in range(5)])
+    steps.record(item, [steps.check_step("check RFC 7296 s2.23 SHOULD: not met: port 4500", False, T0 + 9, T0 + 9),
+                        steps.check_step("check RFC 7296 s2.23 SHOULD: met", True, T0 + 10, T0 + 10)])
+    assert [(s.name, s.status, s.start, s.stop) for s in steps.recorded(item)] == [
+        ("check RFC 7296 s2.23 SHOULD: met (5 times)", "passed", T0, T0 + 4),
+        ("check RFC 7296 s2.23 SHOULD: not met: port 4500", "failed", T0 + 9, T0 + 9),
+        ("check RFC 7296 s2.23 SHOULD: met", "passed", T0 + 10, T0 + 10)]
+
+
 def test_epoch_ms_converts_the_clock():
     to_ms = steps.epoch_ms(time.monotonic)
     assert abs(to_ms(time.monotonic()) - steps.now_ms()) < 1000
