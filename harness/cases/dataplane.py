@@ -18,6 +18,7 @@ from harness.errors import LabError, ParseError, PeerFault
 from harness.esp import Faults, Sender
 from harness.lab.ping import echo_packet
 from harness.peers.xfrm import XfrmState, parse_xfrm_stat, parse_xfrm_state
+from harness.report.steps import check_step, now_ms
 
 SA_STATS = ("packets", "replay", "replay-window", "failed")  # an SA's own counters (`ip -s xfrm state`)
 CRAFTED_IDENT = 0x4950  # the echo identifier of crafted requests ("IP")
@@ -137,6 +138,7 @@ class DataPlane:
         counted = tuple(counted)
         inbound = self.inbound()
         before = self.counters()
+        t0 = now_ms()
         sent = [self.craft(m) for m in makes]
         want = len(sent)
         state: dict[str, Any] = {}
@@ -151,6 +153,10 @@ class DataPlane:
             pass  # judged below, with what rose
         rose = state.get("rose", {})
         answered = [s for s in sent if self.builtin.echo_replied(*s)]  # type: ignore[attr-defined]
+        ok = not answered and all(rose.get(c, 0) == want for c in counted)
+        self.steps.append(check_step(f"crafted batch: {want} echo request(s) with {what} {self.builtin_end.name} -> "  # type: ignore[attr-defined]
+                                     f"{self.peer.name}, {len(answered)} answered, counted {', '.join(f'{c} +{rose.get(c, 0)}' for c in counted)}",
+                                     ok, t0))
         if answered:
             raise PeerFault(f"{self.peer.name} accepted {len(answered)} of {want} packet(s) with {what}: its echo "
                             f"replies came back (counters that rose: {rose})", self.requirement)  # type: ignore[attr-defined]
@@ -164,10 +170,16 @@ class DataPlane:
 
     def expect_accepted(self, makes: Sequence[Make], what: str) -> None:
         """Send one crafted echo request per make; the peer must answer every one through the Child SA."""
+        t0 = now_ms()
         sent = [self.craft(m) for m in makes]
         try:
             self.wait(lambda: self._answered(sent) == len(sent), f"{what}: {len(sent)} echo repl(ies) from {self.peer.name}")  # type: ignore[attr-defined]
+            self.steps.append(check_step(f"crafted batch: {len(sent)} echo request(s) with {what} "  # type: ignore[attr-defined]
+                                         f"{self.builtin_end.name} -> {self.peer.name}, {len(sent)} answered", True, t0))  # type: ignore[attr-defined]
         except PeerFault as e:
+            self.steps.append(check_step(f"crafted batch: {len(sent)} echo request(s) with {what} "  # type: ignore[attr-defined]
+                                         f"{self.builtin_end.name} -> {self.peer.name}, {self._answered(sent)} answered",
+                                         False, t0))
             raise PeerFault(f"{self.peer.name} answered {self._answered(sent)} of {len(sent)} echo requests with "
                             f"{what}: {e}", self.requirement) from None  # type: ignore[attr-defined]
 

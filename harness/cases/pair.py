@@ -31,6 +31,7 @@ from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.peers.base import ChildSaRecord, IkeSaRecord
 from harness.peers.connection import Connection, Identity, connection_from_dict, mirrored
+from harness.report.steps import Step, check_step, now_ms
 
 T = TypeVar("T")
 CASE = "case"
@@ -104,6 +105,7 @@ class Pair(DataPlane, Rekeying):
         self.hosts = False  # traffic between the hosts behind the ends (connection(hosts=True))
         self.evidence = Evidence()
         self.loaded: list[End] = []
+        self.steps: list[Step] = []  # packet batches and checks, for the Allure result (harness.report.steps)
         self._events_from = {e.name: len(e.adapter.events) for e in self.ends if e.builtin}  # a pooled end keeps old ones
 
     # -- declarations ---------------------------------------------------------------------------------
@@ -374,8 +376,12 @@ class Pair(DataPlane, Rekeying):
             if src.device:
                 continue  # its answers to the built-in end's echo requests are its direction through the SA
             before = self.child(dst).packets_in if dst.reads else 0
+            t0 = now_ms()
             got = self._ping(src, dst, count)
+            proto = self._conn().protocol.upper()
             if src.builtin and not self.hosts:
+                self.steps.append(check_step(f"{proto} batch: {count} echo requests {src.name} -> {dst.name}, {got} "
+                                             f"replies decrypted", got >= count, t0))
                 if got < count:
                     counted = f"its inbound SA counted {self.child(dst).packets_in - before}" if dst.reads else \
                         "it cannot be read: control.list_sas is not set"
@@ -383,6 +389,10 @@ class Pair(DataPlane, Rekeying):
                                     f"({counted})", self.requirement)
                 continue
             after = self._settle(dst, lambda c: c.packets_in - before >= count)
+            hosts = "the host behind " if self.hosts else ""
+            self.steps.append(check_step(f"{proto} batch: {count} echo requests {hosts}{src.name} -> {hosts}{dst.name}, "
+                                         f"{dst.name}'s inbound SA {after.spi_in:08x} counted {after.packets_in - before}",
+                                         after.packets_in - before >= count, t0))
             if after.packets_in - before < count:
                 raise PeerFault(f"{dst.name}'s inbound SA 0x{after.spi_in:08x} counted {after.packets_in - before} of "
                                 f"{count} echo requests from {'the host behind ' if self.hosts else ''}{src.name} "
@@ -396,6 +406,8 @@ class Pair(DataPlane, Rekeying):
             dst = self.address(self.responder if end is self.initiator else self.initiator, self._version())
             key = (proto, c.spi_out, dst)
             self.evidence.expected[key] = self.evidence.expected.get(key, 0) + n
+            self.steps.append(check_step(f"check {end.name}'s Child SA counters: in {c.packets_in}, out {c.packets_out} "
+                                         f"(at least {n} each way)", c.packets_out >= n and c.packets_in >= n))
             if c.packets_out < n or c.packets_in < n:
                 raise PeerFault(f"{end.name}: Child SA counters in {c.packets_in}, out {c.packets_out}, expected "
                                 f"at least {n} each way", self.requirement)
@@ -649,6 +661,7 @@ class Pair(DataPlane, Rekeying):
 
         selectors = [(tuple(TrafficSelector.of(t) for t in a), tuple(TrafficSelector.of(t) for t in b))
                      for a, b in self.evidence.selectors]
+        wire_t0 = now_ms()
         report = check_wire(dict(self.capture.files), keys, counters, self.directory, bent, crafted, selectors)
         files += list(report.decrypted.values())
         wire = self.directory / "wire.json"
@@ -658,13 +671,15 @@ class Pair(DataPlane, Rekeying):
         files.append(wire)
         self._time("wire_check", t0)
         self.evidence.files = files
-        if died and not failed:
-            raise died
         problems = list(report.problems)
         for sa, n in self.evidence.expected.items():
             if report.per_sa.get(sa, 0) < n:
                 problems.append(f"{sa[0].upper()} SPI 0x{sa[1]:08x} to {sa[2]}: {report.per_sa.get(sa, 0)} packets on "
                                 f"the wire, the case's traffic needs at least {n}")
+        self.steps.append(check_step(f"wire check: {len(problems)} problem(s)" + (f", first: {problems[0][:200]}" if problems else ""),
+                                     not problems, wire_t0, parameters=[(k, str(n)) for k, n in report.counts.items() if n]))
+        if died and not failed:
+            raise died
         if problems and not failed:
             shown = "\n".join(problems[:20])
             raise PeerFault(f"wire check: {len(problems)} problem(s) in {self.directory}:\n{shown}",

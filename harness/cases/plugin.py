@@ -22,6 +22,7 @@ import pytest
 from harness.cases.ends import BUILTIN, DEFAULT_KINDS, PairSpec, pair_specs
 from harness.cases.pair import End, Pair
 from harness.lab import fixtures, peering
+from harness.report import steps
 
 DEFAULT_TOPOLOGY = "direct"
 
@@ -140,11 +141,26 @@ def pair(request: pytest.FixtureRequest, lab_pool: fixtures.LabPool):
     finally:
         if not capture.stopped:
             capture.stop()
+        steps.record(item, _steps(p))
         for path in p.evidence.files or list(capture.files.values()):
             item.user_properties.append(("artifact", _relative(path, out)))
         item.user_properties += [(f"case_{k}_s", round(v, 4)) for k, v in p.evidence.timings.items()]
     if failed:
         fixtures.attach_files(item, files)
+
+
+def _steps(p: Pair) -> list[steps.Step]:
+    """The case's steps: the built-in end's IKE exchanges of this case (its events, their times on its clock made
+    epoch times), then the pair's packet batches and checks (harness.report.steps)."""
+    out: list[steps.Step] = []
+    for end in p.ends:
+        if end.builtin:
+            b = end.adapter
+            first = p._events_from[end.name]
+            events, times = list(b.events[first:]), list(b.event_times[first:])
+            to_ms = steps.epoch_ms(b.clock)
+            out += steps.exchange_steps(events[:len(times)], [to_ms(t) for t in times], p.initiator.name, p.responder.name)
+    return out + p.steps
 
 
 def _relative(path: Path, out: Path) -> str:

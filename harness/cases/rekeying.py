@@ -19,6 +19,7 @@ from typing import Any
 from harness.cases.stream import EchoStream
 from harness.errors import NoAnswer, PeerFault, Refused, UnsupportedFeature
 from harness.ike.events import ExchangeFailed, IkeSaEstablished
+from harness.report.steps import check_step, now_ms
 
 STREAM_FILE = "stream.json"
 
@@ -42,6 +43,7 @@ class Rekeying:
         me = self.builtin_end  # type: ignore[attr-defined]
         other = self.responder if me is self.initiator else self.initiator  # type: ignore[attr-defined]
         s = EchoStream(self.builtin, self.address(other, self._version()))  # type: ignore[attr-defined]
+        t0 = now_ms()
         s.start()
         proto = self.child(me).protocol.lower()  # type: ignore[attr-defined]
         try:
@@ -59,6 +61,9 @@ class Rekeying:
         except NoAnswer:
             pass  # judged below, with the count
         self._note_stream(s, proto)
+        self.steps.append(check_step(f"{proto.upper()} stream: {len(count.sent)} echo requests {me.name} -> {other.name} every "
+                                     f"{s.interval * 1000:.0f} ms, {len(count.answered)} answered, {len(count.lost)} lost",
+                                     not count.lost, t0, parameters=[(f"{k} via SPI {spi}", str(n)) for k, by in count.by_sa().items() for spi, n in by.items()]))  # type: ignore[attr-defined]
         if count.lost:
             raise StreamLost(count, f"{other.name} answered {len(count.answered)} of {len(count.sent)} echo requests sent every "
                             f"{s.interval * 1000:.0f} ms across the rekey; lost: "

@@ -1,9 +1,13 @@
 """What a test's Allure result says beyond allure-pytest's own: its RFC requirements as labels (the Behaviors tab
 groups by RFC, section and level), the ends, versions, runtimes and kernels as parameters, and the graded verdict
-(harness.report.verdict) as a tag. Written into the open result at teardown, where allure-pytest has set its own."""
+(harness.report.verdict) as a tag, and the case's steps (harness.report.steps: IKE exchanges, packet batches, checks).
+Written into the open result at teardown, where allure-pytest has set its own."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from harness.report.steps import Step, to_allure
 
 #: user properties shown as parameters: the lab's and the pair's (harness.lab.fixtures, harness.cases.plugin)
 PARAMETERS = ("ends", "initiator", "responder", "peer_version", "runtime", "kernel")
@@ -32,8 +36,9 @@ def parameters(user_properties: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     return list(found.items())
 
 
-def enrich(result: Any, requirements: list[dict], user_properties: list[tuple[str, Any]], verdict: str | None) -> None:
-    """Add the labels, parameters and verdict tag to an allure_commons TestResult (none twice)."""
+def enrich(result: Any, requirements: list[dict], user_properties: list[tuple[str, Any]], verdict: str | None,
+           steps: Sequence[Step] = ()) -> None:
+    """Add the labels, parameters, verdict tag and steps to an allure_commons TestResult (none twice)."""
     from allure_commons.model2 import Label, Parameter  # noqa: PLC0415 - only with allure-pytest active
 
     have = {(lb.name, lb.value) for lb in result.labels}
@@ -41,3 +46,5 @@ def enrich(result: Any, requirements: list[dict], user_properties: list[tuple[st
     result.labels += [Label(name=n, value=val) for n, val in labels if (n, val) not in have]
     named = {p.name for p in result.parameters}
     result.parameters += [Parameter(name=n, value=val) for n, val in parameters(user_properties) if n not in named]
+    there = {(st.name, st.start) for st in result.steps}
+    result.steps += to_allure(st for st in steps if (st.name, st.start) not in there)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CannotReconfigure, PeerFault, Unimplemented
-from harness.report import allure_meta, differences
+from harness.errors import CannotReconfigure, LabError, PeerFault, Unimplemented
+from harness.report import allure_meta, differences, steps
 from harness.report import verdict as v
 from harness.report.checks import NON_STRICT_KEY
 
@@ -164,6 +164,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report.ipsi_cause = classify(exc)
     if isinstance(exc, PeerFault):
         report.ipsi_fault = {"message": str(exc), "requirement": exc.requirement, "notify": exc.notify}
+    if report.when != "teardown" and isinstance(exc, (PeerFault, LabError)) and not isinstance(exc, CannotReconfigure):
+        # a fault at teardown is the wire check's, which records its own step
+        steps.record(item, [fault_step(exc, call.stop)])
     peer = dict(item.user_properties).get("peer")
     report.ipsi_case = case_name(item, peer if isinstance(peer, str) else None)
     if report.when == "call" and (report.longreprtext or "").startswith(v.STRICT_XPASS_PREFIX):
@@ -176,6 +179,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             _allure_note(item, note)
         verdict = item.stash[_VERDICT]
         _allure_enrich(item, v.NON_STRICT if verdict == v.OK and notes else verdict)
+
+
+def fault_step(exc: PeerFault | LabError, at: float) -> steps.Step:
+    """The check that raised (at: the phase's end, in s since the epoch) as a step: a PeerFault failed, its
+    requirement named; a LabError broken."""
+    first, ms = (str(exc).splitlines() or [""])[0][:300], int(at * 1000)
+    if isinstance(exc, PeerFault):
+        return steps.check_step(f"check {first}" if exc.requirement else f"check: {first}", False, ms, ms)
+    return steps.check_step(f"lab: {first}", False, ms, ms, status=steps.BROKEN)
 
 
 _ALLURE_NOTE = pytest.StashKey[str]()
@@ -197,12 +209,12 @@ def _skip_reason(report: pytest.TestReport) -> str:
 
 
 def _allure_enrich(item: pytest.Item, verdict: str) -> None:
-    """The requirement labels, the ends' parameters and the verdict tag on the test's Allure result
-    (harness.report.allure_meta), when allure-pytest is active."""
+    """The requirement labels, the ends' parameters, the verdict tag and the recorded steps (harness.report.steps)
+    on the test's Allure result (harness.report.allure_meta), when allure-pytest is active."""
     listener = item.config.pluginmanager.getplugin("allure_listener")
     result = listener.allure_logger.get_test(None) if listener is not None else None
     if result is not None:
-        allure_meta.enrich(result, requirements(item), item.user_properties, verdict)
+        allure_meta.enrich(result, requirements(item), item.user_properties, verdict, steps.recorded(item))
 
 
 def _allure_note(item: pytest.Item, message: str) -> None:

@@ -230,3 +230,19 @@ def test_without_the_switch_allure_adds_analytics_and_both_checks_see_it(scratch
         page.wait_for("document.body.innerText.includes('test cases')")
         left = _closed_network(b, page)
     assert any("googletagmanager.com" in u for u in left), left
+
+
+def test_allure_results_carry_the_checks_as_steps(scratch_run: Path) -> None:
+    results = {r["name"]: r for p in (scratch_run / "allure-results").glob("*-result.json")
+               for r in [json.loads(p.read_text())]}
+
+    def steps_of(name: str) -> list[tuple[str, str]]:
+        return [(s["name"], s["status"]) for s in results[name].get("steps", [])]
+
+    assert steps_of(FAILURE) == [("check RFC 7296 s2.3 MUST: IKE_AUTH answered with NO_PROPOSAL_CHOSEN", "failed")]
+    assert steps_of("test_lab[strongswan-6.0]") == [("lab: veth vanished", "broken")]
+    assert steps_of("test_cookie[libreswan-5.2]") == [
+        ("check RFC 7296 s2.6 SHOULD: not met: no COOKIE asked under load", "failed")]
+    assert steps_of("test_cookie[strongswan-6.0]") == [("check RFC 7296 s2.6 SHOULD: met", "passed")]
+    step = results[FAILURE]["steps"][0]
+    assert results[FAILURE]["start"] <= step["start"] <= step["stop"] <= results[FAILURE]["stop"]
