@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from harness.addresses import ip_address
 from harness.crypto import encr, integ
@@ -9,6 +10,12 @@ from harness.errors import ConfigError, UnknownTransform
 
 PROTOCOLS = ("esp", "ah")
 MODES = ("transport", "tunnel")
+
+
+@lru_cache(maxsize=None)
+def _key_sizes(e) -> tuple[int, ...]:
+    """The keying-material lengths (key plus salt) an encryption transform takes, ascending (fixed per transform)."""
+    return tuple(sorted({e.key_size(b) for b in e.key_bits} if e.key_bits else {e.key_size()}))
 
 
 @dataclass(frozen=True)
@@ -60,9 +67,9 @@ class IpsecSaKeys:
             except UnknownTransform as ex:
                 raise bad("encryption", str(ex)) from None
             aead = e.aead
-            allowed = sorted({e.key_size(b) for b in e.key_bits} if e.key_bits else {e.key_size()})
+            allowed = _key_sizes(e)
             if len(self.encryption_key) not in allowed:
-                raise bad("encryption_key", f"{len(self.encryption_key)} bytes; {e.name} takes {allowed} (key plus {e.salt_size}-byte salt)")
+                raise bad("encryption_key", f"{len(self.encryption_key)} bytes; {e.name} takes {list(allowed)} (key plus {e.salt_size}-byte salt)")
         if self.integrity is None:
             if not aead:
                 raise bad("integrity", f"missing ({self.protocol.upper()} without an AEAD cipher needs an integrity transform)")
