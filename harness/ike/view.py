@@ -80,7 +80,10 @@ class Msg:
 
     def notify(self, name: str) -> Notify | None:
         """The first Notify of this type, or None."""
-        return next((n for n in self.notifies if n.type == name), None)
+        for n in self.notifies:  # a loop, not next(genexpr): the exchanges ask this several times per message
+            if n.type == name:
+                return n
+        return None
 
     def notifies_of(self, name: str) -> list[Notify]:
         """Every Notify of this type."""
