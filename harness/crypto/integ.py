@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as c_hmac
@@ -39,6 +40,17 @@ def hmac_digest(hash_name: str, key: bytes, data: bytes) -> bytes:
         return _one_shot(key, data, hash_name)
     except ValueError:  # _hashlib.UnsupportedDigestmodError derives from ValueError
         return _cryptography_hmac(hash_name, key, data)
+
+
+def hmac_keyed(hash_name: str, key: bytes) -> Callable[[bytes], bytes]:
+    """HMAC(key, .) with the key set up once: each call copies the keyed state (half the cost of a one-shot HMAC)."""
+    base = c_hmac.HMAC(key, _HASHES[hash_name])
+
+    def mac(data: bytes) -> bytes:
+        h = base.copy()
+        h.update(data)
+        return h.finalize()
+    return mac
 
 
 def aes_xcbc_mac(key: bytes, data: bytes) -> bytes:

@@ -121,14 +121,14 @@ def signed_octets(real_message: bytes, peer_nonce: bytes, prf: Prf, sk_p: bytes,
 
 
 @lru_cache(maxsize=64)
-def _padded_key(prf: Prf, secret: bytes) -> bytes:
-    return prf(secret, KEY_PAD)
+def _padded(prf: Prf, secret: bytes):
+    return prf.keyed(prf(secret, KEY_PAD))
 
 
 def psk_auth(prf: Prf, secret: bytes, octets: bytes) -> bytes:
     """AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (RFC 7296 s2.15); the inner prf depends
-    only on the PRF and the secret, so it is computed once per pair."""
-    return prf(_padded_key(prf, bytes(secret)), octets)
+    only on the PRF and the secret, so it (and the outer prf's key setup) is done once per pair."""
+    return _padded(prf, bytes(secret))(octets)
 
 
 # RFC 7427 Appendix A: DER AlgorithmIdentifiers; RSASSA-PSS is built by _pss_alg_id.
