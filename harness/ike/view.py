@@ -118,9 +118,19 @@ def _proposals(sa: P.SA) -> list[Proposal]:
         ts = []
         for t in p.transforms:
             if t.type in (1, 2, 3, 4, 5):
-                ts.append(Transform(t.type, t.id, t.key_length))
+                key = (t.type, t.id, t.key_length)
+                x = _TRANSFORMS.get(key)
+                if x is None:
+                    x = Transform(*key)
+                    if len(_TRANSFORMS) < 4096:
+                        _TRANSFORMS[key] = x
+                ts.append(x)
         out.append(Proposal(Protocol(p.protocol), tuple(ts), p.spi, p.number))
     return out
+
+
+# Transforms are frozen values: the few that peers send are built once and shared (their frozen __init__ is slow)
+_TRANSFORMS: dict[tuple[int, int, int | None], Transform] = {}
 
 
 def _ts_payload(cls, selectors: list[TrafficSelector]):
