@@ -12,6 +12,9 @@ PROTOCOLS = ("esp", "ah")
 MODES = ("transport", "tunnel")
 
 
+_VALID_SHAPES: set[tuple] = set()
+
+
 @lru_cache(maxsize=None)
 def _key_sizes(e) -> tuple[int, ...]:
     """The keying-material lengths (key plus salt) an encryption transform takes, ascending (fixed per transform)."""
@@ -38,6 +41,21 @@ class IpsecSaKeys:
 
     def validate(self, where: str = "SA") -> None:
         """ConfigError naming `where` and the offending key when the SA is inconsistent."""
+        # Only the SPI's range and these fields' values (the keys' lengths) decide validity: a shape seen valid
+        # before is valid again (the IKE stack builds two SAs of one shape per Child SA).
+        try:
+            shape: tuple | None = (self.protocol, self.mode, self.src, self.dst, self.encryption,
+                                   len(self.encryption_key), self.integrity, len(self.integrity_key))
+            known = shape in _VALID_SHAPES
+        except TypeError:  # a field without a length or a hash: the full check decides
+            shape, known = None, False
+        if known and 0 <= self.spi <= 0xFFFFFFFF:
+            return
+        self._check(where)
+        if shape is not None and len(_VALID_SHAPES) < 4096:
+            _VALID_SHAPES.add(shape)
+
+    def _check(self, where: str) -> None:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"{where}: key {key!r}: {why}")
 
