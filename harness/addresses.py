@@ -23,6 +23,14 @@ def ip_address(value: str | bytes | int) -> Address:
         return ipaddress.ip_address(value)
 
 
+@lru_cache(maxsize=4096)
+def _packed(value: str | bytes | int) -> bytes:
+    return _parse(value).packed
+
+
 def packed(value: str | bytes | int) -> bytes:
-    """The address in network byte order (4 or 16 octets)."""
-    return ip_address(value).packed
+    """The address in network byte order (4 or 16 octets), computed once per distinct value."""
+    try:
+        return _packed(value)
+    except TypeError:  # unhashable: ipaddress.ip_address gives its own ValueError
+        return ipaddress.ip_address(value).packed

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
-from harness.crypto.integ import aes_xcbc_mac, hmac_digest
+from harness.crypto.integ import aes_xcbc_mac, hmac_digest, hmac_keyed
 from harness.errors import KeyMaterialError
+
+
+_OCTET = [bytes([n]) for n in range(256)]  # the prf+ counter octets 0x01..0xff
 
 
 def aes_xcbc_prf_128(key: bytes, data: bytes) -> bytes:
@@ -36,13 +41,18 @@ class Prf:
         """prf+(key, seed) truncated to length bytes: T1 | T2 | ..., Tn = prf(K, Tn-1 | S | n)."""
         if length < 0 or length > 255 * self.output_size:
             raise KeyMaterialError(f"{self.name}: prf+ cannot produce {length} bytes (at most {255 * self.output_size})")
-        out, t = bytearray(), b""
-        n = 1
-        while len(out) < length:
-            t = self(key, t + seed + bytes([n]))
-            out += t
-            n += 1
-        return bytes(out[:length])
+        one = self.keyed(key)
+        blocks, t = [], b""
+        for n in range(1, -(-length // self.output_size) + 1):
+            t = one(t + seed + _OCTET[n])
+            blocks.append(t)
+        return b"".join(blocks)[:length]
+
+    def keyed(self, key: bytes) -> Callable[[bytes], bytes]:
+        """prf(key, .) for several inputs under one key (HMAC: the keyed state is set up once, then copied)."""
+        if self.family == "xcbc":
+            return partial(aes_xcbc_prf_128, key)
+        return hmac_keyed(self.family[5:], key)
 
 
 PRF_TRANSFORMS: tuple[Prf, ...] = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import IntEnum
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -119,9 +120,15 @@ def signed_octets(real_message: bytes, peer_nonce: bytes, prf: Prf, sk_p: bytes,
     return real_message + peer_nonce + prf(sk_p, identity.body())
 
 
+@lru_cache(maxsize=64)
+def _padded(prf: Prf, secret: bytes):
+    return prf.keyed(prf(secret, KEY_PAD))
+
+
 def psk_auth(prf: Prf, secret: bytes, octets: bytes) -> bytes:
-    """AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (RFC 7296 s2.15)."""
-    return prf(prf(secret, KEY_PAD), octets)
+    """AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (RFC 7296 s2.15); the inner prf depends
+    only on the PRF and the secret, so it (and the outer prf's key setup) is done once per pair."""
+    return _padded(prf, bytes(secret))(octets)
 
 
 # RFC 7427 Appendix A: DER AlgorithmIdentifiers; RSASSA-PSS is built by _pss_alg_id.

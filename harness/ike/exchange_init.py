@@ -27,9 +27,14 @@ UNAUTHENTICATED_ERRORS = ("AUTHENTICATION_FAILED", "INVALID_SYNTAX", "UNSUPPORTE
 IKE_SA_ENDING = ("INVALID_SYNTAX", "UNSUPPORTED_CRITICAL_PAYLOAD")
 
 
+_DATAGRAM: list = []  # harness.ike.endpoint.Datagram, fetched at the first call (endpoint imports this module)
+
+
 def _dg(ep, data: bytes, src: Address, dst: Address):
-    from harness.ike.endpoint import Datagram
-    return Datagram(data, src, dst)
+    if not _DATAGRAM:
+        from harness.ike.endpoint import Datagram
+        _DATAGRAM.append(Datagram)
+    return _DATAGRAM[0](data, src, dst)
 
 
 def _nonce(ep) -> bytes:

@@ -39,9 +39,9 @@ def encode_parts(payloads: Sequence[Payload], bends: Sequence[Bend] = (),
                  inner: bool = False) -> tuple[int, list[Payload], list[bytes]]:
     """(first type, the payloads after list bends, each one's encoding after payload bends)."""
     items = _bend.apply_list(payloads, _bend.select(bends, "list", inner), _unknown) if bends else list(payloads)
-    encoded = [p.encode(items[i].payload_type) for i, p in enumerate(items, 1) if i < len(items)]
-    if items:
-        encoded.append(items[-1].encode(0))
+    following = [p.payload_type for p in items[1:]]
+    following.append(0)
+    encoded = [p.encode(nxt) for p, nxt in zip(items, following)]
     if bends:
         encoded = _bend.apply_payload(encoded, _bend.select(bends, "payload", inner))
     return (items[0].payload_type if items else 0), items, encoded
@@ -57,18 +57,20 @@ def decode_chain(data: bytes, first: int, ctx: ParseContext, base: int = 0, wher
     """Every payload of a chain starting with type first; base = offset of data in its datagram, where = path prefix."""
     out: list[Payload] = []
     off, nxt, size = 0, first, len(data)
+    classes, unpack_from, encrypted = PAYLOAD_CLASSES, _GENERIC.unpack_from, ENCRYPTED  # locals: this loop is hot
     while nxt != 0:
         if size - off < GENERIC_HEADER:
             ctx.fail(where + PAYLOAD.name(nxt), "generic payload header", base + off,
                      f"{size - off} bytes left, a payload needs {GENERIC_HEADER}")
-        np, flags, length = _GENERIC.unpack_from(data, off)
-        if length < GENERIC_HEADER or length > size - off:
+        np, flags, length = unpack_from(data, off)
+        end = off + length
+        if length < GENERIC_HEADER or end > size:
             ctx.fail(where + PAYLOAD.name(nxt), "Payload Length", base + off + 2, f"{length}, but {size - off} bytes remain")
-        critical, reserved = bool(flags & 0x80), flags & 0x7F
+        critical, reserved = flags >= 0x80, flags & 0x7F
         if reserved:
             ctx.reserved(reserved, where + PAYLOAD.name(nxt), "RESERVED", base + off + 1)
-        body = data[off + GENERIC_HEADER:off + length]
-        cls = PAYLOAD_CLASSES.get(nxt)
+        body = data[off + GENERIC_HEADER:end]
+        cls = classes.get(nxt)
         if cls is None:
             name = where + PAYLOAD.name(nxt)
             if critical:
@@ -83,20 +85,20 @@ def decode_chain(data: bytes, first: int, ctx: ParseContext, base: int = 0, wher
                 ctx.fail(name, "Payload Length", base + off + 2,
                          f"{length}, a {name} payload needs at least {GENERIC_HEADER + cls.MIN_BODY}")
             p = cls.decode_body(body, base + off + GENERIC_HEADER, ctx)
-        p.critical, p.reserved, p.raw, p.offset = critical, reserved, data[off:off + length], base + off
+        p.critical, p.reserved, p.raw, p.offset = critical, reserved, data[off:end], base + off
         out.append(p)
-        off += length
-        if nxt in ENCRYPTED:
+        off = end
+        if nxt in encrypted:
             name = where + PAYLOAD.name(nxt)
             p.first_payload = np  # type: ignore[attr-defined]
             if isinstance(p, SKF) and p.fragment_number > 1 and np:
                 ctx.violation("skf-next-payload", name, "Next Payload", base + off - length,
                               f"{np} in fragment {p.fragment_number}; RFC 7383 s2.5 sets it only in fragment 1")
-            if off != len(data):
+            if off != size:
                 ctx.fail(name, "Payload Length", base + off - length + 2,
-                         f"{len(data) - off} bytes follow the encrypted payload; it must be last (RFC 7296 s3.14)")
+                         f"{size - off} bytes follow the encrypted payload; it must be last (RFC 7296 s3.14)")
             return out
         nxt = np
-    if off != len(data):
-        ctx.fail(where + "chain", "Next Payload", base + off, f"{len(data) - off} bytes follow the last payload")
+    if off != size:
+        ctx.fail(where + "chain", "Next Payload", base + off, f"{size - off} bytes follow the last payload")
     return out

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, NoReturn
 
 from harness.errors import ConfigError, IkeParseError
+from harness.ike.constants import PAYLOAD
 
 GENERIC_HEADER = 4
 _GENERIC = struct.Struct("!BBH")  # Next Payload, C bit and RESERVED, Payload Length
@@ -86,7 +87,6 @@ class Payload:
     @property
     def name(self) -> str:
         """The RFC notation of this payload type (SA, KE, IDi, N, SK, ...)."""
-        from harness.ike.constants import PAYLOAD
         return PAYLOAD.name(self.payload_type)
 
     def next_field(self, following: int) -> int:

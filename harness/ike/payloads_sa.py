@@ -36,7 +36,10 @@ class Transform:
     @property
     def key_length(self) -> int | None:
         """The Key Length attribute in bits, or None."""
-        return next((int(a.value) for a in self.attributes if a.type == KEY_LENGTH and isinstance(a.value, int)), None)
+        for a in self.attributes:  # a loop, not next(genexpr): asked for every transform decoded
+            if a.type == KEY_LENGTH and isinstance(a.value, int):
+                return int(a.value)
+        return None
 
     def encode(self, last: bool) -> bytes:
         """The transform substructure with its Last Substruc field."""

@@ -12,6 +12,8 @@ _ID_ADDRESS_SIZE = {1: 4, 5: 16}  # ID_IPV4_ADDR, ID_IPV6_ADDR (RFC 7296 s3.5)
 _DELETE_SPI_SIZE = {1: 0, 2: 4, 3: 4}  # IKE, AH, ESP (RFC 7296 s3.11)
 
 
+_NOTIFY_NAMES = NOTIFY.by_value  # NOTIFY.name without the call
+
 @dataclass
 class KE(Payload):
     """Key Exchange payload (s3.4): Diffie-Hellman Group Num and Key Exchange Data."""
@@ -154,12 +156,15 @@ class Notify(Payload):
     spi: bytes = b""
 
     def __post_init__(self) -> None:
-        self.type = NOTIFY.value(self.type)
+        if not isinstance(self.type, int):  # NOTIFY.value without the call: numbers pass through, names are looked up
+            self.type = NOTIFY[self.type]
 
     @property
     def type_name(self) -> str:
         """The registry name of the Notify Message Type (or its number)."""
-        return NOTIFY.name(int(self.type))
+        t = int(self.type)
+        name = _NOTIFY_NAMES.get(t)
+        return str(t) if name is None else name
 
     @property
     def is_error(self) -> bool:

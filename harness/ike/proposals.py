@@ -128,11 +128,12 @@ def parse_proposals(text: str, protocol: Protocol | str) -> list[Proposal]:
 
 _TYPES = tuple(TransformType)  # iterating the enum itself is slow, and the hot paths do it per message
 _OPTIONAL_NONE = {TransformType.INTEG, TransformType.KE, TransformType.ESN}  # absent == the NONE (0) transform
+_NONE = {t: Transform(t, 0) for t in _OPTIONAL_NONE}  # built once: frozen, so sharing them changes nothing
 
 
 def _options(p: Proposal, t: TransformType, by_type: dict[int, list[Transform]] | None = None) -> list[Transform]:
     xs = p.of_type(t) if by_type is None else by_type.get(t, [])
-    return xs or ([Transform(t, 0)] if t in _OPTIONAL_NONE else [])
+    return xs or ([_NONE[t]] if t in _NONE else [])
 
 
 def _by_type(p: Proposal) -> dict[int, list[Transform]]:

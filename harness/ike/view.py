@@ -80,7 +80,10 @@ class Msg:
 
     def notify(self, name: str) -> Notify | None:
         """The first Notify of this type, or None."""
-        return next((n for n in self.notifies if n.type == name), None)
+        for n in self.notifies:  # a loop, not next(genexpr): the exchanges ask this several times per message
+            if n.type == name:
+                return n
+        return None
 
     def notifies_of(self, name: str) -> list[Notify]:
         """Every Notify of this type."""
@@ -115,9 +118,19 @@ def _proposals(sa: P.SA) -> list[Proposal]:
         ts = []
         for t in p.transforms:
             if t.type in (1, 2, 3, 4, 5):
-                ts.append(Transform(t.type, t.id, t.key_length))
+                key = (t.type, t.id, t.key_length)
+                x = _TRANSFORMS.get(key)
+                if x is None:
+                    x = Transform(*key)
+                    if len(_TRANSFORMS) < 4096:
+                        _TRANSFORMS[key] = x
+                ts.append(x)
         out.append(Proposal(Protocol(p.protocol), tuple(ts), p.spi, p.number))
     return out
+
+
+# Transforms are frozen values: the few that peers send are built once and shared (their frozen __init__ is slow)
+_TRANSFORMS: dict[tuple[int, int, int | None], Transform] = {}
 
 
 def _ts_payload(cls, selectors: list[TrafficSelector]):
@@ -212,6 +225,19 @@ def peek(data: bytes) -> Msg:
                encrypted=h.next_payload in P.ENCRYPTED, major_version=h.major_version)
 
 
+_KINDS = (P.Notify, P.SA, P.KE, P.Nonce, P.IDi, P.IDr, P.AUTH, P.CERT, P.CERTREQ, P.TSi, P.TSr, P.D, P.UnknownPayload)
+_KIND_OF: dict[type, type | None] = {k: k for k in _KINDS}
+
+
+def _kind(p: P.Payload) -> type | None:
+    """The payload class of p among _KINDS (a subclass counts as its base, as isinstance would), or None."""
+    try:
+        return _KIND_OF[type(p)]
+    except KeyError:
+        kind = _KIND_OF[type(p)] = next((k for k in _KINDS if isinstance(p, k)), None)
+        return kind
+
+
 def decode(data: bytes, keys: SkKeys | None, reassembler: Reassembler | None) -> Msg | None:
     """The Msg of a datagram (opened with keys when it carries SK/SKF); None while SKF fragments are missing.
 
@@ -230,32 +256,33 @@ def decode(data: bytes, keys: SkKeys | None, reassembler: Reassembler | None) ->
     msg = Msg(h.exchange_type, h.message_id, h.response, h.initiator, h.spi_i, h.spi_r, encrypted=encrypted,
               major_version=h.major_version)
     for p in chain:  # the payload classes are disjoint: the order of these tests only saves time (Notify is most common)
-        if isinstance(p, P.Notify):
+        t = _KIND_OF[type(p)] if type(p) in _KIND_OF else _kind(p)
+        if t is P.Notify:
             msg.notifies.append(Notify(p.type_name, p.data, p.protocol, p.spi))
-        elif isinstance(p, P.SA):
+        elif t is P.SA:
             if msg.sa is not None:
                 raise IkeParseError("SA", "Payload Type", p.offset, "more than one SA payload")
             msg.sa = _proposals(p)
-        elif isinstance(p, P.KE):
+        elif t is P.KE:
             msg.ke = (p.group, p.data)
-        elif isinstance(p, P.Nonce):
+        elif t is P.Nonce:
             msg.nonce = p.data
-        elif isinstance(p, P.IDi):
+        elif t is P.IDi:
             msg.id_i = Identity(p.kind, p.data)
-        elif isinstance(p, P.IDr):
+        elif t is P.IDr:
             msg.id_r = Identity(p.kind, p.data)
-        elif isinstance(p, P.AUTH):
+        elif t is P.AUTH:
             msg.auth = (p.kind, p.data)
-        elif isinstance(p, P.CERT):
+        elif t is P.CERT:
             msg.certs.append((p.encoding, p.data))
-        elif isinstance(p, P.CERTREQ):
+        elif t is P.CERTREQ:
             msg.certreq.append((p.encoding, p.data))
-        elif isinstance(p, P.TSi):
+        elif t is P.TSi:
             msg.ts_i = _selectors(p)
-        elif isinstance(p, P.TSr):
+        elif t is P.TSr:
             msg.ts_r = _selectors(p)
-        elif isinstance(p, P.D):
+        elif t is P.D:
             msg.deletes.append(Delete(p.protocol, list(p.spis)))
-        elif isinstance(p, P.UnknownPayload) and p.critical:
+        elif t is P.UnknownPayload and p.critical:
             msg.unknown_critical.append(p.type)
     return msg

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from harness.addresses import ip_address
 from harness.crypto import encr, integ
@@ -9,6 +10,15 @@ from harness.errors import ConfigError, UnknownTransform
 
 PROTOCOLS = ("esp", "ah")
 MODES = ("transport", "tunnel")
+
+
+_VALID_SHAPES: set[tuple] = set()
+
+
+@lru_cache(maxsize=None)
+def _key_sizes(e) -> tuple[int, ...]:
+    """The keying-material lengths (key plus salt) an encryption transform takes, ascending (fixed per transform)."""
+    return tuple(sorted({e.key_size(b) for b in e.key_bits} if e.key_bits else {e.key_size()}))
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,21 @@ class IpsecSaKeys:
 
     def validate(self, where: str = "SA") -> None:
         """ConfigError naming `where` and the offending key when the SA is inconsistent."""
+        # Only the SPI's range and these fields' values (the keys' lengths) decide validity: a shape seen valid
+        # before is valid again (the IKE stack builds two SAs of one shape per Child SA).
+        try:
+            shape: tuple | None = (self.protocol, self.mode, self.src, self.dst, self.encryption,
+                                   len(self.encryption_key), self.integrity, len(self.integrity_key))
+            known = shape in _VALID_SHAPES
+        except TypeError:  # a field without a length or a hash: the full check decides
+            shape, known = None, False
+        if known and 0 <= self.spi <= 0xFFFFFFFF:
+            return
+        self._check(where)
+        if shape is not None and len(_VALID_SHAPES) < 4096:
+            _VALID_SHAPES.add(shape)
+
+    def _check(self, where: str) -> None:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"{where}: key {key!r}: {why}")
 
@@ -60,9 +85,9 @@ class IpsecSaKeys:
             except UnknownTransform as ex:
                 raise bad("encryption", str(ex)) from None
             aead = e.aead
-            allowed = sorted({e.key_size(b) for b in e.key_bits} if e.key_bits else {e.key_size()})
+            allowed = _key_sizes(e)
             if len(self.encryption_key) not in allowed:
-                raise bad("encryption_key", f"{len(self.encryption_key)} bytes; {e.name} takes {allowed} (key plus {e.salt_size}-byte salt)")
+                raise bad("encryption_key", f"{len(self.encryption_key)} bytes; {e.name} takes {list(allowed)} (key plus {e.salt_size}-byte salt)")
         if self.integrity is None:
             if not aead:
                 raise bad("integrity", f"missing ({self.protocol.upper()} without an AEAD cipher needs an integrity transform)")
