@@ -17,29 +17,11 @@ _HASHES = {"md5": hashes.MD5(), "sha1": hashes.SHA1(), "sha256": hashes.SHA256()
            "sha512": hashes.SHA512()}
 
 
-try:  # hmac.digest's own fast path, without its Python frame
-    from _hashlib import hmac_digest as _one_shot
-except ImportError:  # an interpreter without OpenSSL's _hashlib: hmac.digest falls back to pure Python
-    _one_shot = hmac.digest
-
-
-def _cryptography_hmac(hash_name: str, key: bytes, data: bytes) -> bytes:
+def hmac_digest(hash_name: str, key: bytes, data: bytes) -> bytes:
+    """Full-length HMAC (RFC 2104) with the named hash."""
     h = c_hmac.HMAC(key, _HASHES[hash_name])
     h.update(data)
     return h.finalize()
-
-
-def hmac_digest(hash_name: str, key: bytes, data: bytes) -> bytes:
-    """Full-length HMAC (RFC 2104) with the named hash.
-
-    The standard library's one-shot `hmac.digest` (OpenSSL underneath) gives the same bytes with one call instead
-    of three plus an ABC check; `cryptography` serves when the interpreter's OpenSSL refuses the hash (e.g. MD5
-    under FIPS).
-    """
-    try:
-        return _one_shot(key, data, hash_name)
-    except ValueError:  # _hashlib.UnsupportedDigestmodError derives from ValueError
-        return _cryptography_hmac(hash_name, key, data)
 
 
 def hmac_keyed(hash_name: str, key: bytes) -> Callable[[bytes], bytes]:

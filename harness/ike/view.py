@@ -256,7 +256,7 @@ def decode(data: bytes, keys: SkKeys | None, reassembler: Reassembler | None) ->
     msg = Msg(h.exchange_type, h.message_id, h.response, h.initiator, h.spi_i, h.spi_r, encrypted=encrypted,
               major_version=h.major_version)
     for p in chain:  # the payload classes are disjoint: the order of these tests only saves time (Notify is most common)
-        t = _KIND_OF[type(p)] if type(p) in _KIND_OF else _kind(p)
+        t = _kind(p)
         if t is P.Notify:
             msg.notifies.append(Notify(p.type_name, p.data, p.protocol, p.spi))
         elif t is P.SA:
