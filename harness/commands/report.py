@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.report import html, matrix, regression
-from harness.report.merge import RESULTS, merge
+from harness.report.merge import JUNIT, RESULTS, merge
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,12 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def write_reports(folder: Path, table: bool = False) -> None:
-    """Write the matrix pages and the Allure page of a results folder and print their paths (the matrix itself with
-    table, else its totals): what `run`, `report` and `report merge` all end with."""
+    """Write the matrix pages and the Allure page of a results folder and print their paths with the JUnit file's (the
+    matrix itself with table, else its totals): what `run`, `report` and `report merge` all end with."""
     m = matrix.build(matrix.load_results(folder / RESULTS))
     page = matrix.write(m, folder)
     print("\n" + matrix.to_markdown(m) if table else ", ".join(f"{k}: {n}" for k, n in sorted(m.totals.items())))
     print(f"interop matrix: {page.resolve()}")
+    if (folder / JUNIT).exists():
+        print(f"junit: {(folder / JUNIT).resolve()}")
     if (folder / html.RESULTS).is_dir():
         print(f"allure results: {(folder / html.RESULTS).resolve()}")
         print(html.write_for(folder))

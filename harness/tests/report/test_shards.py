@@ -69,7 +69,9 @@ def test_two_shards_merged_give_the_unsplit_matrix(pytester: pytest.Pytester, tm
     allure = merged / "allure-results"
     assert len(list(allure.glob("*-result.json"))) == len(verdicts(whole))
     assert (allure / "categories.json").exists() and (allure / "environment.properties").exists()
-    said = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("allure report: ")]
+    printed = capsys.readouterr().out.splitlines()
+    assert f"junit: {(merged / 'junit-interop.xml').resolve()}" in printed
+    said = [ln for ln in printed if ln.startswith("allure report: ")]
     page = merged / "allure-report" / "index.html"  # written where Allure 2 is installed, else the line says why not
     assert len(said) == 1, said
     assert (str(page.resolve()) in said[0]) if page.exists() else said[0].startswith("allure report: not written: ")
