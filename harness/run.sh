@@ -100,12 +100,9 @@ fi
 
 case "$mode" in
   test)
-    # Lab cases wait on guests more than they compute (46 % of two cores busy, one worker): two workers, each
-    # with its own guests (one xdist group per peer), ran them in 0.6 of the time, and a third worker on two cores
-    # another 14 % faster (a 1/12 shard of the lab cases: 271 s on two, 234 s on three). One worker more than the
-    # cores, at most 4. Any -n/-p given wins.
-    cores=$(nproc)
-    par=(-n "${IPSEC_INTEROP_WORKERS:-$(( cores + 1 < 4 ? cores + 1 : 4 ))}" --dist loadgroup)
+    # -n auto: one worker more than the cores, at most 4, or IPSEC_INTEROP_WORKERS (harness/plugin.py says why).
+    # Any -n/-p given wins.
+    par=(-n auto --dist loadgroup)
     for a in "$@"; do case "$a" in -n*|--numprocesses*|--dist*|-p) par=();; esac; done
     set +e
     python -m pytest -p no:cacheprovider --junitxml=reports/junit.xml "${par[@]}" "$@"

@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer", action="append", default=[], help="peer to test (repeatable; default: every built peer)")
     p.add_argument("--runtime", default=None, help="auto, docker, uml or external (default: auto)")
     p.add_argument("--profile", default=None, help="external device profile (with --runtime external)")
-    p.add_argument("-n", "--workers", default="0", help="pytest-xdist workers (0: in process)")
+    p.add_argument("-n", "--workers", default="auto",
+                   help="pytest-xdist workers, each with its own guests (0: in process; default auto: one more than the "
+                        "cores, at most 4, or IPSEC_INTEROP_WORKERS)")
     p.add_argument("-m", "--marker", default=DEFAULT_MARKER, help=f"pytest marker expression (default: {DEFAULT_MARKER})")
     p.add_argument("-k", dest="keyword", default=None, help="pytest -k expression: only the cases it selects")
     p.add_argument("--shard", default=None, metavar="K/N", help="run shard K of N of the cases (harness.shard); "

@@ -81,6 +81,15 @@ def test_external_runtime_needs_a_profile(tmp_path):
     assert r.returncode == 4 and "--profile" in r.stderr
 
 
+def test_n_auto_takes_the_workers_env_and_names_a_bad_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("IPSEC_INTEROP_WORKERS", "2")
+    r = child_pytest(tmp_path, "-n", "auto", "-k", "own_parametrization")
+    assert r.returncode == 0 and "created: 2/2 workers" in r.stdout, r.stdout + r.stderr
+    monkeypatch.setenv("IPSEC_INTEROP_WORKERS", "two")
+    r = child_pytest(tmp_path, "-n", "auto", "-k", "own_parametrization")
+    assert r.returncode == 4 and "IPSEC_INTEROP_WORKERS='two': not a whole number of workers" in r.stderr, r.stderr
+
+
 def test_reports_name_the_host_kernel(tmp_path):
     r = child_pytest(tmp_path, "-k", "own_parametrization", f"--junitxml={tmp_path / 'j.xml'}")
     assert r.returncode == 0
