@@ -159,7 +159,8 @@ def _steps(p: Pair) -> list[steps.Step]:
             first = p._events_from[end.name]
             events, times = list(b.events[first:]), list(b.event_times[first:])
             to_ms = steps.epoch_ms(b.clock)
-            out += steps.exchange_steps(events[:len(times)], [to_ms(t) for t in times], p.initiator.name, p.responder.name)
+            out += steps.exchange_steps(events[:len(times)], [to_ms(t) for t in times], p.initiator.name, p.responder.name,
+                                        to_ms)
     return out + p.steps
 
 

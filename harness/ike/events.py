@@ -16,6 +16,7 @@ class IkeSaEstablished:
     peer_id: str
     rekeyed_from: bytes | None = None  # old SPIi|SPIr when this SA replaces one
     peer_auth: str = ""  # how the peer authenticated: psk or a signature scheme (harness.ike.auth.scheme_of)
+    started: float | None = None  # IKE_SA_INIT's start on the endpoint's clock (sent, or received as responder)
 
 
 @dataclass(frozen=True)

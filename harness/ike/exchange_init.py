@@ -410,7 +410,7 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
     if c.window_size > 1:
         resp.notifies.append(Notify("SET_WINDOW_SIZE", c.window_size.to_bytes(4, "big")))
     sa.state = State.ESTABLISHED
-    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth))
+    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth, started=sa.created_at))
     if msg.sa is None and msg.ts_i is None and msg.ts_r is None and c.childless != "never":
         ep.events.append(ChildlessIkeSa(False, sa.peer_childless))  # RFC 6023 s3: no Child SA is created
         return resp
@@ -465,7 +465,7 @@ def on_auth_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
     sa.peer_id = str(msg.id_r)
     _read_window(sa, msg)
     sa.state = State.ESTABLISHED
-    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth))
+    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth, started=sa.created_at))
     cerr = child.error_notify(msg)
     if cerr is not None:
         ep.fail("IKE_AUTH", IkeError(f"first Child SA refused: {cerr.type}", cerr.type), True)

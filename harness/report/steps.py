@@ -155,10 +155,12 @@ def _folded(events: Sequence[Any], times_ms: Sequence[int], i: int, t: int) -> i
     return n
 
 
-def exchange_steps(events: Sequence[Any], times_ms: Sequence[int], initiator: str, responder: str) -> list[Step]:
+def exchange_steps(events: Sequence[Any], times_ms: Sequence[int], initiator: str, responder: str,
+                   to_ms: Callable[[float], int] | None = None) -> list[Step]:
     """The built-in end's events (with their times in ms since the epoch, index for index) as steps: an IKE SA made
-    by IKE_SA_INIT + IKE_AUTH takes the Child SA reported with it into its step, an INFORMATIONAL the SAs it removed
-    ("INFORMATIONAL Delete ..."); initiator and responder name the case's ends for the IKE_SA_INIT exchange."""
+    by IKE_SA_INIT + IKE_AUTH takes the Child SA reported with it into its step and starts at its IKE_SA_INIT (the
+    event's `started`, on the clock to_ms converts), an INFORMATIONAL the SAs it removed ("INFORMATIONAL Delete ...");
+    initiator and responder name the case's ends for the IKE_SA_INIT exchange. Other steps end where they start."""
     out: list[Step] = []
     i = 0
     while i < len(events):
@@ -168,6 +170,9 @@ def exchange_steps(events: Sequence[Any], times_ms: Sequence[int], initiator: st
         if name is None:
             continue
         stop = t
+        started = getattr(e, "started", None)
+        if to_ms is not None and started is not None:
+            t = min(t, to_ms(started))
         if type(e).__name__ == "IkeSaEstablished" and e.rekeyed_from is None and i < len(events) \
                 and type(events[i]).__name__ == "ChildSaEstablished" and events[i].rekeyed_spi is None \
                 and int(times_ms[i]) - t <= SAME_TURN * 1000:

@@ -363,6 +363,8 @@ def test_retransmission_and_cached_response():
     mirrored(a, b)
     assert w.log[-1].data == dropped[0].data
     assert len(of(b.drain_events(), ChildSaEstablished)) == 1
+    started = of(a.drain_events(), IkeSaEstablished)[0].started
+    assert clock.now - started == pytest.approx(1.1), "the IKE SA's exchange began at IKE_SA_INIT, 1.1 s before it ended"
 
 
 def test_duplicate_request_gets_identical_response():

@@ -2,6 +2,7 @@
 batches and checks in time order with their statuses, and allure_meta.enrich writing them into an Allure TestResult."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -55,6 +56,13 @@ def test_life_cycle_names_and_order():
     assert (got[-1].start, got[-1].stop) == (T0 + 6000, T0 + 6002)
     assert [s.start for s in got] == sorted(s.start for s in got)
     assert all(s.status == steps.PASSED for s in got)
+
+
+def test_ike_sa_step_starts_at_its_ike_sa_init():
+    e = dataclasses.replace(_ike(SPI_I, SPI_R), started=100.0)  # on a clock 1000 s behind the epoch in ms
+    got = steps.exchange_steps([e], [T0 + 900], "builtin", "strongswan-6.0", to_ms=lambda t: T0 + int(t))
+    assert (got[0].start, got[0].stop) == (T0 + 100, T0 + 900)
+    assert steps.exchange_steps([e], [T0 + 900], "builtin", "strongswan-6.0")[0].start == T0 + 900  # no clock: no start
 
 
 def test_child_sa_reported_later_is_its_own_exchange():
