@@ -22,6 +22,7 @@ from harness.esp.esp import EspCodec
 from harness.esp.fragment import fragment
 from harness.lab.datagrams import ACK, SYN, TCP, UDP, Transport, parse_transport, reset_for, tcp_packet, udp_packet
 from harness.peers.builtin import LINK_MTU
+from harness.report.steps import check_step, now_ms
 from harness.tools.reassembly import Reassembler
 
 ECHO_PORT = 7  # RFC 862: the echo service, UDP and TCP
@@ -191,7 +192,7 @@ class Flows:
     def run(self, flow: dict[str, Any]) -> dict[str, Any]:
         """Run one flow ({"proto": "udp"|"tcp", "from": "builtin"|"peer", "size": SIZES}); what was measured.
         PeerFault naming the requirement if the peer's kernel did not carry it."""
-        t0 = time.perf_counter()
+        t0, start = time.perf_counter(), now_ms()
         before, inbound = self.pair.counters(), self.pair.inbound()
         mark, frags = len(self.seen.segments), self.seen.inner_fragments
         n = self.size(flow.get("size", "small")) if flow["proto"] == "udp" else 0
@@ -205,10 +206,15 @@ class Flows:
             flow = {**flow, "client": out}
         got = self._settled(before, inbound, replies).rose(before, inbound)
         v6 = self.version == 6
-        return {**flow, "octets": n, "peer_reassembled": got.get("Ip6ReasmOKs" if v6 else "Ip.ReasmOKs", 0),
-                "peer_fragments_created": got.get("Ip6FragCreates" if v6 else "Ip.FragCreates", 0),
-                "inner_fragments_seen": self.seen.inner_fragments - frags, "inbound_packets": got.get("packets", 0),
-                "segments_seen": len(self.seen.segments) - mark, "seconds": round(time.perf_counter() - t0, 2)}
+        measured = {**flow, "octets": n, "peer_reassembled": got.get("Ip6ReasmOKs" if v6 else "Ip.ReasmOKs", 0),
+                    "peer_fragments_created": got.get("Ip6FragCreates" if v6 else "Ip.FragCreates", 0),
+                    "inner_fragments_seen": self.seen.inner_fragments - frags, "inbound_packets": got.get("packets", 0),
+                    "segments_seen": len(self.seen.segments) - mark, "seconds": round(time.perf_counter() - t0, 2)}
+        self.pair.steps.append(check_step(
+            f"flow: {what}, carried; {self.pair.peer.name}'s inbound SA counted {measured['inbound_packets']}, "
+            f"it reassembled {measured['peer_reassembled']} and created {measured['peer_fragments_created']} fragments",
+            True, start))
+        return measured
 
     def _from_builtin(self, flow: dict[str, Any], n: int, mark: int, what: str) -> None:
         """A UDP datagram (echoed by the guest) or a SYN (answered with SYN-ACK) from the built-in end, waited for."""

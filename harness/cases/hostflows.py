@@ -17,6 +17,7 @@ from harness.cases.dataplane import read_counters
 from harness.cases.flows import CLIENT, ECHO_PORT, SERVER
 from harness.errors import LabError, PeerFault
 from harness.lab import netns
+from harness.report.steps import check_step, now_ms
 
 READY = 30.0  # bound for a server's first line
 TOO_BIG = ("Icmp.OutDestUnreachs", "Icmp6OutPktTooBigs")  # a gateway telling a host the tunnel's MTU (RFC 4301 s8.2)
@@ -56,7 +57,7 @@ class HostFlows:
     def run(self, flow: dict[str, Any]) -> dict[str, Any]:
         """One flow ({"proto": "udp"|"tcp", "from": "initiator"|"responder", "size": octets}) from the host behind
         that end to the host behind the other; what was measured. PeerFault if it did not cross the tunnel."""
-        t0 = time.perf_counter()
+        t0, start = time.perf_counter(), now_ms()
         src = self.pair.initiator if flow["from"] == "initiator" else self.pair.responder
         dst = self.pair.responder if src is self.pair.initiator else self.pair.initiator
         to = self.hosts[dst.name].address(version=self.version)
@@ -84,5 +85,6 @@ class HostFlows:
         now = {name: read_counters(peers[name]) for name in icmp_before}
         too_big = {name: sum(now[name].stat.get(k, 0) - was.stat.get(k, 0) for k in TOO_BIG)
                    for name, was in icmp_before.items()}
+        self.pair.steps.append(check_step(f"host flow: {what}, carried; inbound SAs counted {counted}", True, start))
         return {**flow, "client": out, "client_stderr": r.stderr.strip(), "inbound_packets": counted,
                 "peer_sent_too_big": too_big, "seconds": round(time.perf_counter() - t0, 2)}
