@@ -2,13 +2,14 @@
 # The two entry points a new user needs, each installing what it lacks (idempotent):
 #   harness/run.sh test      every test: unit, property, vectors, differential, tshark, lab
 #   harness/run.sh interop   the interop suite against the reference peers, ending in a report
-# Extra arguments go to pytest (test) or to `ipsec-interop run` (interop).
+#   harness/run.sh report    `ipsec-interop report` (merge shards, --diff) with only what reports need installed
+# Extra arguments go to pytest (test), `ipsec-interop run` (interop) or `ipsec-interop report` (report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 mode=${1:-}
 [ $# -gt 0 ] && shift
-case "$mode" in test|interop) ;; *) echo "usage: harness/run.sh test|interop [args...]" >&2; exit 2;; esac
+case "$mode" in test|interop|report) ;; *) echo "usage: harness/run.sh test|interop|report [args...]" >&2; exit 2;; esac
 
 log() { printf '[run.sh] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -37,9 +38,14 @@ step() {
 # the peers' images (IPSEC_INTEROP_NO_DOCKER=1 leaves it out: the uml runtime then runs exported trees only).
 # The UML kernel itself comes from an image (peers/uml-kernel: the host's bookworm kernel dies on CPUs with AMX);
 # patchelf points it at that image's libc, uml-utilities brings uml_mconsole.
-DEB_PACKAGES=(python3 python3-venv python3-pip iproute2 nftables tcpdump tshark debootstrap
-              patchelf uml-utilities)
-[ "${IPSEC_INTEROP_NO_DOCKER:-}" = 1 ] || DEB_PACKAGES+=(docker.io)
+# `report` (a CI job joining shards) needs none of the lab's: Python and the HTML report's tools only.
+if [ "$mode" = report ]; then
+  DEB_PACKAGES=(python3 python3-venv python3-pip)
+else
+  DEB_PACKAGES=(python3 python3-venv python3-pip iproute2 nftables tcpdump tshark debootstrap
+                patchelf uml-utilities)
+  [ "${IPSEC_INTEROP_NO_DOCKER:-}" = 1 ] || DEB_PACKAGES+=(docker.io)
+fi
 # The HTML report (harness/report/html.py): Allure 2's command line from the npm registry, run by Java; the test
 # command also opens the reports in headless Chromium (harness/tests/report/test_html_report.py). Asked for by
 # command, not package name: a Node.js or Java from elsewhere (nodesource's bundles npm) is used as it is.
@@ -93,8 +99,8 @@ if [ "$(cat "$tools/.version" 2>/dev/null)" != "$allure_want" ]; then
   echo "$allure_want" > "$tools/.version"
 fi
 
-# The lab's runtimes and images (present once the lab exists).
-if [ -f harness/commands/setup.py ]; then
+# The lab's runtimes and images.
+if [ "$mode" != report ]; then
   ipsec-interop setup
 fi
 
@@ -112,4 +118,6 @@ case "$mode" in
     exit $rc ;;
   interop)
     exec ipsec-interop run "$@" ;;
+  report)
+    exec ipsec-interop report "$@" ;;
 esac
