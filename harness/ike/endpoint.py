@@ -15,7 +15,6 @@ import os
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Callable
 
 from harness.crypto import KeGroup, KePrivate
@@ -23,6 +22,7 @@ from harness.errors import IkeError, IntegrityError, ParseError
 from harness.ike import collide, exchange_child, exchange_init, view
 from harness.ike.bend import Bend
 from harness.ike.config import Bugs, IkeConfig, fragment_order
+from harness.ike.datagram import Datagram
 from harness.ike.events import (ChildSaDeleted, ExchangeFailed, FragmentReceived, FragmentsSent, IkeSaDeleted, PeerDead,
                                 ProbeAnswered, ProbeSent, RequestIgnored, ResentAnswered)
 from harness.ike.sa import Address, IkeSa, Pending, State
@@ -38,15 +38,6 @@ def _first_sending(datagrams: list[bytes], ops: tuple[tuple[str, int], ...]) -> 
     if len(datagrams) < 2 or not ops:
         return datagrams
     return [datagrams[n - 1] for n in fragment_order(len(datagrams), ops)]
-
-
-@dataclass(frozen=True)
-class Datagram:
-    """One UDP payload to send (IKE message bytes, without a non-ESP marker) and its addresses."""
-
-    data: bytes
-    src: Address
-    dst: Address
 
 
 class IkeEndpoint:

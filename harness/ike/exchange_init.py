@@ -11,6 +11,7 @@ from harness.ike.auth import AuthMethod, HashAlg, Identity, default_signature, p
     scheme_signature, sign_auth, signed_octets, verify_auth, verify_psk
 from harness.ike.certs import CERT_X509_SIGNATURE, ca_key_hash, check_peer_cert
 from harness.ike.constants import ERROR_NOTIFY_MAX, NOTIFY
+from harness.ike.datagram import Datagram
 from harness.ike.events import ChildlessIkeSa, CookieDemanded, CookieRetry, IkeSaEstablished, KeRetry, NatDetected
 from harness.ike.keys import derive_ike_keys, skeyseed
 from harness.ike.natt import cookie_valid, make_cookie, nat_detected, nat_detection_hash
@@ -25,16 +26,6 @@ NATT_PORT = 4500
 UNAUTHENTICATED_ERRORS = ("AUTHENTICATION_FAILED", "INVALID_SYNTAX", "UNSUPPORTED_CRITICAL_PAYLOAD")
 # RFC 7296 s2.21.2: in IKE_AUTH these (with AUTHENTICATION_FAILED) leave no IKE SA, without a Delete payload
 IKE_SA_ENDING = ("INVALID_SYNTAX", "UNSUPPORTED_CRITICAL_PAYLOAD")
-
-
-_DATAGRAM: list = []  # harness.ike.endpoint.Datagram, fetched at the first call (endpoint imports this module)
-
-
-def _dg(ep, data: bytes, src: Address, dst: Address):
-    if not _DATAGRAM:
-        from harness.ike.endpoint import Datagram
-        _DATAGRAM.append(Datagram)
-    return _DATAGRAM[0](data, src, dst)
 
 
 def _nonce(ep) -> bytes:
@@ -132,7 +123,7 @@ def _send_init(ep, sa: IkeSa, group: int) -> list:
     sa.window.allocate()
     sa.window.sent(0, datagrams, ep.clock(), "IKE_SA_INIT")
     sa.pending = {0: Pending("init")}
-    return [_dg(ep, d, sa.local, sa.remote) for d in datagrams]
+    return [Datagram(d, sa.local, sa.remote) for d in datagrams]
 
 
 def _group(group_id: int):
@@ -227,13 +218,13 @@ def invalid_major_version(ep, head: Msg, src: Address, dst: Address) -> list:
     """RFC 7296 s2.5: answer a request of a higher major version with INVALID_MAJOR_VERSION (version 2)."""
     resp = Msg(head.exchange, head.message_id, True, False, head.spi_i, head.spi_r,
                notifies=[Notify("INVALID_MAJOR_VERSION", bytes([2 << 4]))])
-    return [_dg(ep, d, dst, src) for d in view.encode(resp, None, ep.rng, 0, None)]
+    return [Datagram(d, dst, src) for d in view.encode(resp, None, ep.rng, 0, None)]
 
 
 def _init_error(ep, head: Msg, src: Address, dst: Address, notify: Notify, why: str) -> list:
     ep.fail("IKE_SA_INIT", IkeError(why, notify.type), False)
     resp = Msg(IKE_SA_INIT, 0, True, False, head.spi_i, bytes(8), notifies=[notify])
-    return [_dg(ep, d, dst, src) for d in view.encode(resp, None, ep.rng, 0, None)]
+    return [Datagram(d, dst, src) for d in view.encode(resp, None, ep.rng, 0, None)]
 
 
 def on_init_request(ep, data: bytes, head: Msg, src: Address, dst: Address) -> list:
@@ -241,7 +232,7 @@ def on_init_request(ep, data: bytes, head: Msg, src: Address, dst: Address) -> l
     known = ep.half_open.get((head.spi_i, src))
     if known is not None and head.message_id == 0:
         if known.init_request == data:  # a retransmission: resend, do not reprocess (RFC 7296 s2.1)
-            return [_dg(ep, d, dst, src) for d in known.responses.responses.get(0, [])]
+            return [Datagram(d, dst, src) for d in known.responses.responses.get(0, [])]
         return []
     try:
         msg = view.decode(data, None, None)
@@ -260,7 +251,7 @@ def on_init_request(ep, data: bytes, head: Msg, src: Address, dst: Address) -> l
             cookie = make_cookie(ep.cookie_secrets[version], version, msg.nonce, src[0], head.spi_i)
             ep.events.append(CookieDemanded(got is not None, msg.ke[0]))
             resp = Msg(IKE_SA_INIT, 0, True, False, head.spi_i, bytes(8), notifies=[Notify("COOKIE", cookie)])
-            return [_dg(ep, d, dst, src) for d in view.encode(resp, None, ep.rng, 0, None)]
+            return [Datagram(d, dst, src) for d in view.encode(resp, None, ep.rng, 0, None)]
     try:
         chosen = select(msg.sa, ep.config.ike_proposals, prefer_ke=msg.ke[0])
     except NoProposalChosen as e:
@@ -301,7 +292,7 @@ def on_init_request(ep, data: bytes, head: Msg, src: Address, dst: Address) -> l
     sa.responses.store(0, datagrams)
     ep.sas[spi_r] = sa
     ep.half_open[(sa.spi_i, src)] = sa
-    return [_dg(ep, d, dst, src) for d in datagrams]
+    return [Datagram(d, dst, src) for d in datagrams]
 
 
 # ---- IKE_AUTH ------------------------------------------------------------------------------------
