@@ -99,6 +99,23 @@ def coverage_cell(cells: dict[str, int]) -> tuple[str, str]:
     return (text if worst in (v.OK, v.SKIPPED) else f"{text} {worst}"), _css_class(worst)
 
 
+def section_of(cells: dict[str, dict]) -> str:
+    """The RFC section a case row checks ("RFC 4303 s3.4.3"): its records' first named requirement; "" if none."""
+    for rec in cells.values():
+        for q in rec.get("requirements", []):
+            return f"RFC {q['rfc']} s{q['section']}"
+    return ""
+
+
+def by_section(cases: dict[str, dict[str, dict]]) -> list[tuple[str, list[tuple[str, dict[str, dict]]]]]:
+    """An area's case rows grouped by RFC section (numerically; rows naming none last), each group sorted by case."""
+    groups: dict[str, list] = defaultdict(list)
+    for case, cells in cases.items():
+        groups[section_of(cells)].append((case, cells))
+    order = sorted(groups, key=lambda k: (k == "", _requirement_order(k)))
+    return [(k, sorted(groups[k])) for k in order]
+
+
 def _css_class(verdict: str) -> str:
     return "v-" + verdict.lower()
 
@@ -128,15 +145,10 @@ def write(matrix: Matrix, out: Path) -> Path:
     body = []
     for area, cases in matrix.rows.items():
         body.append(f"<tr><th class=area colspan={len(matrix.peers) + 1}>{esc(area)}</th></tr>")
-        for case, cells in sorted(cases.items()):
-            tds = []
-            for p in matrix.peers:
-                rec = cells.get(p)
-                link = f"details/{_slug(area, case, p)}.html"
-                if rec is not None:
-                    (out / link).write_text(_detail_page(area, case, p, rec, matrix.peer_info.get(p, {})))
-                tds.append(_cell(rec, link))
-            body.append(f"<tr><td class=case>{esc(case)}</td>{''.join(tds)}</tr>")
+        for section, rows in by_section(cases):
+            body.append(f"<tr><th class=section colspan={len(matrix.peers) + 1}>{esc(section or 'no RFC section named')}"
+                        "</th></tr>")
+            body += [_row(out, area, case, cells, matrix) for case, cells in rows]
     totals = ", ".join(f"{k}: {n}" for k, n in sorted(matrix.totals.items(), key=lambda kv: v.ORDER.index(kv[0])))
     reqs = "".join(f"<tr><td>{esc(k)}</td>" + "".join(
         (lambda t: f"<td class={t[1]}>{esc(t[0])}</td>")(coverage_cell(cells[p])) if p in cells else "<td class=none>&ndash;</td>"
@@ -149,7 +161,7 @@ def write(matrix: Matrix, out: Path) -> Path:
     legend = " ".join(f"<span class=legend><b class={_css_class(k)}>{esc(k)}</b> {esc(t)}.</span>" for k, t in LEGEND.items())
     page = f"""<!doctype html><meta charset=utf-8><title>ipsec-interop matrix</title>
 <style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px}}
-td a{{color:#fff;text-decoration:none;font-weight:bold}}th.area{{text-align:left;background:#eee}}td.case{{font-family:monospace}}td.none{{color:#999;text-align:center}}td[class^=v-]{{color:#fff}}
+td a{{color:#fff;text-decoration:none;font-weight:bold}}th.area{{text-align:left;background:#ddd}}th.section{{text-align:left;background:#f4f4f4;font-weight:normal}}td.case{{font-family:monospace}}td.none{{color:#999;text-align:center}}td[class^=v-]{{color:#fff}}
 {colours}{colours.replace("td.", "b.")}b[class^=v-]{{color:#fff;padding:0 3px}}.legend{{display:inline-block;margin-right:1em}}</style>
 <h1>Interop matrix</h1><p>{esc(totals)}</p>
 <table><tr><th>case</th>{head}</tr>{''.join(body)}</table>
@@ -168,6 +180,18 @@ difference) of those that ran against the peer; the worst verdict beside it. Ski
                   for a, cs in matrix.rows.items()}}, indent=1))
     (out / "matrix.md").write_text(to_markdown(matrix))
     return out / "matrix.html"
+
+
+def _row(out: Path, area: str, case: str, cells: dict[str, dict], matrix: Matrix) -> str:
+    """One case's row of matrix.html, writing the detail page behind each of its cells."""
+    tds = []
+    for p in matrix.peers:
+        rec = cells.get(p)
+        link = f"details/{_slug(area, case, p)}.html"
+        if rec is not None:
+            (out / link).write_text(_detail_page(area, case, p, rec, matrix.peer_info.get(p, {})))
+        tds.append(_cell(rec, link))
+    return f"<tr><td class=case>{html.escape(case)}</td>{''.join(tds)}</tr>"
 
 
 def _detail_page(area: str, case: str, peer: str, rec: dict, info: dict) -> str:
@@ -195,10 +219,12 @@ def _detail_page(area: str, case: str, peer: str, rec: dict, info: dict) -> str:
 
 def to_markdown(matrix: Matrix) -> str:
     """The matrix as a Markdown table (for terminals and CI summaries)."""
-    lines = ["| case | " + " | ".join(matrix.peers) + " |", "|---|" + "---|" * len(matrix.peers)]
+    lines = ["| case | RFC section | " + " | ".join(matrix.peers) + " |", "|---|---|" + "---|" * len(matrix.peers)]
     for area, cases in matrix.rows.items():
-        for case, cells in sorted(cases.items()):
-            lines.append(f"| {area}: {case} | " + " | ".join(cells[p]["verdict"] if p in cells else "-" for p in matrix.peers) + " |")
+        for section, rows in by_section(cases):
+            lines += [f"| {area}: {case} | {section or '-'} | " +
+                      " | ".join(cells[p]["verdict"] if p in cells else "-" for p in matrix.peers) + " |"
+                      for case, cells in rows]
     if matrix.differences:
         lines += ["", *(f"- documented difference {d['id']} ({d['peer']}, {d['case']}): {d['verdict']}: {d['reason']}"
                         for d in matrix.differences)]

@@ -78,6 +78,10 @@ def test_matrix_rows_cases_columns_peers(pytester: pytest.Pytester, tmp_path) ->
     text = page.read_text()
     assert "FAILED" in text and "v-libreswan-4.10" in text
     assert "<td>RFC 4303 s3.4.3 MUST</td><td class=v-failed>1/2 FAILED</td><td class=v-ok>2/2</td>" in text
+    section = text.index("<th class=section colspan=4>RFC 4303 s3.4.3</th>")
+    assert section < text.index("test_replay[32]") < text.index("<th class=section colspan=4>no RFC section named</th>") \
+        < text.index("test_lab_fault"), "rows are grouped by RFC section, the rows naming none last"
+    assert "| test_suite.py: test_replay[64] | RFC 4303 s3.4.3 | FAILED | OK | - |" in (tmp_path / "matrix.md").read_text()
     details = sorted(p.name for p in (tmp_path / "details").iterdir())
     assert len(details) == 9
     assert json.loads((tmp_path / "matrix.json").read_text())["totals"][v.FAILED] == 1
