@@ -138,4 +138,4 @@ def install(ep, sa: IkeSa, child: ChildSa, rekeyed_spi: bytes | None = None) -> 
     inbound, outbound = child.sa_keys(sa.local[0], sa.remote[0])
     ep.events.append(ChildSaEstablished(inbound, outbound, child.ts_local, child.ts_remote, child.udp_encap,
                                         int.from_bytes(rekeyed_spi, "big") if rekeyed_spi else None,
-                                        child.peer_tfc_padding))
+                                        child.peer_tfc_padding, child.we_initiated))

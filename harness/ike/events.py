@@ -17,6 +17,7 @@ class IkeSaEstablished:
     rekeyed_from: bytes | None = None  # old SPIi|SPIr when this SA replaces one
     peer_auth: str = ""  # how the peer authenticated: psk or a signature scheme (harness.ike.auth.scheme_of)
     started: float | None = None  # IKE_SA_INIT's start on the endpoint's clock (sent, or received as responder)
+    we_initiated: bool | None = None  # we sent the request of the exchange that made it (None: not said)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ChildSaEstablished:
     udp_encap: bool = False
     rekeyed_spi: int | None = None  # inbound SPI of the Child SA this one rekeys
     peer_tfc_padding: bool = True  # False: send no TFC padding on outbound (peer sent ESP_TFC_PADDING_NOT_SUPPORTED)
+    we_initiated: bool | None = None  # we sent the request of the exchange that made it (None: not said)
 
 
 @dataclass(frozen=True)

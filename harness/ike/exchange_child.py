@@ -251,7 +251,8 @@ def _make_rekeyed(ep, old: IkeSa, we_initiated: bool, spi_i: bytes, spi_r: bytes
     new.children, old.children = old.children, {}
     old.state = State.REKEYED
     ep.sas[new.local_spi] = new
-    ep.events.append(IkeSaEstablished(new.ike_keys, new.peer_id, old.spi_i + old.spi_r, new.peer_auth))
+    ep.events.append(IkeSaEstablished(new.ike_keys, new.peer_id, old.spi_i + old.spi_r, new.peer_auth,
+                                      we_initiated=we_initiated))
     return new
 
 

@@ -401,7 +401,8 @@ def on_auth_request(ep, sa: IkeSa, msg: Msg, src: Address) -> Msg:
     if c.window_size > 1:
         resp.notifies.append(Notify("SET_WINDOW_SIZE", c.window_size.to_bytes(4, "big")))
     sa.state = State.ESTABLISHED
-    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth, started=sa.created_at))
+    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth, started=sa.created_at,
+                                      we_initiated=False))
     if msg.sa is None and msg.ts_i is None and msg.ts_r is None and c.childless != "never":
         ep.events.append(ChildlessIkeSa(False, sa.peer_childless))  # RFC 6023 s3: no Child SA is created
         return resp
@@ -456,7 +457,8 @@ def on_auth_response(ep, sa: IkeSa, msg: Msg, pending: Pending) -> list:
     sa.peer_id = str(msg.id_r)
     _read_window(sa, msg)
     sa.state = State.ESTABLISHED
-    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth, started=sa.created_at))
+    ep.events.append(IkeSaEstablished(sa.ike_keys, sa.peer_id, peer_auth=sa.peer_auth, started=sa.created_at,
+                                      we_initiated=True))
     cerr = child.error_notify(msg)
     if cerr is not None:
         ep.fail("IKE_AUTH", IkeError(f"first Child SA refused: {cerr.type}", cerr.type), True)

@@ -82,6 +82,12 @@ def _child(e: Any) -> str:
     return f"{e.inbound.protocol.upper()} {_spi(e.inbound.spi)}/{_spi(e.outbound.spi)}"
 
 
+def _by(e: Any) -> str:
+    """" (request by the built-in end)" or " (request by the peer)" for an SA's event that says who asked; else ""."""
+    we = getattr(e, "we_initiated", None)
+    return "" if we is None else f" (request by the {'built-in end' if we else 'peer'})"
+
+
 def _describe(e: Any, initiator: str, responder: str) -> str | None:
     """The name of one built-in end's event as an exchange step; None for events a step does not show alone."""
     kind = type(e).__name__
@@ -89,13 +95,13 @@ def _describe(e: Any, initiator: str, responder: str) -> str | None:
         k = e.keys
         if e.rekeyed_from is not None:
             old = e.rekeyed_from
-            return f"CREATE_CHILD_SA rekey {_ike(old[:8], old[8:])} -> {k.spi_i.hex()}/{k.spi_r.hex()}"
+            return f"CREATE_CHILD_SA rekey {_ike(old[:8], old[8:])} -> {k.spi_i.hex()}/{k.spi_r.hex()}{_by(e)}"
         auth = f", {e.peer_auth}" if e.peer_auth else ""
         return f"IKE_SA_INIT + IKE_AUTH ({initiator} -> {responder}): {_ike(k.spi_i, k.spi_r)}, peer ID {e.peer_id}{auth}"
     if kind == "ChildSaEstablished":
         if e.rekeyed_spi is not None:
-            return f"CREATE_CHILD_SA rekey Child SA {_spi(e.rekeyed_spi)} -> {_child(e)}"
-        return f"CREATE_CHILD_SA new Child SA {_child(e)}"
+            return f"CREATE_CHILD_SA rekey Child SA {_spi(e.rekeyed_spi)} -> {_child(e)}{_by(e)}"
+        return f"CREATE_CHILD_SA new Child SA {_child(e)}{_by(e)}"
     if kind == "ChildlessIkeSa":
         return f"IKE_AUTH without a Child SA (RFC 6023; {'we' if e.initiator else 'the peer'} initiated)"
     if kind == "Informational":

@@ -275,6 +275,7 @@ def test_rekey_child_sa(pfs, who):
     assert new.spi_in != old.spi_in and new.keys != old.keys and (new.suite.ke is not None) == bool(pfs)
     ex, ey = x.drain_events(), y.drain_events()
     assert of(ex, ChildSaEstablished)[0].rekeyed_spi == int.from_bytes(old.spi_in, "big")
+    assert (of(ex, ChildSaEstablished)[0].we_initiated, of(ey, ChildSaEstablished)[0].we_initiated) == (True, False)
     assert [e.spi_in for e in of(ex, ChildSaDeleted)] == [int.from_bytes(old.spi_in, "big")]
     assert [e.spi_out for e in of(ey, ChildSaDeleted)] == [int.from_bytes(old.spi_in, "big")]
 
@@ -305,7 +306,11 @@ def test_rekey_ike_sa(who):
     assert (sa_a.spi_i, sa_a.spi_r) != (old.spi_i, old.spi_r) and sa_a.keys.sk_d != old.keys.sk_d
     assert set(sa_a.children) | set(sa_b.children) >= {child.spi_in} and len(a.sas) == len(b.sas) == 1
     assert x.established()[0].original_initiator  # the rekey's initiator is the new SA's initiator
-    assert any(isinstance(e, IkeSaEstablished) and e.rekeyed_from == old.spi_i + old.spi_r for e in x.drain_events())
+    y = b if x is a else a
+    assert any(isinstance(e, IkeSaEstablished) and e.rekeyed_from == old.spi_i + old.spi_r and e.we_initiated
+               for e in x.drain_events())
+    assert any(isinstance(e, IkeSaEstablished) and e.rekeyed_from is not None and e.we_initiated is False
+               for e in y.drain_events())
     w.run(a.create_child(sa_a))  # the new SA works, Message IDs start again at 0
     assert len(mirrored(a, b)[0].children) == 2
 

@@ -65,6 +65,14 @@ def test_ike_sa_step_starts_at_its_ike_sa_init():
     assert steps.exchange_steps([e], [T0 + 900], "builtin", "strongswan-6.0")[0].start == T0 + 900  # no clock: no start
 
 
+def test_a_rekey_step_says_which_end_asked():
+    ours = dataclasses.replace(_child(3, 4, rekeyed=1), we_initiated=True)
+    theirs = dataclasses.replace(_ike(NEW_I, NEW_R, rekeyed_from=SPI_I + SPI_R), we_initiated=False)
+    got = steps.exchange_steps([ours, theirs], [T0, T0 + 1000], "builtin", "strongswan-6.0")
+    assert got[0].name.endswith("00000003/00000004 (request by the built-in end)")
+    assert got[1].name.endswith("aaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbb (request by the peer)")
+
+
 def test_child_sa_reported_later_is_its_own_exchange():
     got = steps.exchange_steps([_ike(SPI_I, SPI_R), _child(1, 2)], [T0, T0 + 5000], "strongswan-6.0", "builtin")
     assert [s.name.split(":")[0] for s in got] == ["IKE_SA_INIT + IKE_AUTH (strongswan-6.0 -> builtin)",
