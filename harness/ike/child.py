@@ -138,4 +138,9 @@ def install(ep, sa: IkeSa, child: ChildSa, rekeyed_spi: bytes | None = None) -> 
     inbound, outbound = child.sa_keys(sa.local[0], sa.remote[0])
     ep.events.append(ChildSaEstablished(inbound, outbound, child.ts_local, child.ts_remote, child.udp_encap,
                                         int.from_bytes(rekeyed_spi, "big") if rekeyed_spi else None,
-                                        child.peer_tfc_padding, child.we_initiated))
+                                        child.peer_tfc_padding, child.we_initiated, request_sent(sa, child.we_initiated)))
+
+
+def request_sent(sa: IkeSa, we_initiated: bool) -> float | None:
+    """When our request of the exchange being answered was first sent (the window's last answered one), if ours."""
+    return sa.window.last.sent_at if we_initiated and sa.window.last is not None else None

@@ -16,7 +16,8 @@ class IkeSaEstablished:
     peer_id: str
     rekeyed_from: bytes | None = None  # old SPIi|SPIr when this SA replaces one
     peer_auth: str = ""  # how the peer authenticated: psk or a signature scheme (harness.ike.auth.scheme_of)
-    started: float | None = None  # IKE_SA_INIT's start on the endpoint's clock (sent, or received as responder)
+    started: float | None = None  # its exchange's start on the endpoint's clock: IKE_SA_INIT's (sent, or received as
+    # responder), or for a rekey our CREATE_CHILD_SA request's first sending when we sent it
     we_initiated: bool | None = None  # we sent the request of the exchange that made it (None: not said)
 
 
@@ -40,6 +41,7 @@ class ChildSaEstablished:
     rekeyed_spi: int | None = None  # inbound SPI of the Child SA this one rekeys
     peer_tfc_padding: bool = True  # False: send no TFC padding on outbound (peer sent ESP_TFC_PADDING_NOT_SUPPORTED)
     we_initiated: bool | None = None  # we sent the request of the exchange that made it (None: not said)
+    started: float | None = None  # our request's first sending on the endpoint's clock, when we sent it
 
 
 @dataclass(frozen=True)

@@ -252,7 +252,7 @@ def _make_rekeyed(ep, old: IkeSa, we_initiated: bool, spi_i: bytes, spi_r: bytes
     old.state = State.REKEYED
     ep.sas[new.local_spi] = new
     ep.events.append(IkeSaEstablished(new.ike_keys, new.peer_id, old.spi_i + old.spi_r, new.peer_auth,
-                                      we_initiated=we_initiated))
+                                      started=child.request_sent(old, we_initiated), we_initiated=we_initiated))
     return new
 
 

@@ -22,6 +22,7 @@ class Outstanding:
     sent: int = 1
     exchange: str = ""
     response: bytes = b""  # the datagram that answered it (completing it, when fragmented)
+    sent_at: float = 0.0  # its first sending, on the window's caller's clock
 
 
 @dataclass
@@ -51,7 +52,7 @@ class RequestWindow:
 
     def sent(self, mid: int, datagrams: list[bytes], now: float, exchange: str = "") -> None:
         """Record a request just sent."""
-        self.outstanding[mid] = Outstanding(mid, datagrams, now + self.timeout, 1, exchange)
+        self.outstanding[mid] = Outstanding(mid, datagrams, now + self.timeout, 1, exchange, sent_at=now)
 
     def answered(self, mid: int) -> Outstanding | None:
         """The request this response answers (removed; kept as `last`), or None for an unexpected Message ID."""

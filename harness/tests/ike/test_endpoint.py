@@ -264,7 +264,7 @@ def test_no_additional_sas():
 @pytest.mark.parametrize("who", ["initiator", "responder"])
 def test_rekey_child_sa(pfs, who):
     esp = "aes128gcm16-noesn-x25519,aes128gcm16-noesn"
-    a, b, w, _ = establish(cfg("moon", esp=esp), cfg("sun", esp=esp))
+    a, b, w, clock = establish(cfg("moon", esp=esp), cfg("sun", esp=esp))
     x, y = (a, b) if who == "initiator" else (b, a)
     sx = x.established()[0]
     (old,) = sx.children.values()
@@ -276,8 +276,29 @@ def test_rekey_child_sa(pfs, who):
     ex, ey = x.drain_events(), y.drain_events()
     assert of(ex, ChildSaEstablished)[0].rekeyed_spi == int.from_bytes(old.spi_in, "big")
     assert (of(ex, ChildSaEstablished)[0].we_initiated, of(ey, ChildSaEstablished)[0].we_initiated) == (True, False)
+    assert of(ex, ChildSaEstablished)[0].started == clock.now and of(ey, ChildSaEstablished)[0].started is None
     assert [e.spi_in for e in of(ex, ChildSaDeleted)] == [int.from_bytes(old.spi_in, "big")]
     assert [e.spi_out for e in of(ey, ChildSaDeleted)] == [int.from_bytes(old.spi_in, "big")]
+
+
+def test_a_rekey_event_starts_at_its_request_first_sent():
+    a, b, w, clock = establish()
+    sa_a = a.established()[0]
+    (old,) = sa_a.children.values()
+    a.drain_events()
+    t0, dropped = clock.now, []
+
+    def drop_first_answer(d: Datagram):
+        if d.src == B and not dropped:
+            dropped.append(d)
+            return None
+        return d
+    w.tamper = drop_first_answer
+    w.run(a.rekey_child(sa_a, old.spi_in))
+    clock.advance(1.1)
+    w.tick()  # the request again; the answer this time
+    (e,) = of(a.drain_events(), ChildSaEstablished)
+    assert e.rekeyed_spi is not None and e.started == t0 and clock.now - e.started == pytest.approx(1.1)
 
 
 @pytest.mark.rfc(7296, "2.8.1", "SHOULD")
