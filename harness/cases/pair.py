@@ -31,7 +31,7 @@ from harness.ike.export import IkeSaKeys
 from harness.keys import IpsecSaKeys, KeysFile
 from harness.peers.base import ChildSaRecord, IkeSaRecord
 from harness.peers.connection import Connection, Identity, connection_from_dict, mirrored
-from harness.report.steps import Step, check_step, now_ms
+from harness.report.steps import Step, check_step, now_ms, wire_exchange_steps
 
 T = TypeVar("T")
 CASE = "case"
@@ -676,6 +676,8 @@ class Pair(DataPlane, Rekeying):
             if report.per_sa.get(sa, 0) < n:
                 problems.append(f"{sa[0].upper()} SPI 0x{sa[1]:08x} to {sa[2]}: {report.per_sa.get(sa, 0)} packets on "
                                 f"the wire, the case's traffic needs at least {n}")
+        if not any(e.builtin for e in self.ends):  # no built-in end's events to tell the exchanges: the wire does
+            self.steps += wire_exchange_steps(report.ike, self._names_by_address())
         self.steps.append(check_step(f"wire check: {len(problems)} problem(s)" + (f", first: {problems[0][:200]}" if problems else ""),
                                      not problems, wire_t0, parameters=[(k, str(n)) for k, n in report.counts.items() if n]))
         if died and not failed:
@@ -685,6 +687,12 @@ class Pair(DataPlane, Rekeying):
             raise PeerFault(f"wire check: {len(problems)} problem(s) in {self.directory}:\n{shown}",
                             self.requirement or "RFC 4303 s3.4.4 MUST")
         return files
+
+    def _names_by_address(self) -> dict[str, str]:
+        """Every lab address (IPv4 and IPv6) and the end, or lab node such as a NAT router, that holds it."""
+        ends = {e.node: e.name for e in self.ends}
+        return {str(a.ip): ends.get(node.name, node.name) for node in self.lab.nodes.values()
+                for i in node.interfaces for a in (i.v4, i.v6) if a is not None}
 
     def _unload(self, held: bool = True) -> None:
         """Unload both ends and make sure the peers hold no SA of the case (the next case on these pooled peers

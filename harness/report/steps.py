@@ -14,7 +14,7 @@ exchange steps.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +191,42 @@ def exchange_steps(events: Sequence[Any], times_ms: Sequence[int], initiator: st
             i += n
         out.append(Step(name, PASSED, t, stop))
     return out
+
+
+def _payloads(r: Any) -> str:
+    """An IKE message's payloads for a step name (the inner ones once decrypted), at most 160 characters."""
+    text = " ".join(r.payloads) + (" (no keys for this IKE SA)" if r.status == "unknown_spi" else "")
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def wire_exchange_steps(messages: Sequence[tuple[int, Any]], names: Mapping[str, str]) -> list[Step]:
+    """Each IKE exchange seen on the wire, for a case without the built-in end: (capture time in ns, IkeResult) pairs
+    made into one step per request and its first response, named by exchange, ends (names maps addresses to them) and
+    Message ID, with both messages' payloads. A request seen again with the same payloads is a retransmission (or the
+    same datagram on another segment); an IKE_SA_INIT again with others (a COOKIE, another KE) is a new exchange."""
+    steps: list[Step] = []
+    open_: dict[tuple, tuple[int, Any]] = {}  # (SPIi, Message ID, requester is the original initiator) -> request
+    last: dict[tuple, list[str]] = {}  # the payloads of each key's latest request
+    for ts, r in sorted(messages, key=lambda m: m[0]):
+        if r.message_id is None or not r.exchange or (r.fragment and not r.reassembled_from):
+            continue  # undecodable, or a fragment whose message another frame completes
+        key = (r.spi_i, r.message_id, r.initiator != r.response)
+        if not r.response:
+            if key not in open_ and last.get(key) != r.payloads:
+                open_[key] = (ts, r)
+            last[key] = r.payloads
+            continue
+        if key not in open_:
+            continue  # an answer to a retransmission, or seen again on another segment
+        t0, q = open_.pop(key)
+        steps.append(Step(f"{q.exchange} {names.get(q.src, q.src)} -> {names.get(q.dst, q.dst)} (Message ID "
+                          f"{q.message_id}, IKE SA {r.spi_i.hex()}/{r.spi_r.hex()}): request [{_payloads(q)}], "
+                          f"response [{_payloads(r)}]", PASSED, t0 // 1_000_000, ts // 1_000_000))
+    for t0, q in open_.values():
+        steps.append(Step(f"{q.exchange} {names.get(q.src, q.src)} -> {names.get(q.dst, q.dst)} (Message ID "
+                          f"{q.message_id}, IKE SA {q.spi_i.hex()}/{q.spi_r.hex()}): request [{_payloads(q)}], no "
+                          "response on the wire", PASSED, t0 // 1_000_000, t0 // 1_000_000))
+    return sorted(steps, key=lambda st: st.start)
 
 
 def epoch_ms(clock: Callable[[], float]) -> Callable[[float], int]:

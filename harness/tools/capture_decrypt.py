@@ -188,6 +188,7 @@ def decrypt_capture(packets: Iterable[CapturedPacket], sas: list[IpsecSaKeys],
                 continue
             if found is not None:
                 res.ike = ike.add(res.index, found.data)
+                res.ike.src, res.ike.dst = found.src, found.dst
             continue
         res.protocol, res.spi, res.seq, res.udp_encap, res.dst = loc.protocol, loc.spi, loc.seq, loc.udp_encap, loc.dst
         sa = _find_sa(sas, loc)

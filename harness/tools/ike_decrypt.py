@@ -44,6 +44,8 @@ class IkeResult:
     fragment: tuple[int, int] | None = None  # (Fragment Number, Total Fragments) of an SKF datagram
     reassembled_from: list[int] = field(default_factory=list)  # frames of the fragments this one completed
     reason: str = ""
+    src: str = ""  # the datagram's source and destination addresses, where the capture said them
+    dst: str = ""
 
     @property
     def direction(self) -> str:

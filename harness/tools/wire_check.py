@@ -43,6 +43,7 @@ from harness.tools.capture_decrypt import (
     write_decrypted,
 )
 from harness.tools.cleartext import Selectors, cleartext_problems
+from harness.tools.ike_decrypt import IkeResult
 from harness.tools.pcapio import LINKTYPE_ETHERNET, CapturedPacket, read_capture
 
 SaId = tuple[str, int, str]  # (protocol, SPI, destination address): what names an IPsec SA (RFC 4301 s4.1)
@@ -84,6 +85,7 @@ class WireReport:
     counts: dict[str, int] = field(default_factory=dict)
     per_sa: dict[SaId, int] = field(default_factory=dict)  # highest count over the segments
     decrypted: dict[str, Path] = field(default_factory=dict)  # segment -> decrypted capture written
+    ike: list[tuple[int, IkeResult]] = field(default_factory=list)  # each IKE datagram (capture time in ns, result)
 
     @property
     def ok(self) -> bool:
@@ -197,6 +199,7 @@ def check_wire(pcaps: dict[str, Path], keys: KeysFile, counters: Iterable[SaCoun
         path = Path(path)
         packets = _read(segment, path)
         report = decrypt_capture(packets, keys.ipsec_sas, keys.sections.get("ike_sas", []))
+        out.ike += [(r.ts_ns, r.ike) for r in report.results if r.ike is not None]
         totals.update(report.counts())
         where = f"{segment} ({path.name})"
         frames = {p.index: p.data for p in packets}

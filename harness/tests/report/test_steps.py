@@ -162,3 +162,34 @@ def test_enrich_writes_steps_into_the_test_result():
         ("ESP batch: 3 echo requests", "passed", T0, T0 + 100), ("wire check: 1 problem(s)", "failed", T0 + 200, T0 + 300)]
     assert all(isinstance(s, model2.TestStepResult) for s in result.steps)
     assert [(p.name, p.value) for p in result.steps[0].parameters] == [("replies", "3")]
+
+
+def test_wire_exchanges_pair_requests_with_responses():
+    from harness.tools.ike_decrypt import IkeResult
+
+    A, B = "198.18.0.2", "198.18.0.3"
+
+    def msg(ms: int, exchange: str, mid: int, initiator: bool, response: bool, payloads: str, **kw) -> tuple:
+        src, dst = (A, B) if initiator else (B, A)
+        return ms * 1_000_000, IkeResult(0, kw.pop("status", "decrypted"), SPI_I, SPI_R if mid or response else bytes(8),
+                                         exchange, mid, initiator, response, payloads.split(), src=src, dst=dst, **kw)
+
+    wire = [msg(1, "IKE_SA_INIT", 0, True, False, "SA KE Nonce", status="unencrypted"),
+            msg(2, "IKE_SA_INIT", 0, True, False, "SA KE Nonce", status="unencrypted"),  # resent
+            msg(3, "IKE_SA_INIT", 0, False, True, "N(COOKIE)", status="unencrypted"),
+            msg(4, "IKE_SA_INIT", 0, True, False, "N(COOKIE) SA KE Nonce", status="unencrypted"),  # a new exchange
+            msg(5, "IKE_SA_INIT", 0, False, True, "SA KE Nonce", status="unencrypted"),
+            msg(6, "IKE_AUTH", 1, True, False, "SKF", status="unknown_spi", fragment=(1, 2)),  # completed by 7
+            msg(7, "IKE_AUTH", 1, True, False, "SK", status="unknown_spi", fragment=(2, 2), reassembled_from=[6]),
+            msg(8, "IKE_AUTH", 1, False, True, "SK", status="unknown_spi"),
+            msg(9, "INFORMATIONAL", 0, False, False, "D"),  # the responder's own Message ID 0
+            msg(10, "INFORMATIONAL", 0, True, True, "D"),
+            msg(11, "INFORMATIONAL", 2, True, False, "")]
+    got = steps.wire_exchange_steps(wire, {A: "strongswan-6.0", B: "libreswan-5.2"})
+    assert [(s.name.split(" (")[0], s.start, s.stop) for s in got] == [
+        ("IKE_SA_INIT strongswan-6.0 -> libreswan-5.2", 1, 3), ("IKE_SA_INIT strongswan-6.0 -> libreswan-5.2", 4, 5),
+        ("IKE_AUTH strongswan-6.0 -> libreswan-5.2", 7, 8), ("INFORMATIONAL libreswan-5.2 -> strongswan-6.0", 9, 10),
+        ("INFORMATIONAL strongswan-6.0 -> libreswan-5.2", 11, 11)]
+    assert got[0].name.endswith("request [SA KE Nonce], response [N(COOKIE)]")
+    assert got[2].name.endswith("request [SK (no keys for this IKE SA)], response [SK (no keys for this IKE SA)]")
+    assert got[-1].name.endswith("request [], no response on the wire")
