@@ -164,9 +164,10 @@ def _folded(events: Sequence[Any], times_ms: Sequence[int], i: int, t: int) -> i
 def exchange_steps(events: Sequence[Any], times_ms: Sequence[int], initiator: str, responder: str,
                    to_ms: Callable[[float], int] | None = None) -> list[Step]:
     """The built-in end's events (with their times in ms since the epoch, index for index) as steps: an IKE SA made
-    by IKE_SA_INIT + IKE_AUTH takes the Child SA reported with it into its step and starts at its IKE_SA_INIT (the
-    event's `started`, on the clock to_ms converts), an INFORMATIONAL the SAs it removed ("INFORMATIONAL Delete ...");
-    initiator and responder name the case's ends for the IKE_SA_INIT exchange. Other steps end where they start."""
+    by IKE_SA_INIT + IKE_AUTH takes the Child SA reported with it into its step, an INFORMATIONAL the SAs it removed
+    ("INFORMATIONAL Delete ..."); initiator and responder name the case's ends for the IKE_SA_INIT exchange. A step
+    starts at its event's `started` (on the clock to_ms converts) where the event has one: IKE_SA_INIT, or a request
+    of ours; else it is a point at the event."""
     out: list[Step] = []
     i = 0
     while i < len(events):
@@ -219,14 +220,17 @@ def wire_exchange_steps(messages: Sequence[tuple[int, Any]], names: Mapping[str,
         if key not in open_:
             continue  # an answer to a retransmission, or seen again on another segment
         t0, q = open_.pop(key)
-        steps.append(Step(f"{q.exchange} {names.get(q.src, q.src)} -> {names.get(q.dst, q.dst)} (Message ID "
-                          f"{q.message_id}, IKE SA {r.spi_i.hex()}/{r.spi_r.hex()}): request [{_payloads(q)}], "
-                          f"response [{_payloads(r)}]", PASSED, t0 // 1_000_000, ts // 1_000_000))
-    for t0, q in open_.values():
-        steps.append(Step(f"{q.exchange} {names.get(q.src, q.src)} -> {names.get(q.dst, q.dst)} (Message ID "
-                          f"{q.message_id}, IKE SA {q.spi_i.hex()}/{q.spi_r.hex()}): request [{_payloads(q)}], no "
-                          "response on the wire", PASSED, t0 // 1_000_000, t0 // 1_000_000))
+        steps.append(Step(_wire_name(q, r, names), PASSED, t0 // 1_000_000, ts // 1_000_000))
+    steps += [Step(_wire_name(q, None, names), PASSED, t0 // 1_000_000, t0 // 1_000_000) for t0, q in open_.values()]
     return sorted(steps, key=lambda st: st.start)
+
+
+def _wire_name(q: Any, r: Any, names: Mapping[str, str]) -> str:
+    """A wire exchange's step name: request q and its response r (None: unanswered)."""
+    sa = r or q
+    answer = f"response [{_payloads(r)}]" if r is not None else "no response on the wire"
+    return (f"{q.exchange} {names.get(q.src, q.src)} -> {names.get(q.dst, q.dst)} (Message ID {q.message_id}, IKE SA "
+            f"{sa.spi_i.hex()}/{sa.spi_r.hex()}): request [{_payloads(q)}], {answer}")
 
 
 def epoch_ms(clock: Callable[[], float]) -> Callable[[float], int]:
