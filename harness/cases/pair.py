@@ -69,6 +69,11 @@ class End:
         return callable(getattr(self.adapter, "fit", None))
 
 
+def _woken(end: End) -> int:
+    """Agent replies on end's runtime node that came only after a nudge, so far (0 without an agent channel)."""
+    return getattr(getattr(end.runtime_node, "channel", None), "woken", 0)
+
+
 @dataclass
 class Evidence:
     """What a case leaves behind: keys seen (by SA), kernel counters, expected traffic, files written."""
@@ -107,6 +112,12 @@ class Pair(DataPlane, Rekeying):
         self.loaded: list[End] = []
         self.steps: list[Step] = []  # packet batches and checks, for the Allure result (harness.report.steps)
         self._events_from = {e.name: len(e.adapter.events) for e in self.ends if e.builtin}  # a pooled end keeps old ones
+        self._woken_from = {e.name: _woken(e) for e in self.ends}
+
+    def woken(self) -> dict[str, int]:
+        """Per end, the agent replies in this case that came only after a nudge (harness.runtime.agent): a UML guest
+        that slept through the request; none for ends without an agent channel."""
+        return {e.name: n for e in self.ends if (n := _woken(e) - self._woken_from[e.name])}
 
     # -- declarations ---------------------------------------------------------------------------------
     @property

@@ -145,6 +145,7 @@ def pair(request: pytest.FixtureRequest, lab_pool: fixtures.LabPool):
         for path in p.evidence.files or list(capture.files.values()):
             item.user_properties.append(("artifact", _relative(path, out)))
         item.user_properties += [(f"case_{k}_s", round(v, 4)) for k, v in p.evidence.timings.items()]
+        item.user_properties += [(f"{name}.agent_replies_after_nudge", n) for name, n in p.woken().items()]
     if failed:
         fixtures.attach_files(item, files)
 

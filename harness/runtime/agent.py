@@ -26,6 +26,8 @@ LINE_FRAME = 2048  # the most request bytes sent before the agent acknowledges t
 # stops for good when more than its tty's 4096-byte receive buffer is in flight (measured: a 4000-byte put hangs the
 # 7.2um1 guest, 3000 bytes pass), so a larger request goes as acknowledged "part" frames and a closing "whole"
 LOG_TAIL = 4000
+NUDGE = b"\0"  # a byte outside any frame (the agent skips bytes before the magic), to wake a sleeping UML guest
+NUDGE_AFTER = 2.0  # s without a reply before each nudge
 
 
 def encode_frame(obj: dict[str, Any]) -> bytes:
@@ -74,8 +76,10 @@ class FrameReader:
 class AgentChannel:
     """A connection to one guest's agent: ready handshake, then one request at a time."""
 
-    def __init__(self, sock: socket.socket, what: str, log_tail: Callable[[], str]) -> None:
-        self.sock, self.what, self.log_tail = sock, what, log_tail
+    def __init__(self, sock: socket.socket, what: str, log_tail: Callable[[], str], nudge: bool = False) -> None:
+        self.sock, self.what, self.log_tail, self.nudge = sock, what, log_tail, nudge
+        self.nudges = 0  # nudges sent (nudge: a reply late by NUDGE_AFTER gets one NUDGE each NUDGE_AFTER)
+        self.woken = 0  # replies that came after a nudge
         self.reader = FrameReader(sock)
         self.lock = threading.Lock()
         self.ready: dict[str, Any] = {}
@@ -126,15 +130,35 @@ class AgentChannel:
                     self.owed -= 1
                 self.sock.sendall(encode_frame(req))
                 self.owed += 1
-                reply = self.reader.read(time.monotonic() + timeout)
+                reply = self._reply(time.monotonic() + timeout)
                 self.owed -= 1
             except TimeoutError:
-                raise self._fail(self.dead or f"agent gave no answer to {what} within {timeout:.0f} s") from None
+                nudged = f" ({self.nudges} nudges sent on this channel)" if self.nudge else ""
+                raise self._fail(self.dead or f"agent gave no answer to {what} within {timeout:.0f} s{nudged}") from None
             except (EOFError, OSError, ValueError) as e:
                 raise self._fail(f"control channel failed during {what}: {e!r}") from None
         if "error" in reply:
             raise LabError(f"{self.what}: {reply['error']}")
         return reply
+
+    def _reply(self, deadline: float) -> dict[str, Any]:
+        """The next frame by deadline. With nudge (a UML guest's serial line), a reply late by NUDGE_AFTER brings a
+        NUDGE each NUDGE_AFTER: a UML 7.2 guest can sleep through a pending event until the next one comes
+        (harness.runtime.uml_kick), and a serial line gets none from the kick on its network links."""
+        if not self.nudge:
+            return self.reader.read(deadline)
+        nudged = False
+        while True:
+            try:
+                reply = self.reader.read(min(deadline, time.monotonic() + NUDGE_AFTER))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                self.sock.sendall(NUDGE)
+                self.nudges, nudged = self.nudges + 1, True
+                continue
+            self.woken += nudged
+            return reply
 
     def close(self) -> None:
         """Close the host end."""

@@ -357,7 +357,7 @@ class UmlRuntime(Runtime):
             finally:
                 guest_end.close()
             labels.record_pid(run, node.proc.pid, f"uml {name}", node.argv)
-            node.channel = AgentChannel(host_end, name, node.logs)
+            node.channel = AgentChannel(host_end, name, node.logs, nudge=True)
             ready = node.channel.wait_ready(spec.ready_timeout or READY_TIMEOUT, lambda: node.alive)
             node.kernel = str(ready.get("kernel", ""))
             missing = [m for m in ready.get("modules_missing", []) if m in ("esp4", "ah4", "xfrm_user")]

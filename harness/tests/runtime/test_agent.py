@@ -153,3 +153,37 @@ def test_a_large_request_goes_in_parts_no_longer_than_a_serial_line_takes(node: 
     assert node.exec(["cat"], input=data.hex()).stdout == data.hex()
     assert len(sent) > 2 * len(data) // agent.LINE_FRAME
     assert max(sent) < 4096, max(sent)  # a UML tty receive buffer
+
+
+def test_a_late_reply_is_nudged_and_the_agent_skips_the_nudges(node: _Node, monkeypatch) -> None:
+    """A UML channel sends a NUDGE byte each NUDGE_AFTER while a reply is late; the real agent reads them as junk."""
+    monkeypatch.setattr(agent, "NUDGE_AFTER", 0.1)
+    node.channel.nudge = True
+    r = node.exec(["sh", "-c", "sleep 0.5; echo slow"])
+    assert (r.rc, r.stdout) == (0, "slow\n") and node.channel.nudges >= 3 and node.channel.woken == 1
+    assert node.exec(["echo", "next"]).stdout == "next\n" and node.channel.woken == 1  # a prompt reply: no nudge
+
+
+def test_a_guest_that_sleeps_until_an_event_answers_after_a_nudge(monkeypatch) -> None:
+    """The stall a nudge is for: a guest that holds its reply until something more arrives on the line."""
+    monkeypatch.setattr(agent, "NUDGE_AFTER", 0.1)
+    host, guest = socket.socketpair()
+
+    def sleepy() -> None:
+        guest.sendall(agent.encode_frame({"op": "ready", "kernel": "k"}))
+        reader = agent.FrameReader(guest)
+        import time
+
+        reader.read(time.monotonic() + 5)  # the request
+        while guest.recv(1) != agent.NUDGE:
+            pass
+        guest.sendall(agent.encode_frame({"answer": 42}))
+
+    t = threading.Thread(target=sleepy, daemon=True)
+    t.start()
+    ch = agent.AgentChannel(host, "sleepy", lambda: "", nudge=True)
+    ch.wait_ready(5)
+    assert ch.request({"op": "ping"}, 5) == {"answer": 42} and ch.woken == 1
+    t.join(5)
+    ch.close()
+    guest.close()
