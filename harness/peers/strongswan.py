@@ -355,9 +355,24 @@ class StrongswanAdapter(NodeBase):
         self.timings["load"] = time.monotonic() - t0
 
     def unload(self, name: str) -> None:
-        """unload-conn (its SAs go too)."""
+        """unload-conn, then terminate (force) any IKE SA of that name charon still holds. A half-open one outlives
+        unload-conn, retransmitting its IKE_SA_INIT, and charon joins a later initiate of a same-named connection to it:
+        seen in ike/test_retransmission, where the IKE_SA_INIT row leaves one unanswered on purpose and the next
+        row's CREATE_CHILD_SA was queued on it ('delaying task initiation, IKE_SA_INIT exchange in progress'), sent
+        nothing new and failed when it gave up. LabError if one is still there after 5 s."""
         self._call("unload-conn", lambda: self.session().unload_conn({"name": name}))
         self.connections.pop(name, None)
+        deadline = time.monotonic() + 5.0
+        while self._call("list-sas", lambda: list(self.session().list_sas({"ike": name}))):
+            if time.monotonic() >= deadline:
+                raise LabError(f"strongSwan: an IKE SA {name!r} outlived unload-conn and a forced terminate (5 s); "
+                               f"log tail:\n{self.logs()[-1500:]}")
+            try:
+                self._call("terminate", lambda: list(self.session().terminate({"ike": name, "force": "yes"})))
+            except LabError as e:
+                if "no matching" not in str(e):  # gone between the listing and the terminate
+                    raise
+            time.sleep(0.1)
 
     def initiate(self, name: str, timeout: float = 30.0, child: str | None = None) -> IkeSaRecord:
         """initiate the connection's Child SA (and IKE SA); the resulting IKE SA record."""
