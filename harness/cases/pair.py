@@ -703,7 +703,7 @@ class Pair(DataPlane, Rekeying):
         """Every lab address (IPv4 and IPv6) and the end, or lab node such as a NAT router, that holds it."""
         ends = {e.node: e.name for e in self.ends}
         return {str(a.ip): ends.get(node.name, node.name) for node in self.lab.nodes.values()
-                for i in node.interfaces for a in (i.v4, i.v6) if a is not None}
+                for i in node.interfaces for a in (i.v4, i.v6)}
 
     def _unload(self, held: bool = True) -> None:
         """Unload both ends and make sure the peers hold no SA of the case (the next case on these pooled peers

@@ -69,7 +69,7 @@ def build(records: list[dict]) -> Matrix:
             if r.get(k) and str(r[k]) not in i.get(k, "").split(", "):
                 i[k] = ", ".join(filter(None, (i.get(k), str(r[k]))))
         for q in r.get("requirements", []):
-            key = f"RFC {q['rfc']} s{q['section']} {q['level']}".strip()
+            key = f"{_section(q)} {q['level']}".strip()
             by_req[key][r["verdict"]] += 1
             cover[key][peer][r["verdict"]] += 1
     peers = sorted(p for p in info if p != NO_PEER) + ([NO_PEER] if NO_PEER in info else [])
@@ -103,8 +103,13 @@ def section_of(cells: dict[str, dict]) -> str:
     """The RFC section a case row checks ("RFC 4303 s3.4.3"): its records' first named requirement; "" if none."""
     for rec in cells.values():
         for q in rec.get("requirements", []):
-            return f"RFC {q['rfc']} s{q['section']}"
+            return _section(q)
     return ""
+
+
+def _section(q: dict) -> str:
+    """A requirement's RFC section as the matrix names it: "RFC 4303 s3.4.3"."""
+    return f"RFC {q['rfc']} s{q['section']}"
 
 
 def by_section(cases: dict[str, dict[str, dict]]) -> list[tuple[str, list[tuple[str, dict[str, dict]]]]]:
