@@ -37,14 +37,16 @@ def encode_frame(obj: dict[str, Any]) -> bytes:
 
 
 class FrameReader:
-    """Reads frames from a socket, skipping junk before the magic (a serial line may carry some)."""
+    """Reads frames from a socket, skipping junk before the magic (a serial line may carry some). A read that times
+    out consumes nothing of a frame that has begun to arrive: the next read takes it whole."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
 
-    def _need(self, n: int, deadline: float) -> bytes:
-        while len(self.buf) < n:
+    def _fill(self, deadline: float) -> None:
+        """One more chunk into buf; TimeoutError at deadline, EOFError when the peer closed."""
+        while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
@@ -56,21 +58,33 @@ class FrameReader:
             if not chunk:
                 raise EOFError
             self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+            return
 
-    def read(self, deadline: float) -> dict[str, Any]:
-        """The next frame's JSON object; TimeoutError at deadline, EOFError when the peer closed, ValueError if bad."""
-        head = self._need(4, deadline)
-        while head != MAGIC:
-            head = head[1:] + self._need(1, deadline)
-        (length,) = struct.unpack(">I", self._need(4, deadline))
+    def _take(self) -> dict[str, Any] | None:
+        """The first whole frame in buf (junk before its magic dropped), or None while it is incomplete."""
+        at = self.buf.find(MAGIC)
+        if at < 0:
+            self.buf = self.buf[-(len(MAGIC) - 1):]  # a magic may be arriving in pieces
+            return None
+        self.buf = self.buf[at:]
+        if len(self.buf) < 8:
+            return None
+        (length,) = struct.unpack(">I", self.buf[4:8])
         if length > MAX_FRAME:
             raise ValueError(f"frame of {length} bytes")
-        obj = json.loads(self._need(length, deadline))
+        if len(self.buf) < 8 + length:
+            return None
+        body, self.buf = self.buf[8:8 + length], self.buf[8 + length:]
+        obj = json.loads(body)
         if not isinstance(obj, dict):
             raise ValueError("frame is not a JSON object")
         return obj
+
+    def read(self, deadline: float) -> dict[str, Any]:
+        """The next frame's JSON object; TimeoutError at deadline, EOFError when the peer closed, ValueError if bad."""
+        while (frame := self._take()) is None:
+            self._fill(deadline)
+        return frame
 
 
 class AgentChannel:

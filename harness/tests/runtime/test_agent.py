@@ -187,3 +187,22 @@ def test_a_guest_that_sleeps_until_an_event_answers_after_a_nudge(monkeypatch) -
     t.join(5)
     ch.close()
     guest.close()
+
+
+def test_a_read_that_times_out_mid_frame_leaves_the_frame_whole() -> None:
+    """A nudged channel reads with short deadlines: a frame still arriving when one passes must not be lost."""
+    import time
+
+    a, b = socket.socketpair()
+    whole = agent.encode_frame({"reply": "x" * 5000})
+    a.sendall(b"junk" + whole[:6])  # the magic and half the length
+    r = agent.FrameReader(b)
+    with pytest.raises(TimeoutError):
+        r.read(time.monotonic() + 0.2)
+    a.sendall(whole[6:3000])
+    with pytest.raises(TimeoutError):
+        r.read(time.monotonic() + 0.2)
+    a.sendall(whole[3000:])
+    assert r.read(time.monotonic() + 2) == {"reply": "x" * 5000}
+    a.close()
+    b.close()
